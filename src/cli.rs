@@ -1,0 +1,321 @@
+//! Command line: `serve` (the default), `simulate`, `decode`. Every flag can
+//! also come from a `DASHCAM_*` environment variable.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::codec::FileKind;
+use crate::server::{Server, ServerConfig};
+use crate::session::{self, Mode};
+use crate::simulator::{self, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dashcam-server",
+    version,
+    about = "Downloads video and photos from DashCam/DualCam and ADAS cameras (Teltonika FMx file-transfer protocol).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand, the server runs with these flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Listen for cameras and store every file they send (the default).
+    Serve(ServeArgs),
+    /// Act as a camera: connect to a server and send files, as a device would.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DASHCAM_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// TCP port the cameras connect to (the camera's "Port" setting).
+    #[arg(long, env = "DASHCAM_PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// Folder for downloads: <output-dir>/<imei>/<YYYYMMDD_HHMMSS>_<name>.<ext>.
+    #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
+    pub output_dir: PathBuf,
+    /// auto: DashCam flow when the camera reports files, else ADAS; dashcam; adas.
+    #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later).
+    #[arg(long, env = "DASHCAM_METADATA")]
+    pub metadata: bool,
+    /// Seconds to wait for a metadata answer before requesting the file anyway.
+    #[arg(
+        long,
+        env = "DASHCAM_METADATA_TIMEOUT",
+        default_value_t = 5.0,
+        value_name = "SECS"
+    )]
+    pub metadata_timeout: f64,
+    /// Files to request, comma-separated (videof,videor,photof,photor). The first
+    /// round requests exactly these; later rounds those of them the camera reports.
+    #[arg(long, env = "DASHCAM_FILES", value_delimiter = ',', value_parser = parse_kind, value_name = "LIST")]
+    pub files: Option<Vec<FileKind>>,
+    /// Seconds a camera may stay silent before its link is dropped (partial kept).
+    #[arg(
+        long,
+        env = "DASHCAM_READ_TIMEOUT",
+        default_value_t = 120.0,
+        value_name = "SECS"
+    )]
+    pub read_timeout: f64,
+    /// Largest file accepted, in MiB; a bigger START is refused before any byte is written.
+    #[arg(
+        long,
+        env = "DASHCAM_MAX_FILE_MB",
+        default_value_t = 512,
+        value_name = "MB"
+    )]
+    pub max_file_mb: u64,
+    /// Connections served at once; more get CLOSE straight away.
+    #[arg(
+        long,
+        env = "DASHCAM_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+    /// Serve only this IMEI (repeatable, or comma-separated in the variable).
+    #[arg(
+        long,
+        env = "DASHCAM_ALLOW_IMEI",
+        value_delimiter = ',',
+        value_name = "IMEI"
+    )]
+    pub allow_imei: Vec<u64>,
+    /// Serve only the IMEIs in this file, one per line (# starts a comment).
+    #[arg(long, env = "DASHCAM_ALLOW_FILE", value_name = "PATH")]
+    pub allow_file: Option<PathBuf>,
+    /// Hours after which an unfinished download starts over instead of resuming.
+    #[arg(
+        long,
+        env = "DASHCAM_PARTIAL_MAX_AGE",
+        default_value_t = 48.0,
+        value_name = "HOURS"
+    )]
+    pub partial_max_age: f64,
+    /// Download rounds per session; each after the first begins with REPEAT INIT.
+    #[arg(
+        long,
+        env = "DASHCAM_MAX_ROUNDS",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub max_rounds: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// The server to send to.
+    #[arg(long, env = "DASHCAM_SERVER", value_name = "HOST:PORT")]
+    pub server: String,
+    /// The camera's IMEI (with --cameras, the first of a run of IMEIs).
+    #[arg(long, env = "DASHCAM_IMEI", default_value_t = 350612071913857)]
+    pub imei: u64,
+    /// A file to offer: videof=clip.h265, photor=rear.jpg (repeatable).
+    #[arg(long = "file", env = "DASHCAM_FILE", value_delimiter = ',', value_parser = parse_offer, value_name = "ID=PATH")]
+    pub files: Vec<(FileKind, PathBuf)>,
+    /// A file that appears only after the server's REPEAT INIT (repeatable).
+    #[arg(long = "later-file", value_parser = parse_offer, value_name = "ID=PATH")]
+    pub later_files: Vec<(FileKind, PathBuf)>,
+    /// An ADAS file: the path the camera reports, and the local file to send (repeatable).
+    #[arg(long = "adas-path", value_parser = parse_adas, value_name = "PATH=FILE")]
+    pub adas: Vec<(String, PathBuf)>,
+    /// Behave like firmware before 03.27.04: never answer METADATA REQ.
+    #[arg(long)]
+    pub no_metadata: bool,
+    /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
+    #[arg(long, default_value_t = 30)]
+    pub frame_rate: u8,
+    /// Run this many cameras at once, IMEIs counting up from --imei.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cameras: usize,
+    /// Write the stream in random pieces of 1..=N bytes, like a poor modem.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_write: usize,
+    /// Spoil the CRC of this packet once (repeatable), to watch the server recover.
+    #[arg(long, value_name = "K")]
+    pub corrupt_packet: Vec<u32>,
+    /// Drop the link right after sending packet K, to test resume.
+    #[arg(long, value_name = "K")]
+    pub drop_after: Option<u32>,
+    /// Seconds to wait for the server before giving up.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+}
+
+fn parse_kind(s: &str) -> Result<FileKind, String> {
+    FileKind::from_name(s)
+        .ok_or_else(|| format!("unknown file '{s}': use videof, videor, photof or photor"))
+}
+
+fn parse_offer(s: &str) -> Result<(FileKind, PathBuf), String> {
+    let (id, path) = s
+        .split_once('=')
+        .ok_or("expected ID=PATH, e.g. videof=clip.h265")?;
+    Ok((parse_kind(id)?, PathBuf::from(path)))
+}
+
+fn parse_adas(s: &str) -> Result<(String, PathBuf), String> {
+    let (p, f) = s
+        .split_once('=')
+        .ok_or("expected PATH=FILE, e.g. ADAS/0001.mp4=clip.mp4")?;
+    Ok((p.to_string(), PathBuf::from(f)))
+}
+
+fn secs(v: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("{flag} must be a number of seconds >= 0"))
+}
+
+impl ServeArgs {
+    fn allow_list(&self) -> Result<Option<HashSet<u64>>> {
+        let mut allow: HashSet<u64> = self.allow_imei.iter().copied().collect();
+        if let Some(path) = &self.allow_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --allow-file {}", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let imei = line.parse().with_context(|| {
+                    format!("{} line {}: '{line}' is not an IMEI", path.display(), n + 1)
+                })?;
+                allow.insert(imei);
+            }
+            if allow.is_empty() {
+                bail!(
+                    "--allow-file {} lists no IMEI: no camera could connect",
+                    path.display()
+                );
+            }
+        }
+        Ok((!allow.is_empty()).then_some(allow))
+    }
+
+    pub fn to_config(&self) -> Result<ServerConfig> {
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        if self.max_rounds == 0 {
+            bail!("--max-rounds must be at least 1");
+        }
+        Ok(ServerConfig {
+            bind: self.bind.clone(),
+            port: self.port,
+            output_dir: self.output_dir.clone(),
+            session: session::Config {
+                mode: self.mode,
+                metadata: self.metadata,
+                metadata_timeout: secs(self.metadata_timeout, "--metadata-timeout")?,
+                read_timeout: secs(self.read_timeout, "--read-timeout")?
+                    .max(Duration::from_millis(10)),
+                files: self.files.clone(),
+                max_packets: (self.max_file_mb.saturating_mul(1024)).min(u32::MAX as u64) as u32,
+                allow: self.allow_list()?,
+                max_rounds: self.max_rounds,
+                ..session::Config::default()
+            },
+            partial_max_age: secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let cfg = args.to_config()?;
+    let server = Server::bind(cfg)?;
+    let stop = server.stop_handle();
+    ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
+    log::info!(
+        "listening on {} (mode {:?}, metadata {}, output {})",
+        server.local_addr(),
+        args.mode,
+        if args.metadata { "on" } else { "off" },
+        args.output_dir.display()
+    );
+    server.run()
+}
+
+fn simulate(args: &SimulateArgs) -> Result<bool> {
+    if args.files.is_empty() && args.later_files.is_empty() && args.adas.is_empty() {
+        bail!("nothing to send: give --file ID=PATH or --adas-path PATH=FILE");
+    }
+    let mut cfg = SimConfig::new(args.server.clone(), args.imei);
+    cfg.files = args.files.clone();
+    cfg.later_files = args.later_files.clone();
+    cfg.adas = args
+        .adas
+        .iter()
+        .map(|(p, f)| (p.as_bytes().to_vec(), f.clone()))
+        .collect();
+    cfg.metadata = !args.no_metadata;
+    cfg.frame_rate = args.frame_rate;
+    cfg.max_write = args.max_write;
+    cfg.corrupt_packets = args.corrupt_packet.clone();
+    cfg.drop_after = args.drop_after;
+    cfg.timeout = secs(args.timeout, "--timeout")?;
+    if args.cameras > 1 {
+        let report = simulator::run_many(&cfg, args.cameras);
+        for (imei, why) in report.failures.iter().take(10) {
+            log::warn!("camera {imei}: {why}");
+        }
+        println!("{report}");
+        return Ok(report.failures.is_empty());
+    }
+    let r = simulator::run_camera(&cfg)?;
+    for (id, k) in &r.resumes {
+        log::info!("server asked for {id} from packet {k}");
+    }
+    println!(
+        "sent {} file(s) ({} bytes): {}; session ended by {}",
+        r.taken.len(),
+        r.bytes_sent,
+        if r.taken.is_empty() {
+            "none".to_string()
+        } else {
+            r.taken.join(", ")
+        },
+        r.ended_by
+    );
+    if !r.complete {
+        eprintln!("error: the server did not take every file and end the session");
+    }
+    Ok(r.complete)
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let result = match &cli.command {
+        None => serve(&cli.serve).map(|_| true),
+        Some(Command::Serve(a)) => serve(a).map(|_| true),
+        Some(Command::Simulate(a)) => simulate(a),
+    };
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
