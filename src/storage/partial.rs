@@ -235,7 +235,12 @@ impl<'s> Partial<'s> {
 impl Drop for Partial<'_> {
     /// Not finished: keep what was verified, and say so in the state file.
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.next_packet == 1 {
+            // Nothing verified: nothing to resume, so leave nothing behind.
+            self.file = None;
+            let _ = fs::remove_file(&self.part_path);
+            let _ = fs::remove_file(&self.state_path);
+        } else if !self.finished {
             if let Some(mut f) = self.file.take() {
                 let _ = f.flush();
             }

@@ -1,0 +1,182 @@
+//! Helpers shared by the loopback tests: a server on an ephemeral port in a
+//! temporary folder, test files, and a look at what landed on disk.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dashcam_server::codec::{FileKind, Frame, InitPacket};
+use dashcam_server::server::{Server, ServerConfig, StopHandle};
+use dashcam_server::session::{self, Summary};
+use dashcam_server::simulator::SimConfig;
+use dashcam_server::storage::Sidecar;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub stop: StopHandle,
+    pub summaries: Receiver<Summary>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn config(dir: &Path) -> ServerConfig {
+    ServerConfig {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        output_dir: dir.to_path_buf(),
+        session: session::Config {
+            read_timeout: Duration::from_secs(20),
+            ..session::Config::default()
+        },
+        partial_max_age: Duration::from_secs(3600),
+        max_connections: 1024,
+    }
+}
+
+pub fn start_with(cfg: ServerConfig) -> TestServer {
+    let dir = cfg.output_dir.clone();
+    let mut server = Server::bind(cfg).expect("bind");
+    let summaries = server.summaries();
+    let addr = server.local_addr();
+    let stop = server.stop_handle();
+    let thread = Some(std::thread::spawn(move || server.run()));
+    TestServer { addr, dir, stop, summaries, thread }
+}
+
+pub fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let mut cfg = config(dir);
+    tweak(&mut cfg);
+    start_with(cfg)
+}
+
+impl TestServer {
+    pub fn sim(&self, imei: u64) -> SimConfig {
+        let mut c = SimConfig::new(self.addr.to_string(), imei);
+        c.timeout = Duration::from_secs(20);
+        c
+    }
+
+    /// The next session summary (sessions end in any order).
+    pub fn summary(&self) -> Summary {
+        self.summaries.recv_timeout(Duration::from_secs(30)).expect("a session summary")
+    }
+
+    pub fn shutdown(mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
+}
+
+/// Deterministic bytes, different per seed, that are not a simple repetition.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Finished media files (not sidecars) in a camera's folder, sorted.
+pub fn media(out: &Path, imei: u64) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(out.join(imei.to_string())) else { return Vec::new() };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn sidecar_of(media: &Path) -> Sidecar {
+    let text = std::fs::read_to_string(media.with_extension("json")).expect("sidecar");
+    serde_json::from_str(&text).expect("sidecar JSON")
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn kind_file(dir: &Path, kind: FileKind, len: usize, seed: u64) -> (FileKind, PathBuf, Vec<u8>) {
+    let bytes = content(len, seed);
+    let p = write_file(dir, &format!("{}-{seed}.bin", kind.name()), &bytes);
+    (kind, p, bytes)
+}
+
+/// A hand-driven camera for hostile and edge-case input.
+pub struct Raw {
+    pub s: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        // The server may already have hung up: that is fine for hostile input.
+        let _ = self.s.write_all(bytes);
+    }
+
+    pub fn init(&mut self, imei: u64, kinds: &[FileKind]) {
+        let init = InitPacket { protocol_id: 5, imei, settings: InitPacket::settings_for(kinds) };
+        self.send(&init.encode());
+    }
+
+    pub fn frame(&mut self, f: Frame<'_>) {
+        self.send(&f.to_vec());
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn expect(&mut self, n: usize) -> Vec<u8> {
+        let mut b = vec![0; n];
+        self.s.read_exact(&mut b).expect("bytes from the server");
+        b
+    }
+
+    /// Everything the server sends until it closes the link.
+    pub fn rest(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = self.s.read_to_end(&mut v);
+        v
+    }
+}
