@@ -29,13 +29,19 @@ fn one_file_lands_byte_exact_with_its_sidecar_and_index_line() {
     let files = media(&out, IMEI);
     assert_eq!(files.len(), 1);
     let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
-    assert!(name.ends_with("_videof.h265") && name.len() == "YYYYMMDD_HHMMSS_videof.h265".len(), "{name}");
+    assert!(
+        name.ends_with("_videof.h265") && name.len() == "YYYYMMDD_HHMMSS_videof.h265".len(),
+        "{name}"
+    );
     assert_eq!(std::fs::read(&files[0]).unwrap(), bytes);
 
     let sc = sidecar_of(&files[0]);
     assert_eq!(sc.imei, "350612071913857");
     assert_eq!(sc.file, "%videof");
-    assert_eq!((sc.media.as_str(), sc.camera.as_deref()), ("video", Some("front")));
+    assert_eq!(
+        (sc.media.as_str(), sc.camera.as_deref()),
+        ("video", Some("front"))
+    );
     assert_eq!((sc.size_bytes, sc.packets, sc.crc_errors), (5000, 5, 0));
     assert_eq!(sc.crc16, format!("0x{:04X}", crc16(0, &bytes)));
     assert_eq!(sc.protocol_id, 5);
@@ -48,7 +54,9 @@ fn one_file_lands_byte_exact_with_its_sidecar_and_index_line() {
     assert_eq!(line["path"], format!("{IMEI}/{name}"));
     assert_eq!(line["size_bytes"], 5000);
     // Nothing half-done is left behind.
-    assert!(all_files(&out).iter().all(|p| !p.to_string_lossy().contains(".partial/")));
+    assert!(all_files(&out)
+        .iter()
+        .all(|p| !p.to_string_lossy().contains(".partial/")));
     let s = srv.summary();
     assert_eq!((s.end, s.stored.len(), s.bytes), (End::Completed, 1, 5000));
 }
@@ -58,11 +66,16 @@ fn four_files_in_one_to_nine_byte_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let srv = start(&out, |_| {});
-    let files: Vec<_> = [(FileKind::VideoFront, 3000), (FileKind::VideoRear, 2048), (FileKind::PhotoFront, 1), (FileKind::PhotoRear, 1500)]
-        .into_iter()
-        .enumerate()
-        .map(|(i, (k, len))| kind_file(tmp.path(), k, len, 10 + i as u64))
-        .collect();
+    let files: Vec<_> = [
+        (FileKind::VideoFront, 3000),
+        (FileKind::VideoRear, 2048),
+        (FileKind::PhotoFront, 1),
+        (FileKind::PhotoRear, 1500),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (k, len))| kind_file(tmp.path(), k, len, 10 + i as u64))
+    .collect();
     let mut cam = srv.sim(IMEI);
     cam.files = files.iter().map(|(k, p, _)| (*k, p.clone())).collect();
     cam.max_write = 9;
@@ -73,7 +86,10 @@ fn four_files_in_one_to_nine_byte_writes() {
     for (kind, _, bytes) in &files {
         let f = stored
             .iter()
-            .find(|p| p.to_string_lossy().ends_with(&format!("_{}.{}", kind.name(), kind.extension())))
+            .find(|p| {
+                p.to_string_lossy()
+                    .ends_with(&format!("_{}.{}", kind.name(), kind.extension()))
+            })
             .unwrap_or_else(|| panic!("{kind:?} missing in {stored:?}"));
         assert_eq!(&std::fs::read(f).unwrap(), bytes, "{kind:?}");
         assert_eq!(sidecar_of(f).file, kind.identifier());
@@ -135,7 +151,10 @@ fn a_refused_file_stores_nothing() {
     assert!(!report.complete);
     assert!(report.ended_by.contains("0x11"), "{}", report.ended_by);
     assert_eq!(srv.summary().end, End::DeviceStatus(0x11));
-    let left: Vec<_> = all_files(&out).into_iter().filter(|p| !p.ends_with("downloads.jsonl")).collect();
+    let left: Vec<_> = all_files(&out)
+        .into_iter()
+        .filter(|p| !p.ends_with("downloads.jsonl"))
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -164,19 +183,34 @@ fn adas_path_flow_keeps_the_name_and_extension() {
     let b = content(10, 8);
     let mut cam = srv.sim(IMEI);
     cam.adas = vec![
-        (b"DCIM/ADAS/evt_0001.mp4".to_vec(), write_file(tmp.path(), "a.mp4", &a)),
-        (b"DCIM/ADAS/snap 2.JPG".to_vec(), write_file(tmp.path(), "b.jpg", &b)),
+        (
+            b"DCIM/ADAS/evt_0001.mp4".to_vec(),
+            write_file(tmp.path(), "a.mp4", &a),
+        ),
+        (
+            b"DCIM/ADAS/snap 2.JPG".to_vec(),
+            write_file(tmp.path(), "b.jpg", &b),
+        ),
     ];
     let report = run_camera(&cam).unwrap();
     assert!(report.complete, "{report:?}");
     let stored = media(&out, IMEI);
     assert_eq!(stored.len(), 2, "{stored:?}");
-    let mp4 = stored.iter().find(|p| p.to_string_lossy().ends_with("_evt_0001.mp4")).unwrap();
-    let jpg = stored.iter().find(|p| p.to_string_lossy().ends_with("_snap_2.jpg")).unwrap();
+    let mp4 = stored
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_evt_0001.mp4"))
+        .unwrap();
+    let jpg = stored
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_snap_2.jpg"))
+        .unwrap();
     assert_eq!(std::fs::read(mp4).unwrap(), a);
     assert_eq!(std::fs::read(jpg).unwrap(), b);
     let sc = sidecar_of(mp4);
-    assert_eq!((sc.file.as_str(), sc.media.as_str(), sc.camera), ("DCIM/ADAS/evt_0001.mp4", "adas", None));
+    assert_eq!(
+        (sc.file.as_str(), sc.media.as_str(), sc.camera),
+        ("DCIM/ADAS/evt_0001.mp4", "adas", None)
+    );
 }
 
 #[test]
@@ -185,7 +219,10 @@ fn auto_mode_uses_adas_when_no_availability_bit_is_set() {
     let out = tmp.path().join("out");
     let srv = start(&out, |_| {});
     let mut cam = srv.sim(IMEI);
-    cam.adas = vec![(b"ADAS/x.h264".to_vec(), write_file(tmp.path(), "x", &content(2000, 9)))];
+    cam.adas = vec![(
+        b"ADAS/x.h264".to_vec(),
+        write_file(tmp.path(), "x", &content(2000, 9)),
+    )];
     assert!(run_camera(&cam).unwrap().complete);
     assert!(media(&out, IMEI)[0].to_string_lossy().ends_with("_x.h264"));
 }
@@ -196,12 +233,18 @@ fn adas_path_climbing_out_stays_inside_the_output_folder() {
     let out = tmp.path().join("deep").join("out");
     let srv = start(&out, |c| c.session.mode = Mode::Adas);
     let mut cam = srv.sim(IMEI);
-    cam.adas = vec![(b"../../evil.jpg".to_vec(), write_file(tmp.path(), "evil-src", b"owned"))];
+    cam.adas = vec![(
+        b"../../evil.jpg".to_vec(),
+        write_file(tmp.path(), "evil-src", b"owned"),
+    )];
     let report = run_camera(&cam).unwrap();
     assert!(!report.complete);
     assert_eq!(report.ended_by, "CLOSE");
     assert!(matches!(srv.summary().end, End::Refused(_)));
-    let everywhere: Vec<_> = all_files(tmp.path()).into_iter().filter(|p| p.to_string_lossy().contains("evil.jpg")).collect();
+    let everywhere: Vec<_> = all_files(tmp.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("evil.jpg"))
+        .collect();
     assert!(everywhere.is_empty(), "{everywhere:?}");
     assert!(all_files(&out).is_empty());
 }
@@ -221,12 +264,21 @@ fn metadata_names_the_file_and_fills_the_sidecar() {
     let f = &media(&out, IMEI)[0];
     assert_eq!(std::fs::read(f).unwrap(), b);
     let m = sidecar_of(f).metadata.expect("metadata");
-    assert_eq!((m.command_version, m.file_type, m.frame_rate, m.duration_s), (Some(1), Some(0x10), Some(25), Some(10)));
+    assert_eq!(
+        (m.command_version, m.file_type, m.frame_rate, m.duration_s),
+        (Some(1), Some(0x10), Some(25), Some(10))
+    );
     assert_eq!(m.timezone_minutes, Some(120));
     assert!((m.latitude.unwrap() - 54.7004183).abs() < 1e-9);
     let ts = chrono::DateTime::parse_from_rfc3339(m.timestamp.as_deref().unwrap()).unwrap();
-    let stamp = ts.with_timezone(&chrono::Utc).format("%Y%m%d_%H%M%S").to_string();
-    assert!(f.file_name().unwrap().to_string_lossy().starts_with(&stamp), "{f:?} vs {stamp}");
+    let stamp = ts
+        .with_timezone(&chrono::Utc)
+        .format("%Y%m%d_%H%M%S")
+        .to_string();
+    assert!(
+        f.file_name().unwrap().to_string_lossy().starts_with(&stamp),
+        "{f:?} vs {stamp}"
+    );
     assert_eq!(m.raw_hex.len(), 80);
 }
 
@@ -285,6 +337,9 @@ fn same_second_same_file_is_not_clobbered() {
     let got: Vec<Vec<u8>> = stored.iter().map(|p| std::fs::read(p).unwrap()).collect();
     assert!(got.contains(&b1) && got.contains(&b2));
     for f in &stored {
-        assert_eq!(sidecar_of(f).size_bytes, std::fs::metadata(f).unwrap().len());
+        assert_eq!(
+            sidecar_of(f).size_bytes,
+            std::fs::metadata(f).unwrap().len()
+        );
     }
 }

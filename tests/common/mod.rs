@@ -44,7 +44,13 @@ pub fn start_with(cfg: ServerConfig) -> TestServer {
     let addr = server.local_addr();
     let stop = server.stop_handle();
     let thread = Some(std::thread::spawn(move || server.run()));
-    TestServer { addr, dir, stop, summaries, thread }
+    TestServer {
+        addr,
+        dir,
+        stop,
+        summaries,
+        thread,
+    }
 }
 
 pub fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
@@ -62,7 +68,9 @@ impl TestServer {
 
     /// The next session summary (sessions end in any order).
     pub fn summary(&self) -> Summary {
-        self.summaries.recv_timeout(Duration::from_secs(30)).expect("a session summary")
+        self.summaries
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a session summary")
     }
 
     pub fn shutdown(mut self) {
@@ -100,7 +108,9 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// Finished media files (not sidecars) in a camera's folder, sorted.
 pub fn media(out: &Path, imei: u64) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(out.join(imei.to_string())) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(out.join(imei.to_string())) else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
@@ -133,7 +143,12 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn kind_file(dir: &Path, kind: FileKind, len: usize, seed: u64) -> (FileKind, PathBuf, Vec<u8>) {
+pub fn kind_file(
+    dir: &Path,
+    kind: FileKind,
+    len: usize,
+    seed: u64,
+) -> (FileKind, PathBuf, Vec<u8>) {
     let bytes = content(len, seed);
     let p = write_file(dir, &format!("{}-{seed}.bin", kind.name()), &bytes);
     (kind, p, bytes)
@@ -158,7 +173,11 @@ impl Raw {
     }
 
     pub fn init(&mut self, imei: u64, kinds: &[FileKind]) {
-        let init = InitPacket { protocol_id: 5, imei, settings: InitPacket::settings_for(kinds) };
+        let init = InitPacket {
+            protocol_id: 5,
+            imei,
+            settings: InitPacket::settings_for(kinds),
+        };
         self.send(&init.encode());
     }
 
