@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::codec::FileKind;
+use crate::convert::Converter;
 use crate::server::{Server, ServerConfig};
 use crate::session::{self, Mode};
 use crate::simulator::{self, SimConfig};
@@ -34,6 +35,18 @@ pub enum Command {
     Serve(ServeArgs),
     /// Act as a camera: connect to a server and send files, as a device would.
     Simulate(SimulateArgs),
+    /// Explain packets given in hex: init, frames (several in a row), or an 8-byte double.
+    Decode {
+        /// Hex bytes; spaces, ':' and 0x prefixes are fine.
+        #[arg(required = true, num_args = 1.., value_name = "HEX")]
+        hex: Vec<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvertTo {
+    /// H.264 in MP4, playable everywhere (needs ffmpeg on PATH).
+    Mp4,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -108,6 +121,12 @@ pub struct ServeArgs {
         value_name = "HOURS"
     )]
     pub partial_max_age: f64,
+    /// Convert each stored video, keeping the .h265: mp4 (needs ffmpeg).
+    #[arg(long, env = "DASHCAM_CONVERT", value_enum, value_name = "FORMAT")]
+    pub convert: Option<ConvertTo>,
+    /// Frame rate for conversion when the file has no metadata (camera default 30).
+    #[arg(long, env = "DASHCAM_FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
     /// Download rounds per session; each after the first begins with REPEAT INIT.
     #[arg(
         long,
@@ -239,7 +258,15 @@ impl ServeArgs {
 
 fn serve(args: &ServeArgs) -> Result<()> {
     let cfg = args.to_config()?;
-    let server = Server::bind(cfg)?;
+    let mut server = Server::bind(cfg)?;
+    let converter = match args.convert {
+        Some(ConvertTo::Mp4) => Converter::start(args.fps),
+        None => None,
+    };
+    if let Some(c) = &converter {
+        let queue = c.queue();
+        server = server.on_stored(move |s| queue.submit(s));
+    }
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
     log::info!(
@@ -249,7 +276,22 @@ fn serve(args: &ServeArgs) -> Result<()> {
         if args.metadata { "on" } else { "off" },
         args.output_dir.display()
     );
-    server.run()
+    let result = server.run();
+    if let Some(c) = converter {
+        c.stop();
+    }
+    result
+}
+
+fn decode(hex: &[String]) -> Result<bool> {
+    let bytes = crate::decode::parse_hex(hex).map_err(|e| anyhow::anyhow!("bad hex: {e}"))?;
+    match crate::decode::describe(&bytes) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(true)
+        }
+        Err(e) => bail!("{e}"),
+    }
 }
 
 fn simulate(args: &SimulateArgs) -> Result<bool> {
@@ -309,6 +351,7 @@ pub fn main() -> i32 {
         None => serve(&cli.serve).map(|_| true),
         Some(Command::Serve(a)) => serve(a).map(|_| true),
         Some(Command::Simulate(a)) => simulate(a),
+        Some(Command::Decode { hex }) => decode(hex),
     };
     match result {
         Ok(true) => 0,

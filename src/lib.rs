@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod codec;
+pub mod convert;
+pub mod decode;
 pub mod server;
 pub mod session;
 pub mod simulator;

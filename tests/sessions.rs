@@ -94,6 +94,23 @@ fn four_files_in_one_to_nine_byte_writes() {
         assert_eq!(&std::fs::read(f).unwrap(), bytes, "{kind:?}");
         assert_eq!(sidecar_of(f).file, kind.identifier());
     }
+    // One index line per stored file, with its path under the output folder.
+    let index = std::fs::read_to_string(out.join("downloads.jsonl")).unwrap();
+    let mut paths: Vec<String> = index
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    paths.sort();
+    let expected: Vec<String> = stored
+        .iter()
+        .map(|p| format!("{IMEI}/{}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    assert_eq!(paths, expected);
 }
 
 #[test]

@@ -154,21 +154,11 @@ impl Storage {
                 sidecar_path,
                 sidecar: sc,
             };
-            self.write_sidecar(&stored)?;
+            write_sidecar(&stored)?;
             self.append_index(&stored)?;
             return Ok(stored);
         }
         anyhow::bail!("no free file name for {stem}.{ext} in {}", dir.display())
-    }
-
-    /// (Re)writes a sidecar atomically: a reader never sees half a JSON.
-    pub fn write_sidecar(&self, stored: &Stored) -> Result<()> {
-        let tmp = stored.sidecar_path.with_extension("json.tmp");
-        let mut body = serde_json::to_vec_pretty(&stored.sidecar)?;
-        body.push(b'\n');
-        fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &stored.sidecar_path)
-            .with_context(|| format!("writing {}", stored.sidecar_path.display()))
     }
 
     fn append_index(&self, stored: &Stored) -> Result<()> {
@@ -188,6 +178,16 @@ impl Storage {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .with_context(|| format!("appending to {}", path.display()))
     }
+}
+
+/// (Re)writes a sidecar atomically: a reader never sees half a JSON.
+pub fn write_sidecar(stored: &Stored) -> Result<()> {
+    let tmp = stored.sidecar_path.with_extension("json.tmp");
+    let mut body = serde_json::to_vec_pretty(&stored.sidecar)?;
+    body.push(b'\n');
+    fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &stored.sidecar_path)
+        .with_context(|| format!("writing {}", stored.sidecar_path.display()))
 }
 
 /// Gives `part` the name `dst` only if `dst` does not exist yet.

@@ -1,0 +1,290 @@
+//! `dashcam-server decode HEX...`: what a packet says, in plain words.
+
+use std::fmt::Write as _;
+
+use crate::codec::{
+    self, frame::HEADER_LEN, parse_init, status_name, FileKind, Frame, Metadata, INIT_LEN,
+};
+use crate::storage::sidecar::{from_millis, rfc3339};
+
+/// Parses hex with any spacing, `:`/`,`/`-` separators and optional `0x` prefixes.
+pub fn parse_hex(args: &[String]) -> Result<Vec<u8>, String> {
+    let mut digits = String::new();
+    for token in args
+        .iter()
+        .flat_map(|a| a.split([' ', '\t', '\n', ',', ':', '-']))
+    {
+        let t = token.trim();
+        let t = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .unwrap_or(t);
+        digits.push_str(t);
+    }
+    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("'{bad}' is not a hex digit"));
+    }
+    if digits.is_empty() {
+        return Err("no bytes given".into());
+    }
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "{} hex digits: bytes need an even number",
+            digits.len()
+        ));
+    }
+    Ok((0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("checked hex"))
+        .collect())
+}
+
+/// Describes init packets, frames, or a bare 8-byte double.
+pub fn describe(bytes: &[u8]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = bytes;
+    if rest.len() >= INIT_LEN && rest[..2] == [0, 0] && rest[2..4] != [0, 0] {
+        let init = parse_init(rest)
+            .map_err(|e| e.to_string())?
+            .expect("16 bytes");
+        describe_init(&init, &mut out);
+        rest = &rest[INIT_LEN..];
+    } else if rest.len() == 8 && !matches!(codec::parse_frame(rest), Ok(Some((_, 8)))) {
+        let v = f64::from_be_bytes(rest.try_into().expect("8 bytes"));
+        return Ok(format!(
+            "double {} = {v}\n",
+            codec::hex(rest).replace(' ', "")
+        ));
+    }
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        match codec::parse_frame(rest) {
+            Ok(Some((f, used))) => {
+                describe_frame(&f, used, &mut out);
+                rest = &rest[used..];
+            }
+            Ok(None) if rest.len() < HEADER_LEN => {
+                return Err(format!(
+                    "{out}frame {n}: only {} byte(s), a frame header is 4 (cmd u16, len u16)",
+                    rest.len()
+                ))
+            }
+            Ok(None) => {
+                let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+                return Err(format!(
+                    "{out}frame {n}: {} (0x{:02X}{:02X}) says {len} payload bytes, only {} present",
+                    codec::command_name(u16::from_be_bytes([rest[0], rest[1]])).unwrap_or("?"),
+                    rest[0],
+                    rest[1],
+                    rest.len() - HEADER_LEN
+                ));
+            }
+            Err(e) => return Err(format!("{out}frame {n}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+fn describe_init(init: &codec::InitPacket, out: &mut String) {
+    let _ = writeln!(out, "INIT packet (16 bytes, device to server)");
+    let _ = writeln!(out, "  protocol id: {}", init.protocol_id);
+    let _ = writeln!(out, "  IMEI:        {}", init.imei);
+    let _ = writeln!(out, "  settings:    0x{:08X}", init.settings);
+    let kinds = init.available();
+    if kinds.is_empty() {
+        let _ = writeln!(
+            out,
+            "  files available: none (an ADAS camera, or nothing captured)"
+        );
+    } else {
+        let _ = writeln!(out, "  files available: {}", kind_list(&kinds));
+    }
+    let other = init.settings & !0x3C00_0000;
+    if other != 0 {
+        let _ = writeln!(out, "  other bits:  0x{other:08X} (undocumented)");
+    }
+}
+
+fn kind_list(kinds: &[FileKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| {
+            format!(
+                "{} ({} {})",
+                k.identifier(),
+                if k.is_video() { "video" } else { "photo" },
+                if k.is_front() { "front" } else { "rear" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn text(b: &[u8]) -> String {
+    format!("\"{}\"", String::from_utf8_lossy(b).escape_debug())
+}
+
+fn describe_frame(f: &Frame<'_>, used: usize, out: &mut String) {
+    let _ = write!(
+        out,
+        "{} (0x{:04X}, {} bytes): ",
+        f.name(),
+        f.command(),
+        used
+    );
+    let _ = match *f {
+        Frame::Close => writeln!(out, "close the session"),
+        Frame::Start { packets } => writeln!(
+            out,
+            "the file has {packets} packets (up to {} bytes)",
+            packets as u64 * 1024
+        ),
+        Frame::Resume { offset } => writeln!(out, "send from packet {offset}"),
+        Frame::Sync { offset } => writeln!(out, "DATA follows from packet {offset}"),
+        Frame::Data { payload, crc } => writeln!(
+            out,
+            "{} file bytes, CRC 0x{crc:04X} (CRC of these bytes alone from 0: 0x{:04X})",
+            payload.len(),
+            codec::crc16(0, payload)
+        ),
+        Frame::Status { code } => writeln!(out, "status 0x{code:08X}: {}", status_name(code)),
+        Frame::FileRequest { identifier } | Frame::MetadataRequest { identifier } => {
+            match FileKind::from_identifier(identifier) {
+                Some(k) => writeln!(out, "{}", kind_list(&[k])),
+                None => writeln!(out, "{} (an ADAS path)", text(identifier)),
+            }
+        }
+        Frame::RepeatInit => writeln!(out, "send the init packet again"),
+        Frame::PathRequest => writeln!(out, "ADAS: which file path?"),
+        Frame::Path { path } => writeln!(out, "ADAS file path {}", text(path)),
+        Frame::Metadata { payload } => describe_metadata(payload, out),
+    };
+}
+
+fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
+    let m = Metadata::parse(p);
+    let na = || "n/a".to_string();
+    let time = |ms: Option<u64>| {
+        ms.and_then(from_millis)
+            .map(|t| format!("{} ({} ms)", rfc3339(t), ms.unwrap_or(0)))
+    };
+    writeln!(out, "file metadata, {} bytes", p.len())?;
+    writeln!(
+        out,
+        "  command version: {}",
+        m.command_version.map_or_else(na, |v| v.to_string())
+    )?;
+    let ft = m.file_type.map_or_else(na, |t| {
+        format!("0x{t:02X} {}", kind_list(&FileKind::in_byte(t)))
+    });
+    writeln!(out, "  file type:       {ft}")?;
+    writeln!(
+        out,
+        "  timestamp:       {}",
+        time(m.timestamp_ms).unwrap_or_else(na)
+    )?;
+    writeln!(
+        out,
+        "  trigger:         {}",
+        m.trigger.map_or_else(na, |v| v.to_string())
+    )?;
+    writeln!(
+        out,
+        "  duration:        {}",
+        m.duration_s.map_or_else(na, |v| format!("{v} s"))
+    )?;
+    writeln!(
+        out,
+        "  frame rate:      {}",
+        m.frame_rate.map_or_else(na, |v| format!("{v} fps"))
+    )?;
+    let tz = m.timezone_minutes.map_or_else(na, |z| {
+        format!(
+            "UTC{}{:02}:{:02} ({z} min)",
+            if z < 0 { '-' } else { '+' },
+            z.abs() / 60,
+            z.abs() % 60
+        )
+    });
+    writeln!(out, "  time zone:       {tz}")?;
+    let deg = |v: Option<f64>| v.map_or_else(na, |d| format!("{d:.7}"));
+    writeln!(out, "  latitude:        {}", deg(m.latitude))?;
+    writeln!(out, "  longitude:       {}", deg(m.longitude))?;
+    writeln!(
+        out,
+        "  trigger time:    {}",
+        time(m.trigger_timestamp_ms).unwrap_or_else(na)
+    )?;
+    if !m.extra.is_empty() {
+        writeln!(out, "  extra bytes:     {}", codec::hex(&m.extra))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Result<String, String> {
+        describe(&parse_hex(&[s.to_string()])?)
+    }
+
+    #[test]
+    fn real_init_packet() {
+        let s = d("00 00 00 05 00 01 3E E1 3C 00 19 81 44 00 04 00").unwrap();
+        assert!(s.contains("protocol id: 5"), "{s}");
+        assert!(s.contains("IMEI:        350612071913857"));
+        assert!(s.contains("%photof (photo front)"));
+        assert!(s.contains("other bits:  0x40000400 (undocumented)"));
+    }
+
+    #[test]
+    fn several_frames_in_a_row() {
+        let s = d("0008 0007 2570686F746F66 0001 0006 00000020 0000 0005 0004 00000011").unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[0].starts_with("FILE REQ (0x0008, 11 bytes): %photof"),
+            "{s}"
+        );
+        assert!(lines[1].contains("32 packets"));
+        assert!(lines[2].contains("requested file not available"));
+    }
+
+    #[test]
+    fn full_metadata_frame() {
+        let payload = "01 10 0000018BCFE5687B 04 000A 19 0078 404B59A74E8E028D 403947AE147AE148 0000018BCFE56800";
+        let s = d(&format!("000B 0028 {payload}")).unwrap();
+        assert!(
+            s.contains("timestamp:       2023-11-14T22:13:20.123Z"),
+            "{s}"
+        );
+        assert!(s.contains("latitude:        54.7004183"));
+        assert!(s.contains("longitude:       25.2800000"));
+        assert!(s.contains("frame rate:      25 fps"));
+        assert!(s.contains("time zone:       UTC+02:00 (120 min)"));
+        assert!(s.contains("duration:        10 s"));
+        assert!(s.contains("%videof (video front)"));
+    }
+
+    #[test]
+    fn bare_double() {
+        assert_eq!(
+            d("404B59A74E8E028D").unwrap(),
+            "double 404B59A74E8E028D = 54.7004183\n"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        assert!(d("00 0").unwrap_err().contains("even number"));
+        assert!(d("zz").unwrap_err().contains("not a hex digit"));
+        assert!(d("00 01 00 06 00 00")
+            .unwrap_err()
+            .contains("says 6 payload bytes, only 2 present"));
+        assert!(d("00").unwrap_err().contains("frame header is 4"));
+        assert!(d("0007 0000")
+            .unwrap_err()
+            .contains("unknown command 0x0007"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The field toolkit through the real binary: conversion, decode, samples.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+
+/// ffmpeg is installed by .ci/run; on a developer machine without it these tests say so and pass.
+fn have_ffmpeg() -> bool {
+    let ok = Command::new("ffprobe")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install ffmpeg (see .ci/run)"
+        );
+        eprintln!("ffmpeg/ffprobe not installed: skipping");
+    }
+    ok
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+fn probe(path: &Path) -> String {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn samples_are_real_hevc_and_jpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    assert_eq!(probe(&samples().join("front.h265")), "hevc,320,240");
+    assert_eq!(probe(&samples().join("rear.h265")), "hevc,320,240");
+    assert_eq!(probe(&samples().join("photo.jpg")), "mjpeg,320,240");
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Child(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--convert",
+                "mp4",
+                "--metadata",
+            ])
+            .arg("--output-dir")
+            .arg(&out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = format!("127.0.0.1:{port}");
+    let began = Instant::now();
+    let sim = loop {
+        let o = Command::new(BIN)
+            .args([
+                "simulate",
+                "--server",
+                &server,
+                "--imei",
+                "350612071913857",
+                "--frame-rate",
+                "25",
+            ])
+            .arg("--file")
+            .arg(format!("videof={}", samples().join("front.h265").display()))
+            .arg("--file")
+            .arg(format!("photof={}", samples().join("photo.jpg").display()))
+            .output()
+            .unwrap();
+        if o.status.success() || began.elapsed() > Duration::from_secs(20) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        sim.status.success(),
+        "simulate: {}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sim.stdout).contains("sent 2 file(s)"));
+
+    let video = media(&out, 350612071913857)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "h265"))
+        .expect("stored h265");
+    let began = Instant::now();
+    let sidecar = loop {
+        let sc = sidecar_of(&video);
+        if sc.mp4.is_some()
+            || sc.conversion_error.is_some()
+            || began.elapsed() > Duration::from_secs(120)
+        {
+            break sc;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(sidecar.conversion_error, None);
+    let mp4 = video.with_file_name(sidecar.mp4.expect("mp4 recorded in the sidecar"));
+    assert_eq!(mp4, video.with_extension("mp4"));
+    assert_eq!(
+        std::fs::read(&video).unwrap(),
+        std::fs::read(samples().join("front.h265")).unwrap(),
+        "raw .h265 kept"
+    );
+    assert_eq!(probe(&mp4), "h264,320,240");
+    // It plays: every frame decodes.
+    let play = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&mp4)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        play.status.success() && play.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    // 3 s at 25 fps (from metadata), less the 0.9 s the recipe skips: about 2.1 s.
+    let dur = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let secs: f64 = String::from_utf8_lossy(&dur.stdout).trim().parse().unwrap();
+    assert!((secs - (90.0 / 25.0 - 0.9)).abs() < 0.3, "duration {secs}");
+    // The photo is not converted.
+    assert!(!all_files(&out)
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with("_photof.mp4")));
+}
+
+#[test]
+fn decode_explains_packets_and_fails_clearly() {
+    let o = Command::new(BIN)
+        .args([
+            "decode",
+            "00 00 00 05 00 01 3E E1 3C 00 19 81 44 00 04 00",
+            "00 01 00 06 00 00 00 20 00 00",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("IMEI:        350612071913857") && text.contains("32 packets"),
+        "{text}"
+    );
+
+    let o = Command::new(BIN)
+        .args(["decode", "00 04 00 10 AB"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only 1 present"));
+    let o = Command::new(BIN).args(["decode", "xyz"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad hex"));
+}
+
+#[test]
+fn simulate_exits_nonzero_when_the_server_does_not_take_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| {
+        c.session.files = Some(vec![dashcam_server::codec::FileKind::VideoRear])
+    });
+    let o = Command::new(BIN)
+        .args(["simulate", "--server", &srv.addr.to_string()])
+        .arg("--file")
+        .arg(format!("photof={}", samples().join("photo.jpg").display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
