@@ -25,6 +25,8 @@ fn one_file_lands_byte_exact_with_its_sidecar_and_index_line() {
     // One file, then REPEAT INIT found nothing more: the session must end with CLOSE.
     assert_eq!(report.ended_by, "CLOSE");
     assert_eq!(report.resumes, vec![("%videof".to_string(), 1)]);
+    // A DashCam whose repeated init reports nothing is done: no ADAS PATH REQ.
+    assert_eq!(report.path_requests, 0);
 
     let files = media(&out, IMEI);
     assert_eq!(files.len(), 1);

@@ -155,6 +155,8 @@ pub struct Session<'a, R, W: Write> {
     imei: Option<u64>,
     stored: Vec<Stored>,
     crc_retries: u32,
+    /// The flow chosen at the first init: ADAS (true) or DashCam.
+    adas: Option<bool>,
 }
 
 /// The sending half, apart from the reader so a frame borrowed from the
@@ -206,6 +208,7 @@ impl<'a, R: Read + ReadTimeout, W: Write> Session<'a, R, W> {
             imei: None,
             stored: Vec::new(),
             crc_retries: 0,
+            adas: None,
         }
     }
 
@@ -310,11 +313,13 @@ impl<'a, R: Read + ReadTimeout, W: Write> Session<'a, R, W> {
         seen: &mut HashSet<Vec<u8>>,
     ) -> Result<usize, End> {
         let cfg = self.ctx.config;
-        let adas = match cfg.mode {
+        // Auto picks the flow on the first init: a DashCam whose later init
+        // reports nothing is done, not an ADAS camera.
+        let adas = *self.adas.get_or_insert(match cfg.mode {
             Mode::Dashcam => false,
             Mode::Adas => true,
             Mode::Auto => init.available().is_empty() && cfg.files.is_none(),
-        };
+        });
         let before = self.stored.len();
         if adas {
             for _ in 0..cfg.max_adas_paths {

@@ -161,18 +161,20 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
         let result = match answer {
             Ok(Ok(raw)) => {
                 let m = codec::Metadata::parse(&raw);
+                let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
                 log::info!(
-                    "[{}] metadata for {}: {} bytes, time {}, trigger {:?}, duration {:?}s, {:?} fps",
+                    "[{}] metadata for {}: {} bytes, time {}, trigger {}, duration {} s, {} fps",
                     self.link.tag,
                     spec.display(),
                     raw.len(),
-                    m.timestamp_ms
-                        .and_then(sidecar::from_millis)
-                        .map(sidecar::rfc3339)
-                        .unwrap_or_else(|| "n/a".into()),
-                    m.trigger,
-                    m.duration_s,
-                    m.frame_rate
+                    show(
+                        m.timestamp_ms
+                            .and_then(sidecar::from_millis)
+                            .map(sidecar::rfc3339)
+                    ),
+                    show(m.trigger.map(|v| v.to_string())),
+                    show(m.duration_s.map(|v| v.to_string())),
+                    show(m.frame_rate.map(|v| v.to_string()))
                 );
                 Ok(Some(raw))
             }
@@ -275,7 +277,7 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
                         }
                         retries_here = 0;
                         let decile = k as u64 * 10 / packets as u64;
-                        if decile > last_decile && k < packets {
+                        if decile > last_decile && k < packets && packets >= 10 {
                             last_decile = decile;
                             log::info!(
                                 "[{}] {} {}% ({k}/{packets} packets)",

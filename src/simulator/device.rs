@@ -254,6 +254,7 @@ impl Camera {
                 }
                 Cmd::RepeatInit => self.send_init()?,
                 Cmd::PathRequest => {
+                    self.report.path_requests += 1;
                     let path = self
                         .pending
                         .iter()

@@ -68,6 +68,7 @@ pub struct SimReport {
     /// Every RESUME offset received, in order, per identifier.
     pub resumes: Vec<(String, u32)>,
     pub metadata_requests: u32,
+    pub path_requests: u32,
     /// CLOSE, COMPLETED, or why the link ended.
     pub ended_by: String,
     /// The server took every file offered and ended the session itself.

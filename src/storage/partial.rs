@@ -166,7 +166,16 @@ impl<'s> Partial<'s> {
     }
 
     fn start_over(&mut self) -> Result<()> {
-        let file = File::create(&self.part_path)
+        let create = || File::create(&self.part_path);
+        let file = create()
+            .or_else(|e| {
+                // Another session of this camera may have just removed the empty folder.
+                let dir = self
+                    .part_path
+                    .parent()
+                    .filter(|_| e.kind() == io::ErrorKind::NotFound);
+                dir.map_or(Err(e), |d| fs::create_dir_all(d).and_then(|_| create()))
+            })
             .with_context(|| format!("creating {}", self.part_path.display()))?;
         self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
         self.save_state()
@@ -228,6 +237,10 @@ impl<'s> Partial<'s> {
             .publish(self.imei, &self.part_path, stem, ext, sidecar)?;
         let _ = fs::remove_file(&self.state_path);
         self.finished = true;
+        // Only succeeds when no other partial is waiting there.
+        if let Some(dir) = self.part_path.parent() {
+            let _ = fs::remove_dir(dir);
+        }
         Ok(stored)
     }
 }
