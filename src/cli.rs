@@ -149,31 +149,31 @@ pub struct SimulateArgs {
     #[arg(long = "file", env = "DASHCAM_FILE", value_delimiter = ',', value_parser = parse_offer, value_name = "ID=PATH")]
     pub files: Vec<(FileKind, PathBuf)>,
     /// A file that appears only after the server's REPEAT INIT (repeatable).
-    #[arg(long = "later-file", value_parser = parse_offer, value_name = "ID=PATH")]
+    #[arg(long = "later-file", env = "DASHCAM_LATER_FILE", value_delimiter = ',', value_parser = parse_offer, value_name = "ID=PATH")]
     pub later_files: Vec<(FileKind, PathBuf)>,
     /// An ADAS file: the path the camera reports, and the local file to send (repeatable).
-    #[arg(long = "adas-path", value_parser = parse_adas, value_name = "PATH=FILE")]
+    #[arg(long = "adas-path", env = "DASHCAM_ADAS_PATH", value_delimiter = ',', value_parser = parse_adas, value_name = "PATH=FILE")]
     pub adas: Vec<(String, PathBuf)>,
     /// Behave like firmware before 03.27.04: never answer METADATA REQ.
-    #[arg(long)]
+    #[arg(long, env = "DASHCAM_NO_METADATA")]
     pub no_metadata: bool,
     /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]
     pub frame_rate: u8,
     /// Run this many cameras at once, IMEIs counting up from --imei.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, env = "DASHCAM_CAMERAS", default_value_t = 1, value_name = "N")]
     pub cameras: usize,
     /// Write the stream in random pieces of 1..=N bytes, like a poor modem.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, env = "DASHCAM_MAX_WRITE", default_value_t = 0, value_name = "N")]
     pub max_write: usize,
     /// Spoil the CRC of this packet once (repeatable), to watch the server recover.
-    #[arg(long, value_name = "K")]
+    #[arg(long, env = "DASHCAM_CORRUPT_PACKET", value_delimiter = ',', value_name = "K")]
     pub corrupt_packet: Vec<u32>,
     /// Drop the link right after sending packet K, to test resume.
-    #[arg(long, value_name = "K")]
+    #[arg(long, env = "DASHCAM_DROP_AFTER", value_name = "K")]
     pub drop_after: Option<u32>,
     /// Seconds to wait for the server before giving up.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    #[arg(long, env = "DASHCAM_TIMEOUT", default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,
 }
 
