@@ -167,13 +167,23 @@ pub struct SimulateArgs {
     #[arg(long, env = "DASHCAM_MAX_WRITE", default_value_t = 0, value_name = "N")]
     pub max_write: usize,
     /// Spoil the CRC of this packet once (repeatable), to watch the server recover.
-    #[arg(long, env = "DASHCAM_CORRUPT_PACKET", value_delimiter = ',', value_name = "K")]
+    #[arg(
+        long,
+        env = "DASHCAM_CORRUPT_PACKET",
+        value_delimiter = ',',
+        value_name = "K"
+    )]
     pub corrupt_packet: Vec<u32>,
     /// Drop the link right after sending packet K, to test resume.
     #[arg(long, env = "DASHCAM_DROP_AFTER", value_name = "K")]
     pub drop_after: Option<u32>,
     /// Seconds to wait for the server before giving up.
-    #[arg(long, env = "DASHCAM_TIMEOUT", default_value_t = 30.0, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "DASHCAM_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECS"
+    )]
     pub timeout: f64,
 }
 

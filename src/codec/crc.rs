@@ -1,13 +1,13 @@
 //! CRC-16 of DATA packets: reflected, polynomial 0x8408, no final XOR, chained
 //! from packet to packet (the CRC-16/KERMIT register carried on).
 //!
-//! Slicing-by-8 tables built at compile time: the CRC runs on every byte of
+//! Slicing-by-16 tables built at compile time: the CRC runs on every byte of
 //! every file, so it must not be the bottleneck of a transfer.
 
 const POLY: u16 = 0x8408;
 
-const fn build_tables() -> [[u16; 256]; 8] {
-    let mut t = [[0u16; 256]; 8];
+const fn build_tables() -> [[u16; 256]; 16] {
+    let mut t = [[0u16; 256]; 16];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u16;
@@ -24,7 +24,7 @@ const fn build_tables() -> [[u16; 256]; 8] {
         i += 1;
     }
     let mut k = 1;
-    while k < 8 {
+    while k < 16 {
         let mut i = 0;
         while i < 256 {
             let prev = t[k - 1][i];
@@ -36,23 +36,32 @@ const fn build_tables() -> [[u16; 256]; 8] {
     t
 }
 
-static TABLES: [[u16; 256]; 8] = build_tables();
+static TABLES: [[u16; 256]; 16] = build_tables();
 
 /// CRC of `data` starting from `init` (the previous packet's CRC, 0 for packet 1).
 pub fn crc16(init: u16, data: &[u8]) -> u16 {
     let t = &TABLES;
     let mut crc = init;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
+        let c: &[u8; 16] = c.try_into().expect("16-byte chunk");
         let lo = crc ^ u16::from_le_bytes([c[0], c[1]]);
-        crc = t[7][(lo & 0xFF) as usize]
-            ^ t[6][(lo >> 8) as usize]
-            ^ t[5][c[2] as usize]
-            ^ t[4][c[3] as usize]
-            ^ t[3][c[4] as usize]
-            ^ t[2][c[5] as usize]
-            ^ t[1][c[6] as usize]
-            ^ t[0][c[7] as usize];
+        crc = t[15][(lo & 0xFF) as usize]
+            ^ t[14][(lo >> 8) as usize]
+            ^ t[13][c[2] as usize]
+            ^ t[12][c[3] as usize]
+            ^ t[11][c[4] as usize]
+            ^ t[10][c[5] as usize]
+            ^ t[9][c[6] as usize]
+            ^ t[8][c[7] as usize]
+            ^ t[7][c[8] as usize]
+            ^ t[6][c[9] as usize]
+            ^ t[5][c[10] as usize]
+            ^ t[4][c[11] as usize]
+            ^ t[3][c[12] as usize]
+            ^ t[2][c[13] as usize]
+            ^ t[1][c[14] as usize]
+            ^ t[0][c[15] as usize];
     }
     for &b in chunks.remainder() {
         crc = (crc >> 8) ^ t[0][((crc ^ b as u16) & 0xFF) as usize];
