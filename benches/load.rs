@@ -297,24 +297,28 @@ fn crc_speed(runs: usize) {
     let data: Vec<u8> = (0..64 * MIB as usize)
         .map(|i| (i * 31 + (i >> 9)) as u8)
         .collect();
-    let mut fast = vec![];
-    for _ in 0..runs {
-        let t = Instant::now();
-        let mut crc = 0u16;
-        for chunk in data.chunks(1024) {
-            crc = crc16(crc, chunk);
+    let speed = |f: fn(u16, &[u8]) -> u16| {
+        let mut v = vec![];
+        for _ in 0..runs {
+            let t = Instant::now();
+            let mut crc = 0u16;
+            for chunk in data.chunks(1024) {
+                crc = f(crc, chunk);
+            }
+            std::hint::black_box(crc);
+            v.push(data.len() as f64 / 1e6 / t.elapsed().as_secs_f64());
         }
-        std::hint::black_box(crc);
-        fast.push(data.len() as f64 / 1e6 / t.elapsed().as_secs_f64());
-    }
+        median(v)
+    };
+    let fast = speed(crc16);
+    let table = speed(dashcam_server::codec::crc::crc16_table);
     let small = &data[..8 * MIB as usize];
     let t = Instant::now();
     std::hint::black_box(dashcam_server::codec::crc::crc16_bitwise(0, small));
     let bitwise = small.len() as f64 / 1e6 / t.elapsed().as_secs_f64();
-    let f = median(fast);
     println!(
-        "| CRC-16 (slicing-by-16, 1024-byte packets) | {f:.0} MB/s | bit-by-bit reference {bitwise:.0} MB/s ({:.1}x) | | | runs {runs} |",
-        f / bitwise
+        "| CRC-16 of 1024-byte packets (crc16: PCLMULQDQ folding where the CPU has it) | {fast:.0} MB/s | slicing-by-16 table {table:.0} MB/s; bit-by-bit reference {bitwise:.0} MB/s ({:.1}x) | | | runs {runs} |",
+        fast / bitwise
     );
 }
 
