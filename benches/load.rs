@@ -208,7 +208,6 @@ fn raw_copy(src: &Path, out_dir: &Path, to_disk: bool) -> f64 {
         if let Some(f) = f {
             f.sync_all().unwrap();
         }
-        let _ = std::fs::remove_file(&dst);
         total
     });
     let mut s = TcpStream::connect(addr).unwrap();
@@ -223,7 +222,9 @@ fn raw_copy(src: &Path, out_dir: &Path, to_disk: bool) -> f64 {
     }
     drop(s);
     let total = rx.join().unwrap();
-    total as f64 / 1e6 / began.elapsed().as_secs_f64()
+    let secs = began.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(out_dir.join("raw-copy.bin"));
+    total as f64 / 1e6 / secs
 }
 
 fn single(opts: &Opts, dir: &Path, mib: u64) {

@@ -256,6 +256,7 @@ impl<'a, R: Read + ReadTimeout, W: Write> Session<'a, R, W> {
 
     fn drive(&mut self) -> Result<(), End> {
         let mut init = self.read_init()?;
+        log::debug!("[{}] <- INIT {}", self.remote, codec::hex(&init.encode()));
         self.imei = Some(init.imei);
         self.protocol_id = init.protocol_id;
         self.link.tag = init.imei.to_string();
