@@ -372,3 +372,63 @@ pub fn main() -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["dashcam-server", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Serve(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn allow_file_and_flags_make_one_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("allow.txt");
+        std::fs::write(
+            &file,
+            "# fleet A\n350612071913857\n\n  350612071913858  # van 2\n",
+        )
+        .unwrap();
+        let a = serve_args(&["--allow-imei", "1", "--allow-file", file.to_str().unwrap()]);
+        let allow = a.to_config().unwrap().session.allow.unwrap();
+        let want: HashSet<u64> = [1, 350612071913857, 350612071913858].into_iter().collect();
+        assert_eq!(allow, want);
+        assert!(serve_args(&[]).to_config().unwrap().session.allow.is_none());
+    }
+
+    #[test]
+    fn a_bad_allow_file_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("allow.txt");
+        std::fs::write(&file, "350612071913857\nvan-2\n").unwrap();
+        let err = serve_args(&["--allow-file", file.to_str().unwrap()])
+            .to_config()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("line 2: 'van-2' is not an IMEI"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn files_list_and_limits() {
+        let a = serve_args(&["--files", "videof,%photor", "--max-file-mb", "2"]);
+        let c = a.to_config().unwrap();
+        assert_eq!(
+            c.session.files,
+            Some(vec![FileKind::VideoFront, FileKind::PhotoRear])
+        );
+        assert_eq!(c.session.max_packets, 2048);
+        assert!(Cli::try_parse_from(["dashcam-server", "serve", "--files", "video"]).is_err());
+        // No subcommand is `serve`, with its flags.
+        let top = Cli::try_parse_from(["dashcam-server", "--port", "6000"]).unwrap();
+        assert!(top.command.is_none());
+        assert_eq!(top.serve.port, 6000);
+    }
+}

@@ -21,6 +21,7 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 /// How long a stop waits for sessions to save their partials.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: String,
     pub port: u16,

@@ -176,11 +176,17 @@ fn over_max_connections_new_links_get_close_at_once() {
     assert!(began.elapsed() < Duration::from_secs(5));
     drop(idle);
     // Once they are gone, cameras are served again.
-    std::thread::sleep(Duration::from_millis(300));
     let (k, p, _) = kind_file(tmp.path(), FileKind::PhotoFront, 10, 7);
     let mut cam = srv.sim(IMEI);
     cam.files = vec![(k, p)];
-    assert!(run_camera(&cam).unwrap().complete);
+    let began = Instant::now();
+    while !run_camera(&cam).unwrap().complete {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "never served again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -447,7 +453,12 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
             crc,
         });
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // A spoiled packet 5: its RESUME proves packets 1-4 were taken.
+    raw.frame(Frame::Data {
+        payload: &d[..1024],
+        crc: 0,
+    });
+    assert_eq!(raw.expect(8), Frame::Resume { offset: 5 }.to_vec());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -460,4 +471,52 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
         .find(|p| p.extension().is_some_and(|e| e == "part"))
         .expect("partial kept");
     assert_eq!(std::fs::read(part).unwrap(), d);
+}
+
+/// A camera that keeps reporting a file after every REPEAT INIT: the rounds are bounded.
+#[test]
+fn repeat_init_rounds_are_bounded() {
+    use dashcam_server::codec::{crc16, InitPacket};
+    use dashcam_server::session::{Config, Context, Session};
+    use dashcam_server::storage::Storage;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Storage::new(tmp.path(), Duration::from_secs(3600)).unwrap();
+    let init = InitPacket {
+        protocol_id: 5,
+        imei: IMEI,
+        settings: InitPacket::settings_for(&[FileKind::PhotoFront]),
+    };
+    let data = b"again and again";
+    let mut input = init.encode().to_vec();
+    for _ in 0..10 {
+        input.extend(Frame::Start { packets: 1 }.to_vec());
+        input.extend(Frame::Sync { offset: 1 }.to_vec());
+        input.extend(
+            Frame::Data {
+                payload: data,
+                crc: crc16(0, data),
+            }
+            .to_vec(),
+        );
+        input.extend(init.encode());
+    }
+    let cfg = Config {
+        max_rounds: 3,
+        ..Config::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ctx = Context {
+        config: &cfg,
+        storage: &storage,
+        shutdown: &stop,
+        on_stored: &|_| {},
+        on_camera: &|_| {},
+    };
+    let mut sent = Vec::new();
+    let summary = Session::new(&ctx, &input[..], &mut sent, "test".into()).run();
+    assert_eq!(summary.end, End::Completed);
+    assert_eq!(summary.stored.len(), 3);
+    let repeat = Frame::RepeatInit.to_vec();
+    assert_eq!(sent.windows(4).filter(|w| *w == &repeat[..]).count(), 2);
+    assert!(sent.ends_with(&Frame::Close.to_vec()));
 }
