@@ -278,7 +278,14 @@ impl<'a, R: Read + ReadTimeout, W: Write> Session<'a, R, W> {
         let mut repeated = false;
         for round in 1..=self.ctx.config.max_rounds {
             let got = self.round(round, &init, &mut seen_paths)?;
-            if got == 0 || round == self.ctx.config.max_rounds {
+            if got == 0 {
+                break;
+            }
+            if round == self.ctx.config.max_rounds {
+                log::warn!(
+                    "[{}] {round} download rounds (--max-rounds): not asking for more files",
+                    self.link.tag
+                );
                 break;
             }
             self.link.send(Frame::RepeatInit)?;
