@@ -2,15 +2,16 @@
 //! fed arbitrary bytes must never panic, hang or store anything unverified.
 //! Longer runs: PROPTEST_CASES=100000 cargo test --release --test fuzz
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use dashcam_server::codec::{
     self, crc16, parse_frame, parse_init, FileKind, Frame, InitPacket, Metadata,
 };
-use dashcam_server::session::{self, Context, Session};
-use dashcam_server::storage::Storage;
+use dashcam_server::session;
 use proptest::prelude::*;
+
+mod common;
+use common::session_over_bytes;
 
 fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>, u32)> {
     (
@@ -53,17 +54,7 @@ fn build(cmd: u16, bytes: &[u8], n: u32) -> Option<Vec<u8>> {
 /// Runs a server session over `input`; returns the media files it stored.
 fn session_on(input: &[u8], cfg: &session::Config) -> Vec<std::path::PathBuf> {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = Storage::new(tmp.path(), Duration::from_secs(3600)).unwrap();
-    let stop = AtomicBool::new(false);
-    let ctx = Context {
-        config: cfg,
-        storage: &storage,
-        shutdown: &stop,
-        on_stored: &|_| {},
-        on_camera: &|_| {},
-    };
-    let mut sent = Vec::new();
-    let summary = Session::new(&ctx, input, &mut sent, "fuzz".into()).run();
+    let (summary, _) = session_over_bytes(cfg, tmp.path(), input);
     // Whatever it stored must be whole: every stored file's CRC is the chain's.
     for s in &summary.stored {
         let bytes = std::fs::read(&s.path).unwrap();

@@ -477,10 +477,8 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
 #[test]
 fn repeat_init_rounds_are_bounded() {
     use dashcam_server::codec::{crc16, InitPacket};
-    use dashcam_server::session::{Config, Context, Session};
-    use dashcam_server::storage::Storage;
+    use dashcam_server::session::Config;
     let tmp = tempfile::tempdir().unwrap();
-    let storage = Storage::new(tmp.path(), Duration::from_secs(3600)).unwrap();
     let init = InitPacket {
         protocol_id: 5,
         imei: IMEI,
@@ -504,16 +502,7 @@ fn repeat_init_rounds_are_bounded() {
         max_rounds: 3,
         ..Config::default()
     };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let ctx = Context {
-        config: &cfg,
-        storage: &storage,
-        shutdown: &stop,
-        on_stored: &|_| {},
-        on_camera: &|_| {},
-    };
-    let mut sent = Vec::new();
-    let summary = Session::new(&ctx, &input[..], &mut sent, "test".into()).run();
+    let (summary, sent) = session_over_bytes(&cfg, tmp.path(), &input);
     assert_eq!(summary.end, End::Completed);
     assert_eq!(summary.stored.len(), 3);
     let repeat = Frame::RepeatInit.to_vec();

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use dashcam_server::codec::{FileKind, Frame, InitPacket};
 use dashcam_server::server::{Server, ServerConfig, StopHandle};
-use dashcam_server::session::{self, Summary};
+use dashcam_server::session::{self, Context, Session, Summary};
 use dashcam_server::simulator::SimConfig;
 use dashcam_server::storage::Sidecar;
+use dashcam_server::storage::Storage;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -198,4 +199,21 @@ impl Raw {
         let _ = self.s.read_to_end(&mut v);
         v
     }
+}
+
+/// One server session over in-memory bytes, storing under `dir`: what it
+/// reports, and every byte it sent back.
+pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (Summary, Vec<u8>) {
+    let storage = Storage::new(dir, Duration::from_secs(3600)).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ctx = Context {
+        config: cfg,
+        storage: &storage,
+        shutdown: &stop,
+        on_stored: &|_| {},
+        on_camera: &|_| {},
+    };
+    let mut sent = Vec::new();
+    let summary = Session::new(&ctx, input, &mut sent, "in-memory".into()).run();
+    (summary, sent)
 }
