@@ -11,6 +11,8 @@ use crate::storage::{sidecar, FileSpec, MetadataJson, Partial, Sidecar};
 /// DATA frames still in flight after a RESUME are discarded; a device that sends
 /// more than this many without a SYNC is not following the protocol.
 const MAX_IN_FLIGHT: u32 = 4096;
+/// Late METADATA frames tolerated while waiting for START.
+const MAX_STRAY_METADATA: u32 = 4;
 
 enum Step {
     Sync,
@@ -29,6 +31,7 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
         self.link.send(Frame::FileRequest {
             identifier: &spec.identifier,
         })?;
+        let mut stray = 0;
         let packets = loop {
             match self
                 .reader
@@ -36,7 +39,9 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
                 .map_err(|e| self.link.fail(e.into()))?
             {
                 Frame::Start { packets } => break packets,
-                Frame::Metadata { payload } => {
+                // A METADATA answer that came after --metadata-timeout; a few at most.
+                Frame::Metadata { payload } if stray < MAX_STRAY_METADATA => {
+                    stray += 1;
                     log::info!(
                         "[{}] late METADATA ({} bytes) ignored",
                         self.link.tag,
