@@ -39,6 +39,15 @@ const fn build_tables() -> [[u16; 256]; 16] {
 static TABLES: [[u16; 256]; 16] = build_tables();
 
 /// CRC of `data` starting from `init` (the previous packet's CRC, 0 for packet 1).
+///
+/// ```
+/// use dashcam_server::codec::crc16;
+/// // PROTOCOL-NOTES.md: packet 1 is bytes 0..=255 four times, packet 2 is 100 x 0xAA.
+/// let packet1: Vec<u8> = (0..4).flat_map(|_| 0..=255u8).collect();
+/// assert_eq!(crc16(0, &packet1), 0x0033);
+/// assert_eq!(crc16(0x0033, &[0xAA; 100]), 0x27CA);
+/// assert_eq!(crc16(0, b"123456789"), 0x2189); // CRC-16/KERMIT check value
+/// ```
 pub fn crc16(init: u16, data: &[u8]) -> u16 {
     #[cfg(target_arch = "x86_64")]
     if data.len() >= clmul::MIN_LEN && std::arch::is_x86_feature_detected!("pclmulqdq") {

@@ -121,7 +121,18 @@ impl InitPacket {
     }
 }
 
-/// Parses an init packet from the front of `buf`. `Ok(None)` means more bytes
+/// Parses an init packet from the front of `buf`.
+///
+/// ```
+/// use dashcam_server::codec::{parse_init, FileKind};
+/// // A real device's init packet (PROTOCOL-NOTES.md).
+/// let bytes = [0, 0, 0, 5, 0, 1, 0x3E, 0xE1, 0x3C, 0, 0x19, 0x81, 0x44, 0, 4, 0];
+/// let init = parse_init(&bytes).unwrap().unwrap();
+/// assert_eq!((init.protocol_id, init.imei), (5, 350612071913857));
+/// assert_eq!(init.available(), vec![FileKind::PhotoFront]);
+/// assert!(parse_init(b"GET / HTTP/1.1").is_err());
+/// ```
+/// `Ok(None)` means more bytes
 /// are needed. A wrong header is reported as soon as its 2 bytes are in, so a
 /// port scanner is turned away without waiting for 16 bytes.
 pub fn parse_init(buf: &[u8]) -> Result<Option<InitPacket>, CodecError> {
