@@ -121,7 +121,9 @@ impl InitPacket {
     }
 }
 
-/// Parses an init packet from the front of `buf`.
+/// Parses an init packet from the front of `buf`. `Ok(None)` means more bytes
+/// are needed. A wrong header is reported as soon as its 2 bytes are in, so a
+/// port scanner is turned away without waiting for 16 bytes.
 ///
 /// ```
 /// use dashcam_server::codec::{parse_init, FileKind};
@@ -132,9 +134,6 @@ impl InitPacket {
 /// assert_eq!(init.available(), vec![FileKind::PhotoFront]);
 /// assert!(parse_init(b"GET / HTTP/1.1").is_err());
 /// ```
-/// `Ok(None)` means more bytes
-/// are needed. A wrong header is reported as soon as its 2 bytes are in, so a
-/// port scanner is turned away without waiting for 16 bytes.
 pub fn parse_init(buf: &[u8]) -> Result<Option<InitPacket>, CodecError> {
     if buf.len() >= 2 && (buf[0] != 0 || buf[1] != 0) {
         return Err(CodecError::NotACamera([buf[0], buf[1]]));
