@@ -19,10 +19,14 @@ if not exist "%BIN%" (
     echo Building dashcam-server ^(release^)...
     cargo build --release --quiet || goto :failed
 )
-set EXTRA=
-if "%METADATA%"=="1" set EXTRA=--metadata
+rem The settings above reach the server as DASHCAM_* variables; flags given on the command line win.
+set DASHCAM_PORT=%PORT%
+set DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%
+set DASHCAM_MODE=%MODE%
+set DASHCAM_METADATA=false
+if "%METADATA%"=="1" set DASHCAM_METADATA=true
 if not defined RUST_LOG set RUST_LOG=%LOG_LEVEL%
-"%BIN%" serve --port %PORT% --output-dir "%OUTPUT_DIR%" --mode %MODE% %EXTRA% %*
+"%BIN%" serve %*
 exit /b %ERRORLEVEL%
 
 :failed

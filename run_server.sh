@@ -20,6 +20,8 @@ if [ ! -x "$BIN" ] || [ -n "$(find src Cargo.toml -newer "$BIN" 2>/dev/null | he
     echo "Building dashcam-server (release)..."
     cargo build --release --quiet
 fi
-ARGS=(serve --port "$PORT" --output-dir "$OUTPUT_DIR" --mode "$MODE")
-if [ "$METADATA" = "1" ]; then ARGS+=(--metadata); fi
-RUST_LOG="${RUST_LOG:-$LOG_LEVEL}" exec "$BIN" "${ARGS[@]}" "$@"
+# The settings above reach the server as DASHCAM_* variables, so flags given
+# on the command line win over them.
+export DASHCAM_PORT="$PORT" DASHCAM_OUTPUT_DIR="$OUTPUT_DIR" DASHCAM_MODE="$MODE"
+if [ "$METADATA" = "1" ]; then export DASHCAM_METADATA=true; else export DASHCAM_METADATA=false; fi
+RUST_LOG="${RUST_LOG:-$LOG_LEVEL}" exec "$BIN" serve "$@"

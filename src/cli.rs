@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
     /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later).
-    #[arg(long, env = "DASHCAM_METADATA")]
+    #[arg(long, env = "DASHCAM_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub metadata: bool,
     /// Seconds to wait for a metadata answer before requesting the file anyway.
     #[arg(
@@ -155,7 +155,7 @@ pub struct SimulateArgs {
     #[arg(long = "adas-path", env = "DASHCAM_ADAS_PATH", value_delimiter = ',', value_parser = parse_adas, value_name = "PATH=FILE")]
     pub adas: Vec<(String, PathBuf)>,
     /// Behave like firmware before 03.27.04: never answer METADATA REQ.
-    #[arg(long, env = "DASHCAM_NO_METADATA")]
+    #[arg(long, env = "DASHCAM_NO_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metadata: bool,
     /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
     #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]

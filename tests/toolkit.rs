@@ -241,3 +241,37 @@ fn simulate_exits_nonzero_when_the_server_does_not_take_the_files() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--mode", "dashcam"])
+            .env("DASHCAM_BIND", "127.0.0.1")
+            .env("DASHCAM_PORT", port.to_string())
+            .env("DASHCAM_OUTPUT_DIR", tmp.path())
+            .env("DASHCAM_MODE", "adas")
+            .env("DASHCAM_METADATA", "1")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{line}"
+    );
+    assert!(line.contains("mode Dashcam, metadata on"), "{line}");
+    assert!(line.contains(&tmp.path().display().to_string()), "{line}");
+}
