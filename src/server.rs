@@ -175,7 +175,6 @@ impl Server {
         let registered = stream.try_clone().ok()?;
         shared.conns.lock().unwrap().insert(id, (None, registered));
         shared.active.fetch_add(1, Ordering::SeqCst);
-        let shared = shared.clone();
         let summaries = self.summaries.clone();
         let spawned = thread::Builder::new()
             .name(format!("camera-{peer}"))

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use dashcam_server::codec::{
-    self, crc16, parse_frame, parse_init, FileKind, Frame, InitPacket, Metadata,
+    crc16, parse_frame, parse_init, FileKind, Frame, InitPacket, Metadata,
 };
 use dashcam_server::session;
 use proptest::prelude::*;
 
 mod common;
-use common::session_over_bytes;
+use common::{one_packet_file_then_init, session_over_bytes};
 
 fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>, u32)> {
     (
@@ -154,18 +154,7 @@ fn a_valid_stream_through_the_same_harness_is_stored() {
         settings: InitPacket::settings_for(&[FileKind::PhotoFront]),
     };
     let mut input = init.encode().to_vec();
-    let data = b"hello camera";
-    input.extend(Frame::Start { packets: 1 }.to_vec());
-    input.extend(Frame::Sync { offset: 1 }.to_vec());
-    input.extend(
-        Frame::Data {
-            payload: data,
-            crc: crc16(0, data),
-        }
-        .to_vec(),
-    );
-    input.extend(init.encode()); // after REPEAT INIT
+    input.extend(one_packet_file_then_init(&init, b"hello camera"));
     let c = session::Config::default();
     assert_eq!(session_on(&input, &c).len(), 1);
-    let _ = codec::hex(&input);
 }

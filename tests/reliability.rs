@@ -476,7 +476,7 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
 /// A camera that keeps reporting a file after every REPEAT INIT: the rounds are bounded.
 #[test]
 fn repeat_init_rounds_are_bounded() {
-    use dashcam_server::codec::{crc16, InitPacket};
+    use dashcam_server::codec::InitPacket;
     use dashcam_server::session::Config;
     let tmp = tempfile::tempdir().unwrap();
     let init = InitPacket {
@@ -484,19 +484,9 @@ fn repeat_init_rounds_are_bounded() {
         imei: IMEI,
         settings: InitPacket::settings_for(&[FileKind::PhotoFront]),
     };
-    let data = b"again and again";
     let mut input = init.encode().to_vec();
     for _ in 0..10 {
-        input.extend(Frame::Start { packets: 1 }.to_vec());
-        input.extend(Frame::Sync { offset: 1 }.to_vec());
-        input.extend(
-            Frame::Data {
-                payload: data,
-                crc: crc16(0, data),
-            }
-            .to_vec(),
-        );
-        input.extend(init.encode());
+        input.extend(one_packet_file_then_init(&init, b"again and again"));
     }
     let cfg = Config {
         max_rounds: 3,

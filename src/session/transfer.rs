@@ -94,10 +94,10 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
         self.receive(spec, &mut partial, packets)?;
 
         let started_at = partial.started_at();
-        let meta_json = metadata.as_deref().map(MetadataJson::new);
+        let meta_json = metadata.as_ref().map(|(raw, m)| MetadataJson::new(raw, m));
         let name_time = metadata
-            .as_deref()
-            .and_then(|raw| codec::Metadata::parse(raw).timestamp_ms)
+            .as_ref()
+            .and_then(|(_, m)| m.timestamp_ms)
             .and_then(sidecar::from_millis)
             .unwrap_or(started_at);
         let stem = format!("{}_{}", name_time.format("%Y%m%d_%H%M%S"), spec.name);
@@ -150,7 +150,11 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
     }
 
     /// METADATA REQ; older firmware never answers, which costs one short wait.
-    fn query_metadata(&mut self, spec: &FileSpec) -> Result<Option<Vec<u8>>, End> {
+    /// Returns the raw payload (kept in the sidecar) and its parsed fields.
+    fn query_metadata(
+        &mut self,
+        spec: &FileSpec,
+    ) -> Result<Option<(Vec<u8>, codec::Metadata)>, End> {
         self.link.send(Frame::MetadataRequest {
             identifier: &spec.identifier,
         })?;
@@ -181,7 +185,7 @@ impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
                     show(m.duration_s.map(|v| v.to_string())),
                     show(m.frame_rate.map(|v| v.to_string()))
                 );
-                Ok(Some(raw))
+                Ok(Some((raw, m)))
             }
             Ok(Err((_, Frame::Status { code }))) => {
                 log::warn!(

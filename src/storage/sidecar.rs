@@ -60,8 +60,8 @@ pub fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
 }
 
 impl MetadataJson {
-    pub fn new(raw: &[u8]) -> MetadataJson {
-        let m = Metadata::parse(raw);
+    /// `m` is `Metadata::parse(raw)`, parsed once by the caller.
+    pub fn new(raw: &[u8], m: &Metadata) -> MetadataJson {
         let time = |ms: Option<u64>| ms.and_then(from_millis).map(rfc3339);
         MetadataJson {
             command_version: m.command_version,
@@ -100,7 +100,8 @@ mod tests {
             frame_rate: Some(30),
             ..Default::default()
         };
-        let j = serde_json::to_value(MetadataJson::new(&m.encode())).unwrap();
+        let raw = m.encode();
+        let j = serde_json::to_value(MetadataJson::new(&raw, &Metadata::parse(&raw))).unwrap();
         assert_eq!(j["timestamp"], "2023-11-14T22:13:20.123Z");
         assert_eq!(j["frame_rate"], 30);
         assert!(j["latitude"].is_null());

@@ -217,3 +217,19 @@ pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (S
     let summary = Session::new(&ctx, input, &mut sent, "in-memory".into()).run();
     (summary, sent)
 }
+
+/// What a camera sends for a one-packet file after the server's FILE REQ
+/// and RESUME(1) (START, SYNC, DATA), then its init packet again for REPEAT INIT.
+pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
+    let mut v = Frame::Start { packets: 1 }.to_vec();
+    v.extend(Frame::Sync { offset: 1 }.to_vec());
+    v.extend(
+        Frame::Data {
+            payload: data,
+            crc: dashcam_server::codec::crc16(0, data),
+        }
+        .to_vec(),
+    );
+    v.extend(init.encode());
+    v
+}
