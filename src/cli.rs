@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::codec::FileKind;
+use crate::codec::{Family, FileKind};
 use crate::convert::Converter;
 use crate::server::{Server, ServerConfig};
 use crate::session::{self, Mode};
-use crate::simulator::{self, SimConfig};
+use crate::simulator::{self, CrcMode, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Folder for downloads: <output-dir>/<imei>/<YYYYMMDD_HHMMSS>_<name>.<ext>.
     #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
     pub output_dir: PathBuf,
-    /// auto: DashCam flow when the camera reports files, else ADAS; dashcam; adas.
+    /// auto: per init, the path flow on protocol >= 6 or bit 0x02, else the
+    /// DualCam identifier flow; dualcam (alias dashcam), adas, dsm: only that family.
     #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
     /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later).
@@ -74,8 +75,8 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub metadata_timeout: f64,
-    /// Files to request, comma-separated (videof,videor,photof,photor). The first
-    /// round requests exactly these; later rounds those of them the camera reports.
+    /// DualCam files to request, comma-separated (videof,videor,photof,photor):
+    /// those the camera reports first, then the others, asked once each anyway.
     #[arg(long, env = "DASHCAM_FILES", value_delimiter = ',', value_parser = parse_kind, value_name = "LIST")]
     pub files: Option<Vec<FileKind>>,
     /// Seconds a camera may stay silent before its link is dropped (partial kept).
@@ -127,14 +128,22 @@ pub struct ServeArgs {
     /// Frame rate for conversion when the file has no metadata (camera default 30).
     #[arg(long, env = "DASHCAM_FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
-    /// Download rounds per session; each after the first begins with REPEAT INIT.
+    /// Files asked for in one session (one per init, as the reference server does).
     #[arg(
         long,
-        env = "DASHCAM_MAX_ROUNDS",
-        default_value_t = 4,
+        env = "DASHCAM_MAX_FILES",
+        default_value_t = 1000,
         value_name = "N"
     )]
-    pub max_rounds: u32,
+    pub max_files: u32,
+    /// Seconds to wait for SYNC after RESUME before sending RESUME again (10 times at most).
+    #[arg(
+        long,
+        env = "DASHCAM_SYNC_TIMEOUT",
+        default_value_t = 3.0,
+        value_name = "SECS"
+    )]
+    pub sync_timeout: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -151,9 +160,23 @@ pub struct SimulateArgs {
     /// A file that appears only after the server's REPEAT INIT (repeatable).
     #[arg(long = "later-file", env = "DASHCAM_LATER_FILE", value_delimiter = ',', value_parser = parse_offer, value_name = "ID=PATH")]
     pub later_files: Vec<(FileKind, PathBuf)>,
-    /// An ADAS file: the path the camera reports, and the local file to send (repeatable).
-    #[arg(long = "adas-path", env = "DASHCAM_ADAS_PATH", value_delimiter = ',', value_parser = parse_adas, value_name = "PATH=FILE")]
-    pub adas: Vec<(String, PathBuf)>,
+    /// A path-flow file (ADAS, DSM, protocol 6): the path the camera reports, and
+    /// the local file to send (repeatable).
+    #[arg(long = "path", visible_alias = "adas-path", env = "DASHCAM_PATH", value_delimiter = ',', value_parser = parse_path_offer, value_name = "PATH=FILE")]
+    pub paths: Vec<(String, PathBuf)>,
+    /// The camera family: dualcam, adas or dsm (metadata layout, paths).
+    #[arg(long, env = "DASHCAM_FAMILY", default_value = "dualcam", value_parser = parse_family)]
+    pub family: Family,
+    /// Protocol id in the init packet: 5 (current DualCam firmware) or 6 (unified
+    /// file transfer: the path flow, ENHANCED_DATA, JSON metadata).
+    #[arg(long, env = "DASHCAM_PROTOCOL", default_value_t = 5)]
+    pub protocol: u16,
+    /// CRC chain after SYNC: restart (current devices) or chained (the document).
+    #[arg(long, env = "DASHCAM_CRC", value_enum, default_value_t = CrcMode::Restart)]
+    pub crc: CrcMode,
+    /// File bytes per DATA frame in the path flow (devices send various sizes).
+    #[arg(long, env = "DASHCAM_CHUNK", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65000))]
+    pub chunk: u32,
     /// Behave like firmware before 03.27.04: never answer METADATA REQ.
     #[arg(long, env = "DASHCAM_NO_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metadata: bool,
@@ -166,7 +189,7 @@ pub struct SimulateArgs {
     /// Write the stream in random pieces of 1..=N bytes, like a poor modem.
     #[arg(long, env = "DASHCAM_MAX_WRITE", default_value_t = 0, value_name = "N")]
     pub max_write: usize,
-    /// Spoil the CRC of this packet once (repeatable), to watch the server recover.
+    /// Spoil the CRC of DATA frame K once (repeatable), to watch the server recover.
     #[arg(
         long,
         env = "DASHCAM_CORRUPT_PACKET",
@@ -174,7 +197,7 @@ pub struct SimulateArgs {
         value_name = "K"
     )]
     pub corrupt_packet: Vec<u32>,
-    /// Drop the link right after sending packet K, to test resume.
+    /// Drop the link right after sending DATA frame K, to test resume.
     #[arg(long, env = "DASHCAM_DROP_AFTER", value_name = "K")]
     pub drop_after: Option<u32>,
     /// Seconds to wait for the server before giving up.
@@ -199,11 +222,20 @@ fn parse_offer(s: &str) -> Result<(FileKind, PathBuf), String> {
     Ok((parse_kind(id)?, PathBuf::from(path)))
 }
 
-fn parse_adas(s: &str) -> Result<(String, PathBuf), String> {
+fn parse_path_offer(s: &str) -> Result<(String, PathBuf), String> {
     let (p, f) = s
-        .split_once('=')
-        .ok_or("expected PATH=FILE, e.g. ADAS/0001.mp4=clip.mp4")?;
+        .rsplit_once('=')
+        .ok_or("expected PATH=FILE, e.g. /mnt/sd/mdas9/0001.mp4=clip.mp4")?;
     Ok((p.to_string(), PathBuf::from(f)))
+}
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "dualcam" | "dashcam" => Ok(Family::DualCam),
+        "adas" => Ok(Family::Adas),
+        "dsm" => Ok(Family::Dsm),
+        _ => Err(format!("unknown family '{s}': use dualcam, adas or dsm")),
+    }
 }
 
 fn secs(v: f64, flag: &str) -> Result<Duration> {
@@ -241,8 +273,8 @@ impl ServeArgs {
         if self.max_connections == 0 {
             bail!("--max-connections must be at least 1");
         }
-        if self.max_rounds == 0 {
-            bail!("--max-rounds must be at least 1");
+        if self.max_files == 0 {
+            bail!("--max-files must be at least 1");
         }
         Ok(ServerConfig {
             bind: self.bind.clone(),
@@ -255,9 +287,11 @@ impl ServeArgs {
                 read_timeout: secs(self.read_timeout, "--read-timeout")?
                     .max(Duration::from_millis(10)),
                 files: self.files.clone(),
-                max_packets: (self.max_file_mb.saturating_mul(1024)).min(u32::MAX as u64) as u32,
+                max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
                 allow: self.allow_list()?,
-                max_rounds: self.max_rounds,
+                max_files: self.max_files,
+                sync_timeout: secs(self.sync_timeout, "--sync-timeout")?
+                    .max(Duration::from_millis(10)),
                 ..session::Config::default()
             },
             partial_max_age: secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
@@ -305,17 +339,21 @@ fn decode(hex: &[String]) -> Result<bool> {
 }
 
 fn simulate(args: &SimulateArgs) -> Result<bool> {
-    if args.files.is_empty() && args.later_files.is_empty() && args.adas.is_empty() {
-        bail!("nothing to send: give --file ID=PATH or --adas-path PATH=FILE");
+    if args.files.is_empty() && args.later_files.is_empty() && args.paths.is_empty() {
+        bail!("nothing to send: give --file ID=PATH or --path PATH=FILE");
     }
     let mut cfg = SimConfig::new(args.server.clone(), args.imei);
     cfg.files = args.files.clone();
     cfg.later_files = args.later_files.clone();
-    cfg.adas = args
-        .adas
+    cfg.paths = args
+        .paths
         .iter()
         .map(|(p, f)| (p.as_bytes().to_vec(), f.clone()))
         .collect();
+    cfg.family = args.family;
+    cfg.protocol_id = args.protocol;
+    cfg.crc = args.crc;
+    cfg.chunk = args.chunk as usize;
     cfg.metadata = !args.no_metadata;
     cfg.frame_rate = args.frame_rate;
     cfg.max_write = args.max_write;
@@ -332,7 +370,7 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     }
     let r = simulator::run_camera(&cfg)?;
     for (id, k) in &r.resumes {
-        log::info!("server asked for {id} from packet {k}");
+        log::info!("server sent RESUME {k} for {id}");
     }
     println!(
         "sent {} file(s) ({} bytes): {}; session ended by {}",
@@ -424,7 +462,12 @@ mod tests {
             c.session.files,
             Some(vec![FileKind::VideoFront, FileKind::PhotoRear])
         );
-        assert_eq!(c.session.max_packets, 2048);
+        assert_eq!(c.session.max_file_bytes, 2 << 20);
+        assert_eq!(c.session.max_files, 1000);
+        assert_eq!(c.session.sync_timeout, Duration::from_secs(3));
+        // dashcam stays an alias of dualcam.
+        assert_eq!(serve_args(&["--mode", "dashcam"]).mode, Mode::Dualcam);
+        assert_eq!(serve_args(&["--mode", "dsm"]).mode, Mode::Dsm);
         assert!(Cli::try_parse_from(["dashcam-server", "serve", "--files", "video"]).is_err());
         // No subcommand is `serve`, with its flags.
         let top = Cli::try_parse_from(["dashcam-server", "--port", "6000"]).unwrap();

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::codec::{
-    self, frame::HEADER_LEN, parse_init, status_name, FileKind, Frame, Metadata, INIT_LEN,
+    self, frame::HEADER_LEN, parse_init, status_name, Family, FileKind, Frame, Limits, Metadata,
+    INIT_LEN,
 };
 use crate::storage::sidecar::{from_millis, rfc3339};
 
@@ -39,6 +40,19 @@ pub fn parse_hex(args: &[String]) -> Result<Vec<u8>, String> {
         .collect())
 }
 
+/// A frame in either direction: a device frame, else a server command.
+fn parse_any(b: &[u8]) -> Result<Option<(Frame<'_>, usize)>, codec::CodecError> {
+    match codec::parse_frame(b, Limits::PATH) {
+        Ok(Some(f)) => Ok(Some(f)),
+        first => match codec::parse_frame(b, Limits::SERVER) {
+            Ok(Some(f)) => Ok(Some(f)),
+            Ok(None) if first.is_err() => Ok(None),
+            Err(_) => first,
+            Ok(None) => first,
+        },
+    }
+}
+
 /// Describes init packets, frames, or a bare 8-byte double.
 pub fn describe(bytes: &[u8]) -> Result<String, String> {
     let mut out = String::new();
@@ -49,7 +63,7 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
             .expect("16 bytes");
         describe_init(&init, &mut out);
         rest = &rest[INIT_LEN..];
-    } else if rest.len() == 8 && !matches!(codec::parse_frame(rest), Ok(Some((_, 8)))) {
+    } else if rest.len() == 8 && !matches!(parse_any(rest), Ok(Some((_, 8)))) {
         let v = f64::from_be_bytes(rest.try_into().expect("8 bytes"));
         return Ok(format!(
             "double {} = {v}\n",
@@ -59,7 +73,7 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
     let mut n = 0;
     while !rest.is_empty() {
         n += 1;
-        match codec::parse_frame(rest) {
+        match parse_any(rest) {
             Ok(Some((f, used))) => {
                 describe_frame(&f, used, &mut out);
                 rest = &rest[used..];
@@ -93,14 +107,17 @@ fn describe_init(init: &codec::InitPacket, out: &mut String) {
     let _ = writeln!(out, "  settings:    0x{:08X}", init.settings);
     let kinds = init.available();
     if kinds.is_empty() {
-        let _ = writeln!(
-            out,
-            "  files available: none (an ADAS camera, or nothing captured)"
-        );
+        let _ = writeln!(out, "  DualCam files available: none");
     } else {
         let _ = writeln!(out, "  files available: {}", kind_list(&kinds));
     }
-    let other = init.settings & !0x3C00_0000;
+    if init.path_file() {
+        let _ = writeln!(
+            out,
+            "  path flow:   a file is offered (bit 0x02: ADAS, DSM, protocol >= 6)"
+        );
+    }
+    let other = init.settings & !0x3E00_0000;
     if other != 0 {
         let _ = writeln!(out, "  other bits:  0x{other:08X} (undocumented)");
     }
@@ -135,48 +152,69 @@ fn describe_frame(f: &Frame<'_>, used: usize, out: &mut String) {
     );
     let _ = match *f {
         Frame::Close => writeln!(out, "close the session"),
-        Frame::Start { packets } => writeln!(
+        Frame::Start { total } => writeln!(
             out,
-            "the file has {packets} packets (up to {} bytes)",
-            packets as u64 * 1024
+            "the file has {total} packets of 1024 bytes (identifier flow) or {total} bytes (path flow)"
         ),
-        Frame::Resume { offset } => writeln!(out, "send from packet {offset}"),
-        Frame::Sync { offset } => writeln!(out, "DATA follows from packet {offset}"),
+        Frame::Resume { offset } => writeln!(out, "send from packet {offset} (identifier flow) or byte {offset} (path flow)"),
+        Frame::Sync { offset } => writeln!(out, "DATA follows from packet {offset} (identifier flow) or byte {offset} (path flow)"),
+        Frame::EnhancedData { offset, payload, crc } => writeln!(
+            out,
+            "{} file bytes at byte {offset}, CRC 0x{crc:04X} (CRC of these bytes alone from 0: 0x{:04X})",
+            payload.len(),
+            codec::crc16(0, payload)
+        ),
         Frame::Data { payload, crc } => writeln!(
             out,
             "{} file bytes, CRC 0x{crc:04X} (CRC of these bytes alone from 0: 0x{:04X})",
             payload.len(),
             codec::crc16(0, payload)
         ),
-        Frame::Status { code } => writeln!(out, "status 0x{code:08X}: {}", status_name(code)),
+        Frame::Status { code } => writeln!(out, "status {code} (0x{code:08X}): {}", status_name(code)),
         Frame::FileRequest { identifier } | Frame::MetadataRequest { identifier } => {
             match FileKind::from_identifier(identifier) {
                 Some(k) => writeln!(out, "{}", kind_list(&[k])),
-                None => writeln!(out, "{} (an ADAS path)", text(identifier)),
+                None if identifier.is_empty() => writeln!(out, "the file just named by PATH"),
+                None => writeln!(out, "{} (a device path)", text(identifier)),
             }
         }
         Frame::RepeatInit => writeln!(out, "send the init packet again"),
-        Frame::PathRequest => writeln!(out, "ADAS: which file path?"),
-        Frame::Path { path } => writeln!(out, "ADAS file path {}", text(path)),
+        Frame::PathRequest => writeln!(out, "which file path?"),
+        Frame::Path { path } => writeln!(out, "file path {}", text(path)),
         Frame::Metadata { payload } => describe_metadata(payload, out),
     };
 }
 
 fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
-    let m = Metadata::parse(p);
+    // The layout is told by the length: 15 ADAS, 26 DSM, JSON text, else DualCam.
+    let family = match p.len() {
+        15 => Family::Adas,
+        26 => Family::Dsm,
+        _ => Family::DualCam,
+    };
+    let m = Metadata::parse(family, false, p);
     let na = || "n/a".to_string();
     let time = |ms: Option<u64>| {
         ms.and_then(from_millis)
             .map(|t| format!("{} ({} ms)", rfc3339(t), ms.unwrap_or(0)))
     };
-    writeln!(out, "file metadata, {} bytes", p.len())?;
+    writeln!(
+        out,
+        "file metadata, {} bytes, read as {}",
+        p.len(),
+        m.format.name()
+    )?;
     writeln!(
         out,
         "  command version: {}",
         m.command_version.map_or_else(na, |v| v.to_string())
     )?;
-    let ft = m.file_type.map_or_else(na, |t| {
-        format!("0x{t:02X} {}", kind_list(&FileKind::in_byte(t)))
+    let ft = m.file_type.map_or_else(na, |t| match family {
+        Family::DualCam => format!("0x{t:02X} {}", kind_list(&FileKind::in_byte(t))),
+        _ => format!(
+            "{t} ({})",
+            codec::names::file_type_name(family, t).unwrap_or("?")
+        ),
     });
     writeln!(out, "  file type:       {ft}")?;
     writeln!(
@@ -184,38 +222,61 @@ fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
         "  timestamp:       {}",
         time(m.timestamp_ms).unwrap_or_else(na)
     )?;
-    writeln!(
-        out,
-        "  trigger:         {}",
-        m.trigger.map_or_else(na, |v| v.to_string())
-    )?;
+    let trig = m.trigger.map_or_else(na, |t| {
+        format!(
+            "{t} ({})",
+            codec::names::trigger_name(family, t).unwrap_or("?")
+        )
+    });
+    writeln!(out, "  trigger:         {trig}")?;
     writeln!(
         out,
         "  duration:        {}",
         m.duration_s.map_or_else(na, |v| format!("{v} s"))
     )?;
-    writeln!(
-        out,
-        "  frame rate:      {}",
-        m.frame_rate.map_or_else(na, |v| format!("{v} fps"))
-    )?;
-    let tz = m.timezone_minutes.map_or_else(na, |z| {
-        format!(
-            "UTC{}{:02}:{:02} ({z} min)",
-            if z < 0 { '-' } else { '+' },
-            z.abs() / 60,
-            z.abs() % 60
-        )
-    });
-    writeln!(out, "  time zone:       {tz}")?;
+    if family == Family::DualCam {
+        writeln!(
+            out,
+            "  frame rate:      {}",
+            m.frame_rate.map_or_else(na, |v| format!("{v} fps"))
+        )?;
+        let tz = m.timezone_minutes.map_or_else(na, |z| {
+            format!(
+                "UTC{}{:02}:{:02} ({z} min)",
+                if z < 0 { '-' } else { '+' },
+                z.abs() / 60,
+                z.abs() % 60
+            )
+        });
+        writeln!(out, "  time zone:       {tz}")?;
+    }
     let deg = |v: Option<f64>| v.map_or_else(na, |d| format!("{d:.7}"));
     writeln!(out, "  latitude:        {}", deg(m.latitude))?;
     writeln!(out, "  longitude:       {}", deg(m.longitude))?;
-    writeln!(
-        out,
-        "  trigger time:    {}",
-        time(m.trigger_timestamp_ms).unwrap_or_else(na)
-    )?;
+    if family == Family::DualCam {
+        writeln!(
+            out,
+            "  trigger time:    {}",
+            time(m.trigger_timestamp_ms).unwrap_or_else(na)
+        )?;
+    }
+    if let Some(ev) = &m.events {
+        writeln!(
+            out,
+            "  events:          {}",
+            if ev.is_empty() {
+                "none".into()
+            } else {
+                ev.join(", ")
+            }
+        )?;
+    }
+    if let Some(n) = &m.driver_name {
+        writeln!(out, "  driver:          {n}")?;
+    }
+    if let Some(j) = &m.json {
+        writeln!(out, "  json:            {j}")?;
+    }
     if !m.extra.is_empty() {
         writeln!(out, "  extra bytes:     {}", codec::hex(&m.extra))?;
     }
@@ -248,7 +309,8 @@ mod tests {
             "{s}"
         );
         assert!(lines[1].contains("32 packets"));
-        assert!(lines[2].contains("requested file not available"));
+        assert!(lines[2].contains("status 17"), "{s}");
+        assert!(lines[2].contains("file not available"), "{s}");
     }
 
     #[test]
@@ -265,6 +327,30 @@ mod tests {
         assert!(s.contains("time zone:       UTC+02:00 (120 min)"));
         assert!(s.contains("duration:        10 s"));
         assert!(s.contains("%videof (video front)"));
+        assert!(s.contains("trigger:         4 (towing)"), "{s}");
+    }
+
+    #[test]
+    fn server_commands_and_enhanced_data() {
+        let s = d("0009 000C 0002 0000 000A 0000").unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("REPEAT INIT (0x0009, 2 bytes)"), "{s}");
+        assert!(lines[1].starts_with("PATH REQ (0x000C, 6 bytes)"), "{s}");
+        assert!(lines[2].contains("the file just named by PATH"), "{s}");
+        let e = d("000E 0009 00000400 070809 1234").unwrap();
+        assert!(e.contains("3 file bytes at byte 1024, CRC 0x1234"), "{e}");
+    }
+
+    #[test]
+    fn adas_and_dsm_metadata() {
+        let s = d("000B 000F 65920080 01 05 0342A8E2 0181BAD4 00").unwrap();
+        assert!(s.contains("adas-binary"), "{s}");
+        assert!(s.contains("trigger:         5 (crash)"), "{s}");
+        assert!(s.contains("latitude:        54.7002580"), "{s}");
+        let s =
+            d("000B 001A 65920080 00 0D 0342A8E2 0181BAD4 0009 00000000 53414E4F4A 00").unwrap();
+        assert!(s.contains("events:          drowsiness, phone"), "{s}");
+        assert!(s.contains("driver:          JONAS"), "{s}");
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! cameras over their TCP file-transfer protocol.
 //!
 //! `codec` is the protocol's bytes (pure); `session` is one camera's
-//! conversation over any `Read + Write`; `storage` is the only code that
-//! touches the output folder; `server` is the listener; `simulator` a camera.
+//! conversation as a pure state machine; `driver` runs it over a socket and
+//! `storage` (the only code that touches the output folder); `server` is the
+//! listener; `simulator` a camera built on the codec alone.
 
 pub mod cli;
 pub mod codec;
 pub mod convert;
 pub mod decode;
+pub mod driver;
 pub mod server;
 pub mod session;
 pub mod simulator;

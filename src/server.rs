@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use crate::codec::Frame;
-use crate::session::{self, Context, Session, Summary};
+use crate::driver::{self, Env, Summary};
+use crate::session;
 use crate::storage::{Storage, Stored};
 
 const CAMERA_STACK: usize = 256 * 1024;
@@ -204,18 +205,17 @@ impl Server {
 
 fn serve_camera(shared: &Shared, id: u64, stream: TcpStream, peer: SocketAddr) -> Summary {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(shared.session.read_timeout));
     let _ = stream.set_write_timeout(Some(shared.session.read_timeout));
     log::debug!("[{peer}] connected");
     let on_camera = |imei: u64| replace_older_links(shared, id, imei);
-    let ctx = Context {
+    let env = Env {
         config: &shared.session,
         storage: &shared.storage,
         shutdown: &shared.stopping,
         on_stored: &*shared.on_stored,
         on_camera: &on_camera,
     };
-    Session::new(&ctx, &stream, &stream, peer.to_string()).run()
+    driver::run(&env, &stream, peer.to_string())
 }
 
 /// A camera keeps one link: when it reconnects (a cellular drop the server has

@@ -272,6 +272,6 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
         line.contains(&format!("listening on 127.0.0.1:{port}")),
         "{line}"
     );
-    assert!(line.contains("mode Dashcam, metadata on"), "{line}");
+    assert!(line.contains("mode Dualcam, metadata on"), "{line}");
     assert!(line.contains(&tmp.path().display().to_string()), "{line}");
 }

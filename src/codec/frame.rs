@@ -1,15 +1,20 @@
-//! Frames after the init packet: `cmd u16 | len u16 | payload[len]`, big-endian.
+//! Frames after the init packet: `cmd u16 | len u16 | payload[len]`, big-endian,
+//! except REPEAT INIT, which is the two bytes `00 09` and nothing else.
 
 use super::CodecError;
 
-/// Largest file chunk in one DATA frame.
-pub const MAX_DATA_BYTES: usize = 1024;
-/// Largest payload of any frame (DATA: 1024 bytes + CRC).
-pub const MAX_PAYLOAD: usize = MAX_DATA_BYTES + 2;
-/// Largest ADAS path / file identifier accepted.
+/// Largest file chunk in one DATA frame of the identifier flow.
+pub const MAX_PACKET_BYTES: usize = 1024;
+/// Largest DATA payload (file bytes + CRC) in the identifier flow.
+pub const IDENTIFIER_DATA_PAYLOAD: usize = MAX_PACKET_BYTES + 2;
+/// Largest DATA / ENHANCED_DATA payload in the path flow: what a u16 length holds.
+pub const PATH_DATA_PAYLOAD: usize = u16::MAX as usize;
+/// Longest path the server requests (the FILE REQ length must fit, see the notes).
 pub const MAX_PATH_BYTES: usize = 255;
-/// Largest METADATA payload accepted (40 documented bytes, room for growth).
-pub const MAX_METADATA_BYTES: usize = 256;
+/// Longest PATH frame read (longer paths are refused by the session, by name).
+pub const MAX_PATH_FRAME: usize = 1024;
+/// Largest METADATA payload accepted (JSON on protocol 6).
+pub const MAX_METADATA_BYTES: usize = 4096;
 pub const HEADER_LEN: usize = 4;
 
 pub mod cmd {
@@ -25,23 +30,59 @@ pub mod cmd {
     pub const METADATA: u16 = 0x000B;
     pub const PATH_REQUEST: u16 = 0x000C;
     pub const PATH: u16 = 0x000D;
+    pub const ENHANCED_DATA: u16 = 0x000E;
+}
+
+/// Who sent the bytes being parsed: the two directions carry different commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Device to server: START, SYNC, DATA, STATUS, METADATA, PATH, ENHANCED_DATA.
+    FromDevice,
+    /// Server to device: CLOSE, RESUME, STATUS, FILE REQ, REPEAT INIT, METADATA REQ, PATH REQ.
+    FromServer,
 }
 
 /// One decoded frame. Variable payloads borrow from the input buffer.
+/// START, RESUME and SYNC carry the raw u32: packets or bytes is the session's call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Frame<'a> {
     Close,
-    Start { packets: u32 },
-    Resume { offset: u32 },
-    Sync { offset: u32 },
-    Data { payload: &'a [u8], crc: u16 },
-    Status { code: u32 },
-    FileRequest { identifier: &'a [u8] },
+    Start {
+        total: u32,
+    },
+    Resume {
+        offset: u32,
+    },
+    Sync {
+        offset: u32,
+    },
+    Data {
+        payload: &'a [u8],
+        crc: u16,
+    },
+    Status {
+        code: u32,
+    },
+    FileRequest {
+        identifier: &'a [u8],
+    },
     RepeatInit,
-    MetadataRequest { identifier: &'a [u8] },
-    Metadata { payload: &'a [u8] },
+    /// A 7-byte identifier in the identifier flow, empty in the path flow.
+    MetadataRequest {
+        identifier: &'a [u8],
+    },
+    Metadata {
+        payload: &'a [u8],
+    },
     PathRequest,
-    Path { path: &'a [u8] },
+    Path {
+        path: &'a [u8],
+    },
+    EnhancedData {
+        offset: u32,
+        payload: &'a [u8],
+        crc: u16,
+    },
 }
 
 impl Frame<'_> {
@@ -59,6 +100,7 @@ impl Frame<'_> {
             Frame::Metadata { .. } => cmd::METADATA,
             Frame::PathRequest => cmd::PATH_REQUEST,
             Frame::Path { .. } => cmd::PATH,
+            Frame::EnhancedData { .. } => cmd::ENHANCED_DATA,
         }
     }
 
@@ -66,15 +108,28 @@ impl Frame<'_> {
         command_name(self.command()).unwrap_or("UNKNOWN")
     }
 
-    /// Appends the encoded frame to `out`.
+    /// The file bytes of DATA or ENHANCED_DATA.
+    pub fn file_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Frame::Data { payload, .. } | Frame::EnhancedData { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// Appends the encoded frame to `out`, byte for byte as the reference server
+    /// sends its commands (REPEAT INIT without a length, PATH REQ with `00 00`).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
         out.extend_from_slice(&self.command().to_be_bytes());
+        if let Frame::RepeatInit = self {
+            return;
+        }
+        let start = out.len();
         out.extend_from_slice(&[0, 0]);
         match *self {
-            Frame::Close | Frame::RepeatInit | Frame::PathRequest => {}
-            Frame::Start { packets } => {
-                out.extend_from_slice(&packets.to_be_bytes());
+            Frame::Close | Frame::RepeatInit => {}
+            Frame::PathRequest => out.extend_from_slice(&[0, 0]),
+            Frame::Start { total } => {
+                out.extend_from_slice(&total.to_be_bytes());
                 out.extend_from_slice(&[0, 0]);
             }
             Frame::Resume { offset } | Frame::Sync { offset } => {
@@ -85,13 +140,22 @@ impl Frame<'_> {
                 out.extend_from_slice(payload);
                 out.extend_from_slice(&crc.to_be_bytes());
             }
+            Frame::EnhancedData {
+                offset,
+                payload,
+                crc,
+            } => {
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(payload);
+                out.extend_from_slice(&crc.to_be_bytes());
+            }
             Frame::FileRequest { identifier: b }
             | Frame::MetadataRequest { identifier: b }
             | Frame::Metadata { payload: b }
             | Frame::Path { path: b } => out.extend_from_slice(b),
         }
-        let len = (out.len() - start - HEADER_LEN) as u16;
-        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+        let len = (out.len() - start - 2) as u16;
+        out[start..start + 2].copy_from_slice(&len.to_be_bytes());
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
@@ -115,86 +179,148 @@ pub fn command_name(cmd: u16) -> Option<&'static str> {
         cmd::METADATA => "METADATA",
         cmd::PATH_REQUEST => "PATH REQ",
         cmd::PATH => "PATH",
+        cmd::ENHANCED_DATA => "ENHANCED_DATA",
         _ => return None,
     })
 }
 
-/// Checks a frame header before its payload is read, so a hostile length never
-/// makes the reader wait for, or allocate, more than one DATA frame.
-pub fn check_header(header: [u8; 4]) -> Result<(u16, usize), CodecError> {
-    let cmd = u16::from_be_bytes([header[0], header[1]]);
-    let len = u16::from_be_bytes([header[2], header[3]]) as usize;
-    let max = match cmd {
-        cmd::CLOSE | cmd::REPEAT_INIT | cmd::PATH_REQUEST => 0,
-        cmd::START => 6,
-        cmd::RESUME | cmd::SYNC | cmd::STATUS => 4,
-        cmd::DATA => MAX_PAYLOAD,
-        cmd::FILE_REQUEST | cmd::METADATA_REQUEST | cmd::PATH => MAX_PATH_BYTES + 1,
-        cmd::METADATA => MAX_METADATA_BYTES,
-        _ => return Err(CodecError::UnknownCommand(cmd)),
-    };
-    if len > max {
-        return Err(CodecError::BadLength { cmd, len });
-    }
-    Ok((cmd, len))
+/// Bounds on what a parser accepts; the session sets `max_data` per flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub direction: Direction,
+    /// Largest DATA / ENHANCED_DATA payload (file bytes, CRC, and the offset).
+    pub max_data: usize,
 }
 
-/// Decodes one frame whose header has passed [`check_header`].
-pub fn decode_payload(cmd: u16, p: &[u8]) -> Result<Frame<'_>, CodecError> {
-    let bad = || CodecError::BadLength { cmd, len: p.len() };
+impl Limits {
+    pub const fn from_device(max_data: usize) -> Limits {
+        Limits {
+            direction: Direction::FromDevice,
+            max_data,
+        }
+    }
+
+    /// The identifier flow's bound (DATA up to 1024 file bytes).
+    pub const IDENTIFIER: Limits = Limits::from_device(IDENTIFIER_DATA_PAYLOAD);
+    /// The path flow's bound (any size a frame can hold).
+    pub const PATH: Limits = Limits::from_device(PATH_DATA_PAYLOAD);
+    pub const SERVER: Limits = Limits {
+        direction: Direction::FromServer,
+        max_data: 0,
+    };
+}
+
+/// What the header says: a command, and how many payload bytes follow
+/// (`None` for REPEAT INIT, which has no length field).
+pub fn check_header(b: &[u8], limits: Limits) -> Result<(u16, Option<usize>), CodecError> {
+    let cmd = u16::from_be_bytes([b[0], b[1]]);
+    if limits.direction == Direction::FromServer && cmd == cmd::REPEAT_INIT {
+        return Ok((cmd, None));
+    }
+    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    let ok = match (limits.direction, cmd) {
+        (Direction::FromDevice, cmd::START) => len == 6 || len == 4,
+        (Direction::FromDevice, cmd::SYNC) | (_, cmd::STATUS) => len == 4,
+        (Direction::FromDevice, cmd::DATA) => (3..=limits.max_data).contains(&len),
+        (Direction::FromDevice, cmd::ENHANCED_DATA) => (7..=limits.max_data).contains(&len),
+        (Direction::FromDevice, cmd::METADATA) => len <= MAX_METADATA_BYTES,
+        (Direction::FromDevice, cmd::PATH) => len <= MAX_PATH_FRAME,
+        (Direction::FromServer, cmd::CLOSE) => len == 0,
+        (Direction::FromServer, cmd::RESUME) => len == 4,
+        (Direction::FromServer, cmd::FILE_REQUEST) => (1..=MAX_PATH_BYTES).contains(&len),
+        (Direction::FromServer, cmd::METADATA_REQUEST) => len <= MAX_PATH_BYTES,
+        // The reference sends `00 00`; an empty one is accepted too.
+        (Direction::FromServer, cmd::PATH_REQUEST) => len == 2 || len == 0,
+        _ => return Err(CodecError::UnknownCommand(cmd)),
+    };
+    if ok {
+        Ok((cmd, Some(len)))
+    } else {
+        Err(CodecError::BadLength { cmd, len })
+    }
+}
+
+/// Decodes the payload of a frame whose header passed [`check_header`].
+pub fn decode_payload(cmd: u16, p: &[u8]) -> Frame<'_> {
     let u32_at = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
-    Ok(match cmd {
+    let crc_at = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
+    match cmd {
         cmd::CLOSE => Frame::Close,
         cmd::REPEAT_INIT => Frame::RepeatInit,
         cmd::PATH_REQUEST => Frame::PathRequest,
-        // The 2 trailing "blank" bytes are documented; tolerate firmware that omits them.
-        cmd::START if p.len() == 6 || p.len() == 4 => Frame::Start { packets: u32_at(0) },
-        cmd::RESUME if p.len() == 4 => Frame::Resume { offset: u32_at(0) },
-        cmd::SYNC if p.len() == 4 => Frame::Sync { offset: u32_at(0) },
-        cmd::STATUS if p.len() == 4 => Frame::Status { code: u32_at(0) },
-        cmd::DATA if p.len() > 2 && p.len() <= MAX_PAYLOAD => {
+        // The 2 trailing "blank" bytes are documented; firmware that omits them is tolerated.
+        cmd::START => Frame::Start { total: u32_at(0) },
+        cmd::RESUME => Frame::Resume { offset: u32_at(0) },
+        cmd::SYNC => Frame::Sync { offset: u32_at(0) },
+        cmd::STATUS => Frame::Status { code: u32_at(0) },
+        cmd::DATA => {
             let n = p.len() - 2;
             Frame::Data {
                 payload: &p[..n],
-                crc: u16::from_be_bytes([p[n], p[n + 1]]),
+                crc: crc_at(n),
+            }
+        }
+        cmd::ENHANCED_DATA => {
+            let n = p.len() - 2;
+            Frame::EnhancedData {
+                offset: u32_at(0),
+                payload: &p[4..n],
+                crc: crc_at(n),
             }
         }
         cmd::FILE_REQUEST => Frame::FileRequest { identifier: p },
         cmd::METADATA_REQUEST => Frame::MetadataRequest { identifier: p },
         cmd::METADATA => Frame::Metadata { payload: p },
         cmd::PATH => Frame::Path { path: p },
-        cmd::START | cmd::RESUME | cmd::SYNC | cmd::STATUS | cmd::DATA => return Err(bad()),
-        _ => return Err(CodecError::UnknownCommand(cmd)),
-    })
+        _ => unreachable!("check_header admits only known commands"),
+    }
 }
 
 /// Parses one frame from the front of `buf`: `Ok(None)` when more bytes are
 /// needed, else the frame and how many bytes it took.
-pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, CodecError> {
+pub fn parse_frame(buf: &[u8], limits: Limits) -> Result<Option<(Frame<'_>, usize)>, CodecError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    if limits.direction == Direction::FromServer && buf[..2] == [0, 9] {
+        return Ok(Some((Frame::RepeatInit, 2)));
+    }
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
-    let (cmd, len) = check_header([buf[0], buf[1], buf[2], buf[3]])?;
-    let total = HEADER_LEN + len;
+    let (cmd, len) = check_header(buf, limits)?;
+    let total = HEADER_LEN + len.unwrap_or(0);
     if buf.len() < total {
         return Ok(None);
     }
-    Ok(Some((decode_payload(cmd, &buf[HEADER_LEN..total])?, total)))
+    Ok(Some((decode_payload(cmd, &buf[HEADER_LEN..total]), total)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn limits_for(f: &Frame<'_>) -> Limits {
+        match f {
+            Frame::Close
+            | Frame::Resume { .. }
+            | Frame::FileRequest { .. }
+            | Frame::RepeatInit
+            | Frame::MetadataRequest { .. }
+            | Frame::PathRequest => Limits::SERVER,
+            _ => Limits::PATH,
+        }
+    }
+
     fn roundtrip(f: Frame<'_>) {
         let bytes = f.to_vec();
-        let (back, used) = parse_frame(&bytes).unwrap().unwrap();
+        let limits = limits_for(&f);
+        let (back, used) = parse_frame(&bytes, limits).unwrap().unwrap();
         assert_eq!(back, f);
         assert_eq!(used, bytes.len());
-        // Every strict prefix asks for more bytes instead of failing.
         for cut in 0..bytes.len() {
             assert_eq!(
-                parse_frame(&bytes[..cut]).unwrap(),
+                parse_frame(&bytes[..cut], limits).unwrap(),
                 None,
                 "{f:?} cut at {cut}"
             );
@@ -202,29 +328,54 @@ mod tests {
     }
 
     #[test]
-    fn notes_file_request_and_start_bytes() {
-        let req = Frame::FileRequest {
-            identifier: b"%photof",
-        }
-        .to_vec();
-        assert_eq!(
-            req,
-            [0x00, 0x08, 0x00, 0x07, 0x25, 0x70, 0x68, 0x6F, 0x74, 0x6F, 0x66]
-        );
-        let start = [0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00];
-        assert_eq!(
-            parse_frame(&start).unwrap(),
-            Some((Frame::Start { packets: 32 }, 10))
-        );
-        assert_eq!(Frame::Start { packets: 32 }.to_vec(), start);
-    }
-
-    #[test]
-    fn documented_layouts() {
+    fn server_commands_byte_for_byte_as_the_reference() {
         assert_eq!(Frame::Close.to_vec(), [0, 0, 0, 0]);
         assert_eq!(
             Frame::Resume { offset: 1 }.to_vec(),
             [0, 2, 0, 4, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            Frame::FileRequest {
+                identifier: b"%photof"
+            }
+            .to_vec(),
+            [0x00, 0x08, 0x00, 0x07, 0x25, 0x70, 0x68, 0x6F, 0x74, 0x6F, 0x66]
+        );
+        let path = b"/mnt/sd/mdas9/picture 1.jpg";
+        let mut want = vec![0, 8, 0, path.len() as u8];
+        want.extend_from_slice(path);
+        assert_eq!(Frame::FileRequest { identifier: path }.to_vec(), want);
+        assert_eq!(Frame::RepeatInit.to_vec(), [0x00, 0x09]);
+        assert_eq!(
+            Frame::MetadataRequest {
+                identifier: b"%videor"
+            }
+            .to_vec(),
+            [0, 0x0A, 0, 7, b'%', b'v', b'i', b'd', b'e', b'o', b'r']
+        );
+        assert_eq!(
+            Frame::MetadataRequest { identifier: b"" }.to_vec(),
+            [0, 0x0A, 0, 0]
+        );
+        assert_eq!(
+            Frame::PathRequest.to_vec(),
+            [0x00, 0x0C, 0x00, 0x02, 0x00, 0x00]
+        );
+        assert_eq!(Frame::Status { code: 0 }.to_vec(), [0, 5, 0, 4, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn device_frames_from_the_notes() {
+        let start = [0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00];
+        assert_eq!(
+            parse_frame(&start, Limits::IDENTIFIER).unwrap(),
+            Some((Frame::Start { total: 32 }, 10))
+        );
+        assert_eq!(Frame::Start { total: 32 }.to_vec(), start);
+        // START without its blank bytes.
+        assert_eq!(
+            parse_frame(&[0, 1, 0, 4, 0, 0, 1, 0], Limits::IDENTIFIER).unwrap(),
+            Some((Frame::Start { total: 256 }, 8))
         );
         assert_eq!(
             Frame::Sync {
@@ -234,32 +385,40 @@ mod tests {
             [0, 3, 0, 4, 1, 2, 3, 4]
         );
         assert_eq!(
-            Frame::Status { code: 0x11 }.to_vec(),
-            [0, 5, 0, 4, 0, 0, 0, 0x11]
-        );
-        assert_eq!(Frame::RepeatInit.to_vec(), [0, 9, 0, 0]);
-        assert_eq!(Frame::PathRequest.to_vec(), [0, 0x0C, 0, 0]);
-        assert_eq!(
-            Frame::MetadataRequest {
-                identifier: b"%videor"
+            Frame::Data {
+                payload: &[1, 2, 3],
+                crc: 0xABCD
             }
             .to_vec(),
-            [0, 0x0A, 0, 7, b'%', b'v', b'i', b'd', b'e', b'o', b'r']
+            [0, 4, 0, 5, 1, 2, 3, 0xAB, 0xCD]
         );
-        let data = Frame::Data {
-            payload: &[1, 2, 3],
-            crc: 0xABCD,
-        }
-        .to_vec();
-        assert_eq!(data, [0, 4, 0, 5, 1, 2, 3, 0xAB, 0xCD]);
+        // ENHANCED_DATA: len = 4 + n + 2.
+        let e = [0, 0x0E, 0, 9, 0, 0, 4, 0, 7, 8, 9, 0x12, 0x34];
+        assert_eq!(
+            parse_frame(&e, Limits::PATH).unwrap(),
+            Some((
+                Frame::EnhancedData {
+                    offset: 1024,
+                    payload: &[7, 8, 9],
+                    crc: 0x1234
+                },
+                13
+            ))
+        );
+        let path = [0, 0x0D, 0, 5, b'a', b'.', b'j', b'p', 0];
+        assert_eq!(
+            parse_frame(&path, Limits::PATH).unwrap().unwrap().0,
+            Frame::Path { path: b"a.jp\0" }
+        );
     }
 
     #[test]
     fn every_frame_roundtrips() {
         let full = [0x5Au8; 1024];
+        let big = vec![0x33u8; 5000];
         for f in [
             Frame::Close,
-            Frame::Start { packets: u32::MAX },
+            Frame::Start { total: u32::MAX },
             Frame::Resume { offset: 7 },
             Frame::Sync { offset: 7 },
             Frame::Data {
@@ -270,6 +429,15 @@ mod tests {
                 payload: &[9],
                 crc: 1,
             },
+            Frame::Data {
+                payload: &big,
+                crc: 2,
+            },
+            Frame::EnhancedData {
+                offset: 99,
+                payload: &big,
+                crc: 3,
+            },
             Frame::Status { code: 5 },
             Frame::FileRequest {
                 identifier: b"%videof",
@@ -278,8 +446,12 @@ mod tests {
             Frame::MetadataRequest {
                 identifier: b"%photor",
             },
+            Frame::MetadataRequest { identifier: b"" },
             Frame::Metadata {
                 payload: &[0xFF; 40],
+            },
+            Frame::Metadata {
+                payload: &[b'{'; 4096],
             },
             Frame::PathRequest,
             Frame::Path {
@@ -291,32 +463,44 @@ mod tests {
     }
 
     #[test]
-    fn data_longer_than_1026_is_a_protocol_error() {
+    fn data_is_bounded_per_flow() {
+        // 1025 file bytes + CRC: too long for the identifier flow, fine in the path flow.
         assert_eq!(
-            parse_frame(&[0, 4, 0x04, 0x03]),
+            parse_frame(&[0, 4, 0x04, 0x03], Limits::IDENTIFIER),
             Err(CodecError::BadLength { cmd: 4, len: 1027 })
         );
-        assert!(parse_frame(&[0, 4, 0xFF, 0xFF]).is_err());
-        // An empty DATA (CRC only) carries no file bytes: refused.
-        assert!(parse_frame(&[0, 4, 0, 2, 0, 0]).is_err());
+        assert_eq!(parse_frame(&[0, 4, 0x04, 0x03], Limits::PATH), Ok(None));
+        // A DATA with no file byte, an ENHANCED_DATA with no file byte.
+        assert!(parse_frame(&[0, 4, 0, 2, 0, 0], Limits::PATH).is_err());
+        assert!(parse_frame(&[0, 0x0E, 0, 6, 0, 0, 0, 0, 0, 0], Limits::PATH).is_err());
+        // METADATA over 4 KiB.
+        assert!(parse_frame(&[0, 0x0B, 0x10, 0x01], Limits::PATH).is_err());
     }
 
     #[test]
-    fn wrong_fixed_lengths_and_unknown_commands_are_refused() {
-        assert!(parse_frame(&[0, 2, 0, 3, 0, 0, 1]).is_err());
-        assert!(parse_frame(&[0, 0, 0, 1, 0]).is_err());
+    fn each_direction_takes_only_its_own_commands() {
+        assert!(parse_frame(&[0, 2, 0, 4, 0, 0, 0, 1], Limits::PATH).is_err());
+        assert!(parse_frame(&[0, 3, 0, 4, 0, 0, 0, 1], Limits::SERVER).is_err());
         assert_eq!(
-            parse_frame(&[0, 7, 0, 0]),
+            parse_frame(&[0, 7, 0, 0], Limits::PATH),
             Err(CodecError::UnknownCommand(7))
         );
-        assert!(parse_frame(b"GET / HTTP/1.1\r\n").is_err());
-    }
-
-    #[test]
-    fn start_without_blank_bytes_is_tolerated() {
+        assert!(parse_frame(b"GET / HTTP/1.1\r\n", Limits::PATH).is_err());
+        // REPEAT INIT is two bytes: what follows is the next command.
+        let two = [0, 9, 0, 0, 0, 0];
+        let (f, used) = parse_frame(&two, Limits::SERVER).unwrap().unwrap();
+        assert_eq!((f, used), (Frame::RepeatInit, 2));
         assert_eq!(
-            parse_frame(&[0, 1, 0, 4, 0, 0, 1, 0]).unwrap(),
-            Some((Frame::Start { packets: 256 }, 8))
+            parse_frame(&two[2..], Limits::SERVER).unwrap().unwrap().0,
+            Frame::Close
+        );
+        // PATH REQ with or without its `00 00`.
+        assert_eq!(
+            parse_frame(&[0, 0x0C, 0, 0], Limits::SERVER)
+                .unwrap()
+                .unwrap()
+                .0,
+            Frame::PathRequest
         );
     }
 }

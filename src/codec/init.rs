@@ -3,6 +3,10 @@
 use super::CodecError;
 
 pub const INIT_LEN: usize = 16;
+/// Settings bit (first byte): a file for the path flow (ADAS, DSM, protocol >= 6).
+pub const PATH_BIT: u8 = 0x02;
+/// The DualCam bits of the first settings byte.
+pub const DUALCAM_BITS: u8 = 0x3C;
 
 /// The four files a DashCam/DualCam offers, by their availability bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +23,14 @@ impl FileKind {
         FileKind::VideoRear,
         FileKind::PhotoFront,
         FileKind::PhotoRear,
+    ];
+
+    /// The order the reference server asks in: `%videor`, `%videof`, `%photor`, `%photof`.
+    pub const REFERENCE_ORDER: [FileKind; 4] = [
+        FileKind::VideoRear,
+        FileKind::VideoFront,
+        FileKind::PhotoRear,
+        FileKind::PhotoFront,
     ];
 
     /// Bit in the most significant byte of the settings (and in metadata's file type).
@@ -84,7 +96,7 @@ impl FileKind {
 
     /// Kinds whose bit is set in a settings/file-type byte.
     pub fn in_byte(byte: u8) -> Vec<FileKind> {
-        FileKind::ALL
+        FileKind::REFERENCE_ORDER
             .into_iter()
             .filter(|k| byte & k.bit() != 0)
             .collect()
@@ -106,6 +118,16 @@ impl InitPacket {
 
     pub fn available(&self) -> Vec<FileKind> {
         FileKind::in_byte(self.availability())
+    }
+
+    /// Bit 0x02: a file for the path flow.
+    pub fn path_file(&self) -> bool {
+        self.availability() & PATH_BIT != 0
+    }
+
+    /// Any file at all (a DualCam bit or the path bit).
+    pub fn offers_anything(&self) -> bool {
+        self.availability() & (DUALCAM_BITS | PATH_BIT) != 0
     }
 
     pub fn encode(&self) -> [u8; INIT_LEN] {
@@ -182,6 +204,33 @@ mod tests {
     fn availability_bits() {
         let s = InitPacket::settings_for(&FileKind::ALL);
         assert_eq!(s, 0x3C00_0000);
+        let all = InitPacket {
+            protocol_id: 5,
+            imei: 1,
+            settings: s,
+        };
+        assert_eq!(
+            all.available(),
+            [
+                FileKind::VideoRear,
+                FileKind::VideoFront,
+                FileKind::PhotoRear,
+                FileKind::PhotoFront
+            ]
+        );
+        assert!(!all.path_file() && all.offers_anything());
+        let adas = InitPacket {
+            protocol_id: 5,
+            imei: 1,
+            settings: 0x4200_0000,
+        };
+        assert!(adas.path_file() && adas.available().is_empty());
+        let none = InitPacket {
+            protocol_id: 6,
+            imei: 1,
+            settings: 0x4000_0400,
+        };
+        assert!(!none.offers_anything());
         let init = InitPacket {
             protocol_id: 5,
             imei: 1,

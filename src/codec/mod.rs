@@ -2,14 +2,18 @@
 //! Every layout of PROTOCOL-NOTES.md lives here.
 
 pub mod crc;
+pub mod deframer;
 pub mod frame;
 pub mod init;
 pub mod metadata;
+pub mod names;
 
 pub use crc::crc16;
-pub use frame::{check_header, cmd, command_name, decode_payload, parse_frame, Frame};
-pub use init::{parse_init, FileKind, InitPacket, INIT_LEN};
-pub use metadata::Metadata;
+pub use deframer::{Deframer, Input};
+pub use frame::{cmd, command_name, parse_frame, Direction, Frame, Limits};
+pub use init::{parse_init, FileKind, InitPacket, INIT_LEN, PATH_BIT};
+pub use metadata::{Metadata, MetadataFormat};
+pub use names::{status_name, Family};
 
 use std::fmt;
 
@@ -46,26 +50,15 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// Device status codes (STATUS 0x0005), named as in the vendor document.
-pub fn status_name(code: u32) -> &'static str {
-    match code {
-        0x00 => "COMPLETED (file transfer process completed)",
-        0x02 => "failed to close GPRS",
-        0x03 => "failed to close socket",
-        0x05 => "invalid response from server to init packet",
-        0x11 => "camera not configured or requested file not available",
-        _ => "undocumented status",
-    }
-}
-
 /// Uppercase hex with spaces, for logs and the decode command.
 pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(&format!("{b:02X}"));
+        let _ = write!(s, "{b:02X}");
     }
     s
 }

@@ -1,31 +1,80 @@
-//! One camera's conversation, in the protocol's order: init, [METADATA REQ],
-//! FILE REQ, START, RESUME, SYNC, DATA..., REPEAT INIT, CLOSE. Written over
-//! `Read + Write` so tests can drive it with any stream.
+//! One camera's conversation as a pure state machine: it is handed inputs
+//! (init packets, frames, storage answers) and the current instant, and hands
+//! back bytes to send and [`Action`]s for storage. No sockets, no clock, no
+//! file system: every protocol decision, and every timeout, is made here from
+//! the instants it is given, so tests drive it frame by frame without sleeping.
+//!
+//! The [`crate::driver`] runs it over a socket and storage.
 
-mod reader;
+mod choose;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
-pub use reader::{FrameReader, ReadError};
-
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, status_name, FileKind, Frame, InitPacket};
-use crate::storage::{FileSpec, Storage, Stored};
+use crate::codec::{self, status_name, CodecError, Family, FileKind, Frame, Input, Limits};
+use crate::storage::FileSpec;
 
-/// Which flow asks the camera for files.
+pub use transfer::{CrcCheck, FileRecord, OpenFile};
+
+/// Which cameras and flows the server serves (the reference's `--cam`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// DashCam flow when the init reports any file, else the ADAS flow.
+    /// Per init: protocol >= 6 or bit 0x02 takes the path flow; DualCam bits the identifier flow.
     Auto,
-    /// Request the files the init's settings bits report (`%videof`, ...).
-    Dashcam,
-    /// Ask for file paths with PATH REQ (0x000C), then request each path.
+    /// DualCam/DashCam only (`%videof` ...; the path flow on protocol >= 6).
+    #[value(alias = "dashcam")]
+    Dualcam,
+    /// ADAS (MDAS9) only: the path flow.
     Adas,
+    /// DSM only: the path flow.
+    Dsm,
+}
+
+/// How files are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// FILE REQ `%videof` ...; START/RESUME/SYNC in 1024-byte packets, 1-based.
+    Identifier,
+    /// PATH REQ, then FILE REQ with the path; offsets in bytes, 0-based.
+    Path,
+}
+
+impl Flow {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Identifier => "identifier",
+            Flow::Path => "path",
+        }
+    }
+}
+
+/// What START, RESUME and SYNC count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Packets,
+    Bytes,
+}
+
+/// Where a device starts its CRC chain after a SYNC past the file's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// From 0 after every SYNC (current firmware, the reference server since 0.2.5).
+    Restart,
+    /// From the previous packet's CRC (the document's reading, older firmware).
+    Chained,
+}
+
+impl Convention {
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Restart => "restart",
+            Convention::Chained => "chained",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -33,17 +82,21 @@ pub struct Config {
     pub mode: Mode,
     pub metadata: bool,
     pub metadata_timeout: Duration,
+    /// A camera silent this long is dropped.
     pub read_timeout: Duration,
-    /// `--files`: exactly these in the first round, then those of them the camera reports.
+    /// RESUME is sent again when no SYNC comes within this.
+    pub sync_timeout: Duration,
+    /// RESUME resends before giving up.
+    pub max_resends: u32,
+    /// `--files`: the identifier-flow files wanted; reported ones first, then forced.
     pub files: Option<Vec<FileKind>>,
-    pub max_packets: u32,
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
     pub allow: Option<HashSet<u64>>,
-    /// Rounds of downloads, each after the first opened by REPEAT INIT.
-    pub max_rounds: u32,
+    /// Files asked for in one session.
+    pub max_files: u32,
     /// CRC failures of one packet before its file is given up.
     pub max_crc_retries: u32,
-    /// PATH REQs in one ADAS round.
-    pub max_adas_paths: u32,
 }
 
 impl Default for Config {
@@ -53,30 +106,14 @@ impl Default for Config {
             metadata: false,
             metadata_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(120),
+            sync_timeout: Duration::from_secs(3),
+            max_resends: 10,
             files: None,
-            max_packets: 512 * 1024,
+            max_file_bytes: 512 << 20,
             allow: None,
-            max_rounds: 4,
+            max_files: 1000,
             max_crc_retries: 8,
-            max_adas_paths: 32,
         }
-    }
-}
-
-/// Lets the session shorten the wait for a METADATA answer.
-pub trait ReadTimeout {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-}
-
-impl ReadTimeout for &TcpStream {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, timeout)
-    }
-}
-
-impl ReadTimeout for &[u8] {
-    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -86,7 +123,7 @@ pub enum End {
     Completed,
     NotACamera(String),
     NotAllowed,
-    /// The device sent an error STATUS that ends the session (0x11 makes it disconnect).
+    /// The device sent STATUS 0x11 (it disconnects after it).
     DeviceStatus(u32),
     Refused(String),
     Protocol(String),
@@ -107,7 +144,7 @@ impl fmt::Display for End {
             End::Refused(why) => write!(f, "refused: {why}"),
             End::Protocol(why) => write!(f, "protocol error: {why}"),
             End::LinkLost(why) => write!(f, "link lost: {why}"),
-            End::TimedOut => write!(f, "timed out"),
+            End::TimedOut => write!(f, "timed out: the camera went silent"),
             End::GaveUp(why) => write!(f, "gave up: {why}"),
             End::Storage(why) => write!(f, "storage error: {why}"),
             End::Shutdown => write!(f, "server shutting down"),
@@ -115,312 +152,362 @@ impl fmt::Display for End {
     }
 }
 
-impl From<ReadError> for End {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Closed { .. } | ReadError::Io(_) => End::LinkLost(e.to_string()),
-            ReadError::TimedOut => End::TimedOut,
-            ReadError::Codec(c) => End::Protocol(c.to_string()),
-        }
-    }
+/// What the driver must do for the session, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// The camera's IMEI is known and admitted.
+    Camera(u64),
+    /// Open (or resume) the partial of a file; answer with [`Session::opened`].
+    Open(OpenFile),
+    /// Write the file bytes of the frame just handled, at this byte offset.
+    Write { offset: u64 },
+    /// Keep only the first `len` stored bytes; answer with [`Session::rewound`]
+    /// and the CRC (from 0) of what is kept.
+    Rewind { len: u64 },
+    /// Every byte is verified: check and publish; answer with [`Session::finished`].
+    Finish(Box<FileRecord>),
+    /// Stop writing the open file; keep what is stored for a later resume.
+    Abandon,
+    /// The session is over: send what is pending, then close the link.
+    End(End),
 }
 
-/// What the summary line reports.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub imei: Option<u64>,
-    pub stored: Vec<Stored>,
-    pub bytes: u64,
-    pub crc_retries: u32,
-    pub duration: Duration,
-    pub end: End,
+/// What the driver reports after publishing a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub path: String,
+    pub size_bytes: u64,
+    pub crc16: u16,
 }
 
-/// Everything a session needs from the server around it.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub storage: &'a Storage,
-    pub shutdown: &'a AtomicBool,
-    pub on_stored: &'a (dyn Fn(&Stored) + Sync),
-    /// Told the IMEI once the camera is admitted.
-    pub on_camera: &'a (dyn Fn(u64) + Sync),
+/// Counters for the summary line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub files_stored: u32,
+    pub bytes_stored: u64,
+    pub crc_errors: u32,
+    pub files_failed: u32,
 }
 
-pub struct Session<'a, R, W: Write> {
-    ctx: &'a Context<'a>,
-    reader: FrameReader<R>,
-    link: Link<W>,
-    remote: String,
-    protocol_id: u16,
-    imei: Option<u64>,
-    stored: Vec<Stored>,
-    crc_retries: u32,
-    /// The flow chosen at the first init: ADAS (true) or DashCam.
-    adas: Option<bool>,
+pub(crate) enum State {
+    /// Waiting for the (first or a repeated) init packet.
+    Init {
+        first: bool,
+        stray: u32,
+    },
+    /// PATH REQ sent.
+    Path,
+    /// METADATA REQ sent.
+    Metadata {
+        file: Box<Pending>,
+        deadline: Instant,
+    },
+    /// FILE REQ sent.
+    Start {
+        file: Box<Pending>,
+        stray: u32,
+    },
+    /// A file is being received.
+    Transfer(Box<transfer::Transfer>),
+    Done,
 }
 
-/// The sending half, apart from the reader so a frame borrowed from the
-/// reader's buffer can be answered.
-struct Link<W> {
-    writer: W,
+/// A file chosen and not yet started.
+pub(crate) struct Pending {
+    pub spec: FileSpec,
+    pub family: Family,
+    pub flow: Flow,
+    pub metadata: Option<(Vec<u8>, codec::Metadata)>,
+}
+
+pub struct Session<'c> {
+    cfg: &'c Config,
+    state: State,
     out: Vec<u8>,
+    actions: VecDeque<Action>,
     /// The IMEI once known, else the peer address: starts every log line.
     tag: String,
+    imei: Option<u64>,
+    protocol_id: u16,
+    last_rx: Instant,
+    files_asked: u32,
+    /// Identifiers not to ask for again in this session (failed, or empty).
+    skip: HashSet<Vec<u8>>,
+    /// Paths stored in this session.
+    stored_paths: HashSet<Vec<u8>>,
+    forced_asked: HashSet<FileKind>,
+    convention: Option<Convention>,
+    flow_logged: Option<(Flow, Option<Family>)>,
+    stats: Stats,
+    end: Option<End>,
 }
 
-impl<W: Write> Link<W> {
-    fn send(&mut self, frame: Frame<'_>) -> Result<(), End> {
-        self.out.clear();
-        frame.encode(&mut self.out);
-        log::debug!(
-            "[{}] -> {} {}",
-            self.tag,
-            frame.name(),
-            codec::hex(&self.out)
-        );
-        self.writer
-            .write_all(&self.out)
-            .and_then(|_| self.writer.flush())
-            .map_err(|e| End::LinkLost(format!("sending {}: {e}", frame.name())))
-    }
-
-    /// Ends on a bad peer: CLOSE (best effort, the link may be gone), then the reason.
-    fn fail(&mut self, end: End) -> End {
-        if !matches!(end, End::LinkLost(_)) {
-            let _ = self.send(Frame::Close);
-        }
-        end
-    }
-}
-
-impl<'a, R: Read + ReadTimeout, W: Write> Session<'a, R, W> {
-    pub fn new(ctx: &'a Context<'a>, reader: R, writer: W, remote: String) -> Self {
+impl<'c> Session<'c> {
+    pub fn new(cfg: &'c Config, peer: String, now: Instant) -> Session<'c> {
         Session {
-            ctx,
-            reader: FrameReader::new(reader),
-            link: Link {
-                writer,
-                out: Vec::with_capacity(64),
-                tag: remote.clone(),
+            cfg,
+            state: State::Init {
+                first: true,
+                stray: 0,
             },
-            remote,
-            protocol_id: 0,
+            out: Vec::with_capacity(64),
+            actions: VecDeque::with_capacity(8),
+            tag: peer,
             imei: None,
-            stored: Vec::new(),
-            crc_retries: 0,
-            adas: None,
+            protocol_id: 0,
+            last_rx: now,
+            files_asked: 0,
+            skip: HashSet::new(),
+            stored_paths: HashSet::new(),
+            forced_asked: HashSet::new(),
+            convention: None,
+            flow_logged: None,
+            stats: Stats::default(),
+            end: None,
         }
     }
 
-    /// Runs the whole session and logs its one-line summary.
-    pub fn run(mut self) -> Summary {
-        let began = Instant::now();
-        let end = match self.drive() {
-            Ok(()) => End::Completed,
-            Err(end) => end,
-        };
-        let summary = Summary {
-            imei: self.imei,
-            bytes: self.stored.iter().map(|s| s.sidecar.size_bytes).sum(),
-            stored: self.stored,
-            crc_retries: self.crc_retries,
-            duration: began.elapsed(),
-            end,
-        };
-        let line = format!(
-            "[{}] session end: {} file(s), {} bytes stored, {} CRC retries, {:.1}s, {}",
-            self.link.tag,
-            summary.stored.len(),
-            summary.bytes,
-            summary.crc_retries,
-            summary.duration.as_secs_f64(),
-            summary.end
-        );
-        match summary.end {
-            End::Completed => log::info!("{line}"),
-            _ => log::warn!("{line}"),
-        }
-        summary
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
-    fn read_init(&mut self) -> Result<InitPacket, End> {
-        match self.reader.read_init() {
-            Ok(init) => Ok(init),
-            Err(ReadError::Codec(e)) => Err(self.link.fail(End::NotACamera(e.to_string()))),
-            Err(ReadError::Closed { buffered }) => Err(End::LinkLost(format!(
-                "connection closed after {buffered} of 16 bytes of the init packet"
-            ))),
-            Err(e) => Err(self.link.fail(e.into())),
+    pub fn imei(&self) -> Option<u64> {
+        self.imei
+    }
+
+    pub fn protocol_id(&self) -> u16 {
+        self.protocol_id
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn convention(&self) -> Option<Convention> {
+        self.convention
+    }
+
+    /// How the session ended, once it has.
+    pub fn ended(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// The next input is an init packet (a `00 00` header).
+    pub fn expects_init(&self) -> bool {
+        matches!(self.state, State::Init { .. })
+    }
+
+    /// Frame bounds for what comes next: DATA up to 1024 bytes in the identifier
+    /// flow, up to a frame's limit in the path flow.
+    pub fn limits(&self) -> Limits {
+        match &self.state {
+            State::Transfer(t) if t.flow == Flow::Identifier => Limits::IDENTIFIER,
+            _ => Limits::PATH,
         }
     }
 
-    fn drive(&mut self) -> Result<(), End> {
-        let mut init = self.read_init()?;
-        log::debug!("[{}] <- INIT {}", self.remote, codec::hex(&init.encode()));
-        self.imei = Some(init.imei);
-        self.protocol_id = init.protocol_id;
-        self.link.tag = init.imei.to_string();
-        log::info!(
-            "[{}] camera connected from {}: protocol {}, settings 0x{:08X}, files available: {}",
-            self.link.tag,
-            self.remote,
-            init.protocol_id,
-            init.settings,
-            names(&init.available())
-        );
-        if let Some(allow) = &self.ctx.config.allow {
-            if !allow.contains(&init.imei) {
-                return Err(self.link.fail(End::NotAllowed));
-            }
+    /// Bytes to send, in order; the driver sends them and calls [`Session::sent`].
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    pub fn sent(&mut self) {
+        self.out.clear();
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The instant at which [`Session::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let silent = self.last_rx + self.cfg.read_timeout;
+        match &self.state {
+            State::Done => None,
+            State::Metadata { deadline, .. } => Some((*deadline).min(silent)),
+            State::Transfer(t) => Some(
+                t.deadline_with(self.cfg.sync_timeout)
+                    .map_or(silent, |d| d.min(silent)),
+            ),
+            _ => Some(silent),
         }
-        (self.ctx.on_camera)(init.imei);
-        let mut seen_paths = HashSet::new();
-        let mut repeated = false;
-        for round in 1..=self.ctx.config.max_rounds {
-            let got = self.round(round, &init, &mut seen_paths)?;
-            if got == 0 {
-                break;
-            }
-            if round == self.ctx.config.max_rounds {
-                log::warn!(
-                    "[{}] {round} download rounds (--max-rounds): not asking for more files",
-                    self.link.tag
-                );
-                break;
-            }
-            self.link.send(Frame::RepeatInit)?;
-            repeated = true;
-            let again = self.read_init()?;
-            if again.imei != init.imei {
-                return Err(self.link.fail(End::Protocol(format!(
-                    "IMEI changed to {} after REPEAT INIT",
-                    again.imei
-                ))));
-            }
-            log::info!(
-                "[{}] init repeated: settings 0x{:08X}, files available: {}",
-                self.link.tag,
-                again.settings,
-                names(&again.available())
+    }
+
+    pub(crate) fn send(&mut self, frame: Frame<'_>) {
+        let at = self.out.len();
+        frame.encode(&mut self.out);
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!(
+                "[{}] -> {} {}",
+                self.tag,
+                frame.name(),
+                codec::hex(&self.out[at..])
             );
-            init = again;
-        }
-        // COMPLETED does not work after a REPEAT INIT: CLOSE does.
-        if repeated {
-            self.link.send(Frame::Close)
-        } else {
-            self.link.send(Frame::Status { code: 0 })
         }
     }
 
-    /// One round of downloads; returns how many files were stored.
-    fn round(
-        &mut self,
-        round: u32,
-        init: &InitPacket,
-        seen: &mut HashSet<Vec<u8>>,
-    ) -> Result<usize, End> {
-        let cfg = self.ctx.config;
-        // Auto picks the flow on the first init: a DashCam whose later init
-        // reports nothing is done, not an ADAS camera.
-        let adas = *self.adas.get_or_insert(match cfg.mode {
-            Mode::Dashcam => false,
-            Mode::Adas => true,
-            Mode::Auto => init.available().is_empty() && cfg.files.is_none(),
-        });
-        let before = self.stored.len();
-        if adas {
-            for _ in 0..cfg.max_adas_paths {
-                self.link.send(Frame::PathRequest)?;
-                let Some(spec) = self.read_path()? else { break };
-                if !seen.insert(spec.identifier.clone()) {
-                    log::info!(
-                        "[{}] PATH {} was already downloaded: round ends",
-                        self.link.tag,
-                        spec.display()
-                    );
-                    break;
+    /// Ends the session: keeps any open partial, sends CLOSE when `close`.
+    pub(crate) fn finish_session(&mut self, end: End, close: bool) {
+        if self.is_over() {
+            return;
+        }
+        if let State::Transfer(t) = &self.state {
+            if t.is_open() {
+                self.actions.push_back(Action::Abandon);
+            }
+        }
+        if close {
+            self.send(Frame::Close);
+        }
+        self.state = State::Done;
+        self.end = Some(end.clone());
+        self.actions.push_back(Action::End(end));
+    }
+
+    /// An init packet or a frame from the camera.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.last_rx = now;
+        match input {
+            Input::Init(init) => self.on_init(now, init),
+            Input::Frame(frame) => {
+                if log::log_enabled!(log::Level::Debug) {
+                    log::debug!("[{}] <- {}", self.tag, frame_summary(&frame));
                 }
-                self.fetch(&spec)?;
-            }
-        } else {
-            let wanted = match &cfg.files {
-                Some(list) if round == 1 => list.clone(),
-                Some(list) => list
-                    .iter()
-                    .copied()
-                    .filter(|k| init.available().contains(k))
-                    .collect(),
-                None => init.available(),
-            };
-            for kind in wanted {
-                self.fetch(&FileSpec::dashcam(kind))?;
+                self.on_frame(now, frame)
             }
         }
-        Ok(self.stored.len() - before)
     }
 
-    /// Reads the answer to PATH REQ. An empty path means no file to send.
-    fn read_path(&mut self) -> Result<Option<FileSpec>, End> {
-        let frame = self
-            .reader
-            .read_frame()
-            .map_err(|e| self.link.fail(e.into()))?;
-        let raw = match frame {
-            Frame::Path { path } => path.to_vec(),
-            Frame::Status { code } => {
-                let end = device_status(&self.link.tag, code, "PATH REQ");
-                return if code == 0x11 { Err(end) } else { Ok(None) };
+    /// The bytes from the camera broke the protocol.
+    pub fn handle_codec_error(&mut self, e: CodecError) {
+        let end = match (&self.state, &e) {
+            (State::Init { first: true, .. }, _) | (_, CodecError::NotACamera(_)) => {
+                End::NotACamera(e.to_string())
             }
-            f => {
-                let what = format!("expected PATH, got {}", f.name());
-                return Err(self.link.fail(End::Protocol(what)));
-            }
+            _ => End::Protocol(e.to_string()),
         };
-        if raw.iter().all(|&b| b == 0) {
-            log::info!("[{}] camera has no ADAS file to send", self.link.tag);
-            return Ok(None);
-        }
-        match FileSpec::adas(&raw) {
-            Ok(spec) => {
-                log::info!("[{}] ADAS path {}", self.link.tag, spec.display());
-                Ok(Some(spec))
-            }
-            Err(why) => {
-                let shown = String::from_utf8_lossy(&raw).escape_debug().to_string();
-                Err(self
-                    .link
-                    .fail(End::Refused(format!("ADAS path \"{shown}\": {why}"))))
-            }
+        log::warn!("[{}] {end}", self.tag);
+        self.finish_session(end, true);
+    }
+
+    /// The link closed or failed.
+    pub fn handle_link_lost(&mut self, why: String) {
+        if !self.is_over() {
+            self.finish_session(End::LinkLost(why), false);
         }
     }
 
-    fn check_shutdown(&self) -> Result<(), End> {
-        if self.ctx.shutdown.load(Ordering::Relaxed) {
-            Err(End::Shutdown)
+    pub fn handle_shutdown(&mut self) {
+        self.finish_session(End::Shutdown, true);
+    }
+
+    /// Called at (or after) [`Session::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_over() {
+            return;
+        }
+        if now >= self.last_rx + self.cfg.read_timeout {
+            log::warn!(
+                "[{}] no byte from the camera for {:?}: dropping the link{}",
+                self.tag,
+                self.cfg.read_timeout,
+                if matches!(self.state, State::Transfer(_)) {
+                    " (partial kept)"
+                } else {
+                    ""
+                }
+            );
+            self.finish_session(End::TimedOut, true);
+            return;
+        }
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Metadata { file, deadline } if now >= deadline => {
+                log::info!(
+                    "[{}] no METADATA for {} within {:?} (firmware before 03.27.04?): requesting the file anyway",
+                    self.tag,
+                    file.spec.display(),
+                    self.cfg.metadata_timeout
+                );
+                self.request_file(file);
+            }
+            State::Transfer(t) => self.transfer_timeout(now, t),
+            other => self.state = other,
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Frame<'_>) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Init { first, stray } => self.frame_before_init(first, stray, frame),
+            State::Path => self.on_path_answer(frame),
+            State::Metadata { file, deadline } => self.on_metadata(file, deadline, frame),
+            State::Start { file, stray } => self.on_start(file, stray, frame),
+            State::Transfer(t) => self.transfer_frame(now, t, frame),
+            State::Done => {}
+        }
+    }
+
+    fn frame_before_init(&mut self, first: bool, stray: u32, frame: Frame<'_>) {
+        // DATA still in flight after the server gave a file up, before the init.
+        if !first && frame.file_bytes().is_some() && stray < transfer::MAX_IN_FLIGHT {
+            self.state = State::Init {
+                first,
+                stray: stray + 1,
+            };
+            return;
+        }
+        let end = if first {
+            End::NotACamera(format!("{} before the init packet", frame.name()))
         } else {
-            Ok(())
+            End::Protocol(format!(
+                "{} instead of the repeated init packet",
+                frame.name()
+            ))
+        };
+        log::warn!("[{}] {end}", self.tag);
+        self.finish_session(end, true);
+    }
+
+    /// A STATUS from the device, logged by name. 0x11 makes it disconnect.
+    fn device_status(&mut self, code: u32, during: &str) -> bool {
+        log::warn!(
+            "[{}] device STATUS {code} (0x{code:02X}) during {during}: {}",
+            self.tag,
+            status_name(code)
+        );
+        if code == 0x11 {
+            self.finish_session(End::DeviceStatus(code), true);
+            true
+        } else {
+            false
         }
     }
-}
 
-/// A STATUS from the device, logged by name. 0x11 makes the device
-/// disconnect, so it ends the session; the others end only the file.
-fn device_status(tag: &str, code: u32, during: &str) -> End {
-    log::warn!(
-        "[{tag}] device STATUS 0x{code:02X} during {during}: {}",
-        status_name(code)
-    );
-    End::DeviceStatus(code)
-}
-
-fn names(kinds: &[FileKind]) -> String {
-    if kinds.is_empty() {
-        return "none".into();
+    fn unexpected(&mut self, frame: &Frame<'_>, waiting_for: &str) {
+        let end = End::Protocol(format!("expected {waiting_for}, got {}", frame.name()));
+        log::warn!("[{}] {end}", self.tag);
+        self.finish_session(end, true);
     }
-    kinds
-        .iter()
-        .map(|k| k.identifier())
-        .collect::<Vec<_>>()
-        .join(", ")
+}
+
+pub(crate) fn frame_summary(f: &Frame<'_>) -> String {
+    match f {
+        Frame::Data { payload, crc } => format!(
+            "DATA {} bytes, CRC 0x{crc:04X}, starts {}",
+            payload.len(),
+            codec::hex(&payload[..payload.len().min(16)])
+        ),
+        Frame::EnhancedData {
+            offset,
+            payload,
+            crc,
+        } => format!(
+            "ENHANCED_DATA at {offset}, {} bytes, CRC 0x{crc:04X}",
+            payload.len()
+        ),
+        other => format!("{} {}", other.name(), codec::hex(&other.to_vec())),
+    }
 }

@@ -1,355 +1,628 @@
-//! One file: [METADATA REQ], FILE REQ, START, RESUME, SYNC, DATA... with every CRC checked.
+//! One file: START, RESUME, SYNC, DATA... with every packet's CRC checked,
+//! in packets (identifier flow) or bytes (path flow), under either CRC
+//! convention, with RESUME resent when no SYNC comes.
 
-use std::io::{Read, Write};
+use std::time::Instant;
 
-use chrono::Utc;
-
-use super::{device_status, End, ReadError, ReadTimeout, Session};
-use crate::codec::{self, crc16, frame::MAX_DATA_BYTES, status_name, Frame};
-use crate::storage::{sidecar, FileSpec, MetadataJson, Partial, Sidecar};
+use super::{Action, Convention, End, Flow, Pending, Published, Session, State, Unit};
+use crate::codec::{crc16, frame::MAX_PACKET_BYTES, Family, Frame};
+use crate::storage::FileSpec;
 
 /// DATA frames still in flight after a RESUME are discarded; a device that sends
 /// more than this many without a SYNC is not following the protocol.
-const MAX_IN_FLIGHT: u32 = 4096;
-/// Late METADATA frames tolerated while waiting for START.
-const MAX_STRAY_METADATA: u32 = 4;
+pub(crate) const MAX_IN_FLIGHT: u32 = 4096;
+const PACKET: u64 = MAX_PACKET_BYTES as u64;
 
-enum Step {
-    Sync,
-    Data,
+pub(crate) fn unit_of(flow: Flow) -> Unit {
+    match flow {
+        Flow::Identifier => Unit::Packets,
+        Flow::Path => Unit::Bytes,
+    }
 }
 
-impl<R: Read + ReadTimeout, W: Write> Session<'_, R, W> {
-    /// Downloads one file. Ok when it is stored or the device declined it
-    /// with a STATUS that leaves the session usable.
-    pub(super) fn fetch(&mut self, spec: &FileSpec) -> Result<(), End> {
-        let metadata = if self.ctx.config.metadata {
-            self.query_metadata(spec)?
+/// What the driver needs to open a partial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenFile {
+    pub spec: FileSpec,
+    pub unit: Unit,
+    /// START's value: packets or bytes.
+    pub total: u32,
+}
+
+impl OpenFile {
+    /// Most bytes that can be kept for a resume: one unit short of the end, so
+    /// the last packet (whose size is unknown in the identifier flow) comes again.
+    pub fn keep_at_most(&self) -> u64 {
+        match self.unit {
+            Unit::Packets => (self.total as u64 - 1) * PACKET,
+            Unit::Bytes => self.total as u64 - 1,
+        }
+    }
+
+    /// Offsets a resume may start at are multiples of this.
+    pub fn align(&self) -> u64 {
+        match self.unit {
+            Unit::Packets => PACKET,
+            Unit::Bytes => 1,
+        }
+    }
+}
+
+/// The device's CRC over the end of the file: `crc16(0, file[from..])` must
+/// equal `crc`. Storage checks it on the bytes on disk before publishing, so a
+/// packet matched under the wrong convention, or a bad write, is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrcCheck {
+    pub from: u64,
+    pub crc: u16,
+}
+
+/// Everything storage needs to publish a file and write its sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub spec: FileSpec,
+    pub family: Family,
+    pub flow: Flow,
+    pub unit: Unit,
+    pub start_total: u32,
+    pub protocol_id: u16,
+    pub metadata: Option<(Vec<u8>, crate::codec::Metadata)>,
+    pub crc_errors: u32,
+    pub convention: Option<Convention>,
+    pub check: CrcCheck,
+    /// Where this connection started, when earlier bytes came on an earlier one.
+    pub resumed_from: Option<u64>,
+    pub data_frames: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Open sent; waiting for the driver.
+    Open,
+    /// RESUME sent; DATA in flight is discarded until the SYNC.
+    Sync,
+    /// SYNC taken; waiting for the CRC of the kept bytes.
+    Rewind {
+        offset: u64,
+    },
+    Receiving,
+    /// Finish sent; waiting for the driver.
+    Finish,
+}
+
+pub(crate) struct Transfer {
+    pub file: Box<Pending>,
+    pub flow: Flow,
+    unit: Unit,
+    total: u32,
+    phase: Phase,
+    /// Bytes verified and written.
+    stored: u64,
+    /// CRC the next packet must be computed from: one value, or two before the
+    /// convention is known (restart = 0, chained = CRC of what is stored).
+    inits: [u16; 2],
+    n_inits: usize,
+    /// The device's running CRC since the last SYNC, and where that SYNC was.
+    chain: u16,
+    sync_from: u64,
+    crc_errors: u32,
+    retries_here: u32,
+    in_flight: u32,
+    resends: u32,
+    resume_sent: Instant,
+    data_frames: u32,
+    resumed_from: Option<u64>,
+    last_decile: u64,
+}
+
+impl Transfer {
+    pub fn is_open(&self) -> bool {
+        !matches!(self.phase, Phase::Open | Phase::Finish)
+    }
+
+    pub fn deadline_with(&self, sync_timeout: std::time::Duration) -> Option<Instant> {
+        (self.phase == Phase::Sync).then(|| self.resume_sent + sync_timeout)
+    }
+
+    fn total_bytes(&self) -> Option<u64> {
+        match self.unit {
+            Unit::Packets => None,
+            Unit::Bytes => Some(self.total as u64),
+        }
+    }
+
+    fn max_bytes(&self) -> u64 {
+        match self.unit {
+            Unit::Packets => self.total as u64 * PACKET,
+            Unit::Bytes => self.total as u64,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        match self.unit {
+            Unit::Packets => self.stored.div_ceil(PACKET) >= self.total as u64 && self.stored > 0,
+            Unit::Bytes => self.stored == self.total as u64,
+        }
+    }
+
+    /// The RESUME value for what is stored.
+    fn resume_value(&self) -> u32 {
+        match self.unit {
+            Unit::Packets => (self.stored / PACKET) as u32 + 1,
+            Unit::Bytes => self.stored as u32,
+        }
+    }
+
+    /// A SYNC offset in bytes, or None when it is outside the file.
+    fn sync_bytes(&self, offset: u32) -> Option<u64> {
+        match self.unit {
+            Unit::Packets if offset <= 1 => Some(0),
+            Unit::Packets if offset <= self.total => Some((offset as u64 - 1) * PACKET),
+            Unit::Bytes if offset < self.total => Some(offset as u64),
+            _ => None,
+        }
+    }
+
+    fn position(&self) -> String {
+        match self.unit {
+            Unit::Packets => format!("packet {} of {}", self.stored / PACKET + 1, self.total),
+            Unit::Bytes => format!("byte {} of {}", self.stored, self.total),
+        }
+    }
+}
+
+impl Session<'_> {
+    pub(super) fn begin_transfer(&mut self, file: Box<Pending>, unit: Unit, total: u32) {
+        let open = OpenFile {
+            spec: file.spec.clone(),
+            unit,
+            total,
+        };
+        log::info!(
+            "[{}] receiving {}: {total} {}",
+            self.tag,
+            file.spec.display(),
+            match unit {
+                Unit::Packets => "packets",
+                Unit::Bytes => "bytes",
+            }
+        );
+        let flow = file.flow;
+        self.state = State::Transfer(Box::new(Transfer {
+            file,
+            flow,
+            unit,
+            total,
+            phase: Phase::Open,
+            stored: 0,
+            inits: [0, 0],
+            n_inits: 1,
+            chain: 0,
+            sync_from: 0,
+            crc_errors: 0,
+            retries_here: 0,
+            in_flight: 0,
+            resends: 0,
+            resume_sent: self.last_rx,
+            data_frames: 0,
+            resumed_from: None,
+            last_decile: 0,
+        }));
+        self.actions.push_back(Action::Open(open));
+    }
+
+    /// The driver opened the partial: `stored` bytes are kept (aligned, at most
+    /// [`OpenFile::keep_at_most`]).
+    pub fn opened(&mut self, now: Instant, result: Result<u64, String>) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        match result {
+            Err(e) => {
+                log::error!("[{}] cannot store {}: {e}", self.tag, t.file.spec.display());
+                self.finish_session(End::Storage(e), true);
+            }
+            Ok(stored) => {
+                let stored = stored.min(t.max_bytes().saturating_sub(1));
+                t.stored = stored;
+                if stored > 0 {
+                    t.resumed_from = Some(stored);
+                    t.last_decile = stored * 10 / t.max_bytes();
+                    log::info!(
+                        "[{}] resuming {} at {} ({stored} bytes kept from an earlier connection)",
+                        self.tag,
+                        t.file.spec.display(),
+                        t.position()
+                    );
+                }
+                self.send_resume(now);
+            }
+        }
+    }
+
+    fn send_resume(&mut self, now: Instant) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.phase = Phase::Sync;
+        t.in_flight = 0;
+        t.resume_sent = now;
+        let offset = t.resume_value();
+        self.send(Frame::Resume { offset });
+    }
+
+    /// The driver kept the first `len` bytes asked by [`Action::Rewind`]; `crc`
+    /// is their CRC from 0.
+    pub fn rewound(&mut self, _now: Instant, result: Result<u16, String>) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        let Phase::Rewind { offset } = t.phase else {
+            return;
+        };
+        let prefix = match result {
+            Ok(crc) => crc,
+            Err(e) => {
+                log::error!("[{}] storage: {e}", self.tag);
+                self.finish_session(End::Storage(e), true);
+                return;
+            }
+        };
+        t.stored = offset;
+        t.sync_from = offset;
+        t.phase = Phase::Receiving;
+        if offset == 0 {
+            t.inits = [0, 0];
+            t.n_inits = 1;
+            return;
+        }
+        (t.inits, t.n_inits) = match self.convention {
+            Some(Convention::Restart) => ([0, 0], 1),
+            Some(Convention::Chained) => ([prefix, prefix], 1),
+            None if prefix == 0 => ([0, 0], 1),
+            None => ([0, prefix], 2),
+        };
+    }
+
+    /// The driver published the file (or could not: the file failed).
+    pub fn finished(&mut self, _now: Instant, result: Result<Published, String>) {
+        let State::Transfer(t) = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        match result {
+            Ok(p) => {
+                log::info!(
+                    "[{}] saved {} ({} bytes, CRC 0x{:04X})",
+                    self.tag,
+                    p.path,
+                    p.size_bytes,
+                    p.crc16
+                );
+                self.stats.files_stored += 1;
+                self.stats.bytes_stored += p.size_bytes;
+                self.remember_stored(&t.file.spec.identifier, t.flow);
+            }
+            Err(e) => {
+                // CLOSE, not REPEAT INIT: the camera must not take the file as delivered.
+                log::error!(
+                    "[{}] {} not stored: {e}; CLOSE so the camera keeps it",
+                    self.tag,
+                    t.file.spec.display()
+                );
+                self.stats.files_failed += 1;
+                self.finish_session(End::Storage(e), true);
+                return;
+            }
+        }
+        self.next_file();
+    }
+
+    /// Writing the file failed: the session cannot go on.
+    pub fn write_failed(&mut self, e: String) {
+        log::error!("[{}] writing: {e}", self.tag);
+        self.finish_session(End::Storage(e), true);
+    }
+
+    pub(super) fn transfer_timeout(&mut self, now: Instant, t: Box<Transfer>) {
+        let due = t.deadline_with(self.cfg.sync_timeout);
+        self.state = State::Transfer(t);
+        if due.is_none_or(|d| now < d) {
+            return;
+        }
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        if t.resends >= self.cfg.max_resends {
+            let why = format!(
+                "no SYNC after {} RESUMEs for {}; partial kept for a later resume",
+                t.resends + 1,
+                t.file.spec.display()
+            );
+            log::warn!("[{}] {why}", self.tag);
+            self.finish_session(End::GaveUp(why), true);
+            return;
+        }
+        t.resends += 1;
+        log::warn!(
+            "[{}] no SYNC within {:?}: RESUME again at {} ({}/{})",
+            self.tag,
+            self.cfg.sync_timeout,
+            t.position(),
+            t.resends,
+            self.cfg.max_resends
+        );
+        self.send_resume(now);
+    }
+
+    pub(super) fn transfer_frame(&mut self, now: Instant, mut t: Box<Transfer>, frame: Frame<'_>) {
+        match (t.phase, frame) {
+            (Phase::Sync | Phase::Receiving, Frame::Sync { offset }) => {
+                self.state = State::Transfer(t);
+                self.on_sync(now, offset);
+            }
+            (Phase::Sync, f) if f.file_bytes().is_some() => {
+                t.in_flight += 1;
+                if t.in_flight > MAX_IN_FLIGHT {
+                    self.state = State::Transfer(t);
+                    let end = End::Protocol(format!(
+                        "{MAX_IN_FLIGHT} DATA frames without the SYNC after RESUME"
+                    ));
+                    log::warn!("[{}] {end}", self.tag);
+                    self.finish_session(end, true);
+                } else {
+                    self.state = State::Transfer(t);
+                }
+            }
+            (Phase::Receiving, Frame::Data { payload, crc }) => {
+                self.state = State::Transfer(t);
+                self.on_data(now, None, payload, crc);
+            }
+            (
+                Phase::Receiving,
+                Frame::EnhancedData {
+                    offset,
+                    payload,
+                    crc,
+                },
+            ) => {
+                self.state = State::Transfer(t);
+                self.on_data(now, Some(offset), payload, crc);
+            }
+            (_, Frame::Status { code }) => {
+                let what = format!(
+                    "the transfer of {} at {}",
+                    t.file.spec.display(),
+                    t.position()
+                );
+                let open = t.is_open();
+                let id = t.file.spec.identifier.clone();
+                self.state = State::Transfer(t);
+                if !self.device_status(code, &what) {
+                    if open {
+                        self.actions.push_back(Action::Abandon);
+                    }
+                    self.skip.insert(id);
+                    self.stats.files_failed += 1;
+                    self.next_file();
+                }
+            }
+            (_, f) => {
+                let what = match t.phase {
+                    Phase::Sync => "SYNC",
+                    _ => "DATA",
+                };
+                self.state = State::Transfer(t);
+                self.unexpected(&f, what);
+            }
+        }
+    }
+
+    fn on_sync(&mut self, now: Instant, offset: u32) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        match t.sync_bytes(offset) {
+            Some(at) if at <= t.stored => {
+                let need_prefix = at > 0 && self.convention != Some(Convention::Restart);
+                if at == t.stored && !need_prefix {
+                    t.phase = Phase::Rewind { offset: at };
+                    self.rewound(now, Ok(0));
+                } else {
+                    if at < t.stored {
+                        log::info!(
+                            "[{}] SYNC {offset} is behind what is stored: receiving from there again",
+                            self.tag
+                        );
+                    }
+                    t.phase = Phase::Rewind { offset: at };
+                    self.actions.push_back(Action::Rewind { len: at });
+                }
+            }
+            _ => {
+                let resend = t.resends < self.cfg.max_resends;
+                log::warn!(
+                    "[{}] SYNC {offset} is ahead of what is stored or outside the file: RESUME again at {}",
+                    self.tag,
+                    t.position()
+                );
+                if resend {
+                    t.resends += 1;
+                    self.send_resume(now);
+                } else {
+                    let why = format!(
+                        "SYNC never matched the RESUME for {}",
+                        t.file.spec.display()
+                    );
+                    self.finish_session(End::GaveUp(why), true);
+                }
+            }
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, offset: Option<u32>, payload: &[u8], crc: u16) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        let n = payload.len() as u64;
+        let shape_ok = match t.unit {
+            Unit::Packets => {
+                let last = t.stored / PACKET + 1 == t.total as u64;
+                n <= PACKET && (last || n == PACKET)
+            }
+            Unit::Bytes => t.stored + n <= t.total as u64,
+        } && offset.is_none_or(|o| o as u64 == t.stored);
+        let matched = if shape_ok {
+            let c0 = crc16(t.inits[0], payload);
+            if c0 == crc {
+                Some(0)
+            } else if t.n_inits == 2 && crc16(t.inits[1], payload) == crc {
+                Some(1)
+            } else {
+                None
+            }
         } else {
             None
         };
-        self.link.send(Frame::FileRequest {
-            identifier: &spec.identifier,
-        })?;
-        let mut stray = 0;
-        let packets = loop {
-            match self
-                .reader
-                .read_frame()
-                .map_err(|e| self.link.fail(e.into()))?
-            {
-                Frame::Start { packets } => break packets,
-                // A METADATA answer that came after --metadata-timeout; a few at most.
-                Frame::Metadata { payload } if stray < MAX_STRAY_METADATA => {
-                    stray += 1;
-                    log::info!(
-                        "[{}] late METADATA ({} bytes) ignored",
-                        self.link.tag,
-                        payload.len()
-                    );
-                }
-                Frame::Status { code } => return self.file_status(code, spec),
-                f => {
-                    let what = format!("expected START for {}, got {}", spec.display(), f.name());
-                    return Err(self.link.fail(End::Protocol(what)));
-                }
-            }
+        let Some(which) = matched else {
+            return self.bad_packet(now, offset, payload.len(), crc, shape_ok);
         };
-        if packets == 0 {
-            return Err(self.link.fail(End::Protocol(format!(
-                "START for {} with 0 packets",
-                spec.display()
-            ))));
-        }
-        if packets > self.ctx.config.max_packets {
-            let why = format!(
-                "{} announces {packets} packets (up to {} MiB), over the --max-file-mb limit of {} MiB",
-                spec.display(),
-                (packets as u64 * 1024) >> 20,
-                (self.ctx.config.max_packets as u64 * 1024) >> 20
-            );
-            log::warn!("[{}] {why}", self.link.tag);
-            return Err(self.link.fail(End::Refused(why)));
-        }
-        let imei = self.imei.unwrap_or_default();
-        let mut partial = match self.ctx.storage.begin(imei, spec, packets) {
-            Ok(p) => p,
-            Err(e) => return Err(self.link.fail(End::Storage(format!("{e:#}")))),
-        };
-        let resumed = partial.next_packet();
-        if resumed > 1 {
-            log::info!(
-                "[{}] resuming {} at packet {resumed} of {packets} ({} bytes kept)",
-                self.link.tag,
-                spec.display(),
-                partial.bytes()
-            );
-        } else {
-            log::info!(
-                "[{}] receiving {}: {packets} packets",
-                self.link.tag,
-                spec.display()
-            );
-        }
-        self.receive(spec, &mut partial, packets)?;
-
-        let started_at = partial.started_at();
-        let meta_json = metadata.as_ref().map(|(raw, m)| MetadataJson::new(raw, m));
-        let name_time = metadata
-            .as_ref()
-            .and_then(|(_, m)| m.timestamp_ms)
-            .and_then(sidecar::from_millis)
-            .unwrap_or(started_at);
-        let stem = format!("{}_{}", name_time.format("%Y%m%d_%H%M%S"), spec.name);
-        let sc = Sidecar {
-            imei: imei.to_string(),
-            file: spec.display(),
-            media: spec.media.to_string(),
-            camera: spec.camera.map(str::to_string),
-            size_bytes: partial.bytes(),
-            packets,
-            crc16: format!("0x{:04X}", partial.crc()),
-            crc_errors: partial.crc_errors(),
-            protocol_id: self.protocol_id,
-            remote_addr: self.remote.clone(),
-            started_at: sidecar::rfc3339(started_at),
-            completed_at: sidecar::rfc3339(Utc::now()),
-            resumed_at_packet: (resumed > 1).then_some(resumed),
-            metadata: meta_json,
-            mp4: None,
-            conversion_error: None,
-        };
-        let stored = match partial.finish(&stem, &spec.extension, sc) {
-            Ok(s) => s,
-            Err(e) => return Err(self.link.fail(End::Storage(format!("{e:#}")))),
-        };
-        log::info!(
-            "[{}] saved {} ({} bytes, CRC {})",
-            self.link.tag,
-            stored.path.display(),
-            stored.sidecar.size_bytes,
-            stored.sidecar.crc16
-        );
-        (self.ctx.on_stored)(&stored);
-        self.stored.push(stored);
-        Ok(())
-    }
-
-    /// STATUS instead of START: the file ends; 0x11 also ends the session.
-    fn file_status(&mut self, code: u32, spec: &FileSpec) -> Result<(), End> {
-        let end = device_status(
-            &self.link.tag,
-            code,
-            &format!("request of {}", spec.display()),
-        );
-        if code == 0x11 {
-            Err(end)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// METADATA REQ; older firmware never answers, which costs one short wait.
-    /// Returns the raw payload (kept in the sidecar) and its parsed fields.
-    fn query_metadata(
-        &mut self,
-        spec: &FileSpec,
-    ) -> Result<Option<(Vec<u8>, codec::Metadata)>, End> {
-        self.link.send(Frame::MetadataRequest {
-            identifier: &spec.identifier,
-        })?;
-        let cfg = self.ctx.config;
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(cfg.metadata_timeout));
-        let answer = self.reader.read_frame().map(|f| match f {
-            Frame::Metadata { payload } => Ok(payload.to_vec()),
-            other => Err((other.name(), other)),
-        });
-        let result = match answer {
-            Ok(Ok(raw)) => {
-                let m = codec::Metadata::parse(&raw);
-                let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
-                log::info!(
-                    "[{}] metadata for {}: {} bytes, time {}, trigger {}, duration {} s, {} fps",
-                    self.link.tag,
-                    spec.display(),
-                    raw.len(),
-                    show(
-                        m.timestamp_ms
-                            .and_then(sidecar::from_millis)
-                            .map(sidecar::rfc3339)
-                    ),
-                    show(m.trigger.map(|v| v.to_string())),
-                    show(m.duration_s.map(|v| v.to_string())),
-                    show(m.frame_rate.map(|v| v.to_string()))
-                );
-                Ok(Some((raw, m)))
-            }
-            Ok(Err((_, Frame::Status { code }))) => {
-                log::warn!(
-                    "[{}] device answered METADATA REQ with STATUS 0x{code:02X} ({})",
-                    self.link.tag,
-                    status_name(code)
-                );
-                if code == 0x11 {
-                    Err(End::DeviceStatus(code))
-                } else {
-                    Ok(None)
-                }
-            }
-            Ok(Err((name, _))) => Err(self
-                .link
-                .fail(End::Protocol(format!("expected METADATA, got {name}")))),
-            Err(ReadError::TimedOut) => {
-                log::info!(
-                    "[{}] no METADATA for {} within {:?} (firmware before 03.27.04?): requesting the file anyway",
-                    self.link.tag,
-                    spec.display(),
-                    cfg.metadata_timeout
-                );
-                Ok(None)
-            }
-            Err(e) => Err(self.link.fail(e.into())),
-        };
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(cfg.read_timeout));
-        result
-    }
-
-    /// RESUME, SYNC, DATA... until every packet is verified and on disk.
-    fn receive(
-        &mut self,
-        spec: &FileSpec,
-        partial: &mut Partial<'_>,
-        packets: u32,
-    ) -> Result<(), End> {
-        let mut resume_at = partial.next_packet();
-        self.link.send(Frame::Resume { offset: resume_at })?;
-        let mut step = Step::Sync;
-        let mut discarded = 0u32;
-        let mut retries_here = 0u32;
-        let mut last_decile = (resume_at - 1) as u64 * 10 / packets as u64;
-        let debug = log::log_enabled!(log::Level::Debug);
-        while partial.next_packet() <= packets {
-            self.check_shutdown()?;
-            let frame = match self.reader.read_frame() {
-                Ok(f) => f,
-                Err(e) => {
-                    let k = partial.next_packet();
-                    log::warn!(
-                        "[{}] {e} while receiving packet {k} of {packets} of {}",
-                        self.link.tag,
-                        spec.display()
-                    );
-                    return Err(self.link.fail(e.into()));
-                }
+        if t.n_inits == 2 {
+            let conv = if which == 0 {
+                Convention::Restart
+            } else {
+                Convention::Chained
             };
-            if debug {
-                log::debug!(
-                    "[{}] <- {} {}",
-                    self.link.tag,
-                    frame.name(),
-                    frame_summary(&frame)
-                );
-            }
-            match (&step, frame) {
-                (Step::Sync, Frame::Sync { offset }) if offset == resume_at => step = Step::Data,
-                (Step::Sync, Frame::Sync { offset }) => {
-                    let why = format!("SYNC offset {offset} but RESUME asked for {resume_at} (file has {packets} packets)");
-                    return Err(self.link.fail(End::Protocol(why)));
-                }
-                (Step::Sync, Frame::Data { .. }) => {
-                    discarded += 1;
-                    if discarded > MAX_IN_FLIGHT {
-                        let why = format!("{discarded} DATA frames without the SYNC after RESUME");
-                        return Err(self.link.fail(End::Protocol(why)));
-                    }
-                }
-                (Step::Data, Frame::Data { payload, crc }) => {
-                    let k = partial.next_packet();
-                    if k < packets && payload.len() != MAX_DATA_BYTES {
-                        let why = format!(
-                            "packet {k} of {packets} has {} bytes; only the last may be short",
-                            payload.len()
-                        );
-                        return Err(self.link.fail(End::Protocol(why)));
-                    }
-                    if crc16(partial.crc(), payload) == crc {
-                        if let Err(e) = partial.append(payload, crc) {
-                            return Err(self
-                                .link
-                                .fail(End::Storage(format!("writing {}: {e}", spec.display()))));
-                        }
-                        retries_here = 0;
-                        let decile = k as u64 * 10 / packets as u64;
-                        if decile > last_decile && k < packets && packets >= 10 {
-                            last_decile = decile;
-                            log::info!(
-                                "[{}] {} {}% ({k}/{packets} packets)",
-                                self.link.tag,
-                                spec.display(),
-                                decile * 10
-                            );
-                        }
-                        continue;
-                    }
-                    partial.count_crc_error();
-                    self.crc_retries += 1;
-                    retries_here += 1;
-                    if retries_here > self.ctx.config.max_crc_retries {
-                        let why = format!(
-                            "packet {k} of {} failed its CRC {retries_here} times; partial kept for a later resume",
-                            spec.display()
-                        );
-                        log::warn!("[{}] {why}", self.link.tag);
-                        return Err(self.link.fail(End::GaveUp(why)));
-                    }
-                    log::warn!(
-                        "[{}] CRC error in packet {k} of {packets} of {} (got 0x{crc:04X}): RESUME at {k}",
-                        self.link.tag,
-                        spec.display()
-                    );
-                    resume_at = k;
-                    discarded = 0;
-                    step = Step::Sync;
-                    self.link.send(Frame::Resume { offset: k })?;
-                }
-                (_, Frame::Status { code }) => {
-                    let end = device_status(
-                        &self.link.tag,
-                        code,
-                        &format!("transfer of {}", spec.display()),
-                    );
-                    return Err(self.link.fail(end));
-                }
-                (Step::Data, Frame::Sync { offset }) => {
-                    let why = format!(
-                        "unexpected SYNC {offset} in the middle of the DATA of {}",
-                        spec.display()
-                    );
-                    return Err(self.link.fail(End::Protocol(why)));
-                }
-                (_, f) => {
-                    let why = format!("unexpected {} while receiving {}", f.name(), spec.display());
-                    return Err(self.link.fail(End::Protocol(why)));
-                }
-            }
+            log::info!(
+                "[{}] the camera {} its CRC chain after SYNC ({} convention): kept for this session",
+                self.tag,
+                if conv == Convention::Restart {
+                    "restarts"
+                } else {
+                    "carries on"
+                },
+                conv.name()
+            );
+            self.convention = Some(conv);
         }
-        Ok(())
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.n_inits = 1;
+        t.inits[0] = crc;
+        t.chain = crc;
+        t.retries_here = 0;
+        t.data_frames += 1;
+        self.actions.push_back(Action::Write { offset: t.stored });
+        t.stored += n;
+        if t.complete() {
+            self.file_complete();
+            return;
+        }
+        let max = t.total_bytes().unwrap_or(t.max_bytes());
+        let decile = t.stored * 10 / max;
+        if decile > t.last_decile && max >= 10 * PACKET {
+            t.last_decile = decile;
+            log::info!(
+                "[{}] {} {}% ({})",
+                self.tag,
+                t.file.spec.display(),
+                decile * 10,
+                t.position()
+            );
+        }
     }
-}
 
-fn frame_summary(f: &Frame<'_>) -> String {
-    match f {
-        Frame::Data { payload, crc } => format!(
-            "{} bytes, CRC 0x{crc:04X}, starts {}",
-            payload.len(),
-            codec::hex(&payload[..payload.len().min(16)])
-        ),
-        other => codec::hex(&other.to_vec()),
+    fn bad_packet(
+        &mut self,
+        now: Instant,
+        offset: Option<u32>,
+        len: usize,
+        crc: u16,
+        shape_ok: bool,
+    ) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.crc_errors += 1;
+        t.retries_here += 1;
+        self.stats.crc_errors += 1;
+        let why = if !shape_ok {
+            match offset {
+                Some(o) if o as u64 != t.stored => {
+                    format!("ENHANCED_DATA at offset {o}, expected {}", t.stored)
+                }
+                _ => format!("{len} bytes do not fit the file there"),
+            }
+        } else {
+            format!("CRC 0x{crc:04X} does not match")
+        };
+        if t.retries_here > self.cfg.max_crc_retries {
+            let what = format!(
+                "{} at {} failed {} times ({why}); partial kept for a later resume",
+                t.file.spec.display(),
+                t.position(),
+                t.retries_here
+            );
+            log::warn!("[{}] giving the file up: {what}", self.tag);
+            let id = t.file.spec.identifier.clone();
+            self.actions.push_back(Action::Abandon);
+            self.skip.insert(id);
+            self.stats.files_failed += 1;
+            self.state = State::Init {
+                first: false,
+                stray: 0,
+            };
+            self.next_file();
+            return;
+        }
+        log::warn!(
+            "[{}] bad packet at {} of {} ({why}): RESUME there",
+            self.tag,
+            t.position(),
+            t.file.spec.display()
+        );
+        t.resends = 0;
+        self.send_resume(now);
+    }
+
+    fn file_complete(&mut self) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.phase = Phase::Finish;
+        let check = match self.convention {
+            // Chained (or never resumed past 0): the last CRC is the whole file's.
+            Some(Convention::Chained) => CrcCheck {
+                from: 0,
+                crc: t.chain,
+            },
+            _ => CrcCheck {
+                from: t.sync_from,
+                crc: t.chain,
+            },
+        };
+        let check = if t.sync_from == 0 {
+            CrcCheck {
+                from: 0,
+                crc: t.chain,
+            }
+        } else {
+            check
+        };
+        let record = FileRecord {
+            spec: t.file.spec.clone(),
+            family: t.file.family,
+            flow: t.flow,
+            unit: t.unit,
+            start_total: t.total,
+            protocol_id: self.protocol_id,
+            metadata: t.file.metadata.take(),
+            crc_errors: t.crc_errors,
+            convention: self.convention,
+            check,
+            resumed_from: t.resumed_from,
+            data_frames: t.data_frames,
+        };
+        self.actions.push_back(Action::Finish(Box::new(record)));
     }
 }

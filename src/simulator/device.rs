@@ -9,9 +9,9 @@ use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{Rng, SimConfig, SimReport};
-use crate::codec::{crc16, FileKind, Frame, InitPacket, Metadata};
-use crate::session::FrameReader;
+use super::{CrcMode, Rng, SimConfig, SimReport};
+use crate::codec::metadata::encode;
+use crate::codec::{crc16, Deframer, Family, FileKind, Frame, InitPacket, Limits, PATH_BIT};
 
 /// A command from the server, owned so it can cross from the reader thread.
 #[derive(Debug)]
@@ -23,29 +23,45 @@ enum Cmd {
     PathRequest,
     Close,
     Status(u32),
-    Unexpected(String),
     Gone(String),
 }
 
-fn reader_thread(stream: TcpStream, tx: mpsc::Sender<Cmd>) {
-    let mut r = FrameReader::new(stream);
+fn reader_thread(mut stream: TcpStream, tx: mpsc::Sender<Cmd>) {
+    let mut d = Deframer::new(Limits::SERVER);
     loop {
-        let cmd = match r.read_frame() {
-            Ok(Frame::FileRequest { identifier }) => Cmd::FileRequest(identifier.to_vec()),
-            Ok(Frame::MetadataRequest { identifier }) => Cmd::MetadataRequest(identifier.to_vec()),
-            Ok(Frame::Resume { offset }) => Cmd::Resume(offset),
-            Ok(Frame::RepeatInit) => Cmd::RepeatInit,
-            Ok(Frame::PathRequest) => Cmd::PathRequest,
-            Ok(Frame::Close) => Cmd::Close,
-            Ok(Frame::Status { code }) => Cmd::Status(code),
-            Ok(f) => Cmd::Unexpected(f.name().to_string()),
+        loop {
+            let cmd = match d.next_frame() {
+                Ok(None) => break,
+                Ok(Some(f)) => match f {
+                    Frame::FileRequest { identifier } => Cmd::FileRequest(identifier.to_vec()),
+                    Frame::MetadataRequest { identifier } => {
+                        Cmd::MetadataRequest(identifier.to_vec())
+                    }
+                    Frame::Resume { offset } => Cmd::Resume(offset),
+                    Frame::RepeatInit => Cmd::RepeatInit,
+                    Frame::PathRequest => Cmd::PathRequest,
+                    Frame::Close => Cmd::Close,
+                    Frame::Status { code } => Cmd::Status(code),
+                    other => Cmd::Gone(format!("server sent a device frame: {}", other.name())),
+                },
+                Err(e) => Cmd::Gone(format!("bad bytes from the server: {e}")),
+            };
+            let gone = matches!(cmd, Cmd::Gone(_));
+            if tx.send(cmd).is_err() || gone {
+                return;
+            }
+        }
+        match stream.read(d.space()) {
+            Ok(0) => {
+                let _ = tx.send(Cmd::Gone("server closed the link".into()));
+                return;
+            }
+            Ok(n) => d.filled(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 let _ = tx.send(Cmd::Gone(e.to_string()));
                 return;
             }
-        };
-        if tx.send(cmd).is_err() {
-            return;
         }
     }
 }
@@ -74,9 +90,9 @@ impl<W: Write> Write for Chopper<W> {
 
 struct Offer {
     identifier: Vec<u8>,
+    /// Reported by a settings bit (identifier flow) rather than by PATH.
     kind: Option<FileKind>,
     path: PathBuf,
-    packets: u32,
     len: u64,
 }
 
@@ -85,25 +101,23 @@ impl Offer {
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
-        if len == 0 {
-            bail!(
-                "{} is empty: a camera cannot send an empty file",
-                path.display()
-            );
+        if len > u32::MAX as u64 {
+            bail!("{} is too large for the protocol", path.display());
         }
-        let packets = u32::try_from(len.div_ceil(1024))
-            .map_err(|_| anyhow!("{} is too large for the protocol", path.display()))?;
         Ok(Offer {
             identifier,
             kind,
             path: path.to_path_buf(),
-            packets,
             len,
         })
     }
 
     fn name(&self) -> String {
         String::from_utf8_lossy(&self.identifier).into_owned()
+    }
+
+    fn packets(&self) -> u32 {
+        self.len.div_ceil(1024) as u32
     }
 }
 
@@ -114,25 +128,46 @@ struct Camera {
     pending: Vec<Offer>,
     later: Vec<Offer>,
     report: SimReport,
-    /// Offer index whose last packet went out; taken once the server moves on.
+    /// Offer index whose last byte went out; taken once the server moves on.
     sent_all: Option<usize>,
+    /// The path answered to the last PATH REQ.
+    offered_path: Option<Vec<u8>>,
     dropped: bool,
-    spoiled: Vec<u32>,
-    init_count: u32,
+    spoiled: Vec<(Vec<u8>, u32)>,
+    frame: Vec<u8>,
+}
+
+/// The path a DualCam file has on protocol >= 6.
+fn v6_path(kind: FileKind, n: usize) -> Vec<u8> {
+    let dir = if kind.is_front() {
+        "dualcam_front"
+    } else {
+        "dualcam_rear"
+    };
+    let ext = if kind.is_video() { "h265" } else { "jpg" };
+    format!("/mnt/sd/{dir}/{}_{n:04}.{ext}", kind.name()).into_bytes()
 }
 
 /// Runs one camera session to its end.
 pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
+    let v6 = cfg.protocol_id >= 6;
+    let offer_kind = |k: FileKind, p: &Path, n: usize| {
+        if v6 {
+            Offer::new(v6_path(k, n), None, p)
+        } else {
+            Offer::new(k.identifier().as_bytes().to_vec(), Some(k), p)
+        }
+    };
     let mut pending = Vec::new();
-    for (k, p) in &cfg.files {
-        pending.push(Offer::new(k.identifier().as_bytes().to_vec(), Some(*k), p)?);
+    for (n, (k, p)) in cfg.files.iter().enumerate() {
+        pending.push(offer_kind(*k, p, n)?);
     }
-    for (id, p) in &cfg.adas {
+    for (id, p) in &cfg.paths {
         pending.push(Offer::new(id.clone(), None, p)?);
     }
     let mut later = Vec::new();
-    for (k, p) in &cfg.later_files {
-        later.push(Offer::new(k.identifier().as_bytes().to_vec(), Some(*k), p)?);
+    for (n, (k, p)) in cfg.later_files.iter().enumerate() {
+        later.push(offer_kind(*k, p, 1000 + n)?);
     }
     let stream = TcpStream::connect(&cfg.server)
         .with_context(|| format!("connecting to the server at {}", cfg.server))?;
@@ -155,11 +190,13 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
         later,
         report: SimReport::default(),
         sent_all: None,
+        offered_path: None,
         dropped: false,
         spoiled: Vec::new(),
-        init_count: 0,
+        frame: Vec::with_capacity(70 * 1024),
     };
     let result = cam.serve();
+    let _ = cam.out.flush();
     let _ = cam.out.get_ref().inner.shutdown(Shutdown::Both);
     let _ = reader.join();
     result?;
@@ -168,24 +205,29 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
 
 impl Camera {
     fn send(&mut self, f: Frame<'_>) -> Result<()> {
-        let mut v = Vec::with_capacity(16);
-        f.encode(&mut v);
-        self.out.write_all(&v)?;
+        self.frame.clear();
+        f.encode(&mut self.frame);
+        self.out.write_all(&self.frame)?;
         self.out.flush()?;
         Ok(())
     }
 
     fn send_init(&mut self) -> Result<()> {
-        self.init_count += 1;
-        if self.init_count == 2 {
+        self.report.inits_sent += 1;
+        if self.report.inits_sent == 2 {
             self.pending.append(&mut self.later);
         }
         let kinds: Vec<FileKind> = self.pending.iter().filter_map(|o| o.kind).collect();
+        let path_bit = if self.pending.iter().any(|o| o.kind.is_none()) {
+            (PATH_BIT as u32) << 24
+        } else {
+            0
+        };
         let init = InitPacket {
             protocol_id: self.cfg.protocol_id,
             imei: self.cfg.imei,
             // A real device also sets the undocumented 0x40 bit.
-            settings: InitPacket::settings_for(&kinds) | 0x4000_0000,
+            settings: InitPacket::settings_for(&kinds) | path_bit | 0x4000_0000,
         };
         self.out.write_all(&init.encode())?;
         self.out.flush()?;
@@ -200,15 +242,23 @@ impl Camera {
         }
     }
 
-    /// A command other than RESUME after the last packet: the server took the file.
+    /// REPEAT INIT after the last byte: the server took the file. CLOSE (or a
+    /// dropped link) right after it means the server did not store it.
     fn settle(&mut self, cmd: &Cmd) {
         if matches!(cmd, Cmd::Resume(_)) {
             return;
         }
-        if let Some(i) = self.sent_all.take() {
+        let taken = matches!(cmd, Cmd::RepeatInit | Cmd::Status(0));
+        if let (true, Some(i)) = (taken, self.sent_all) {
             let offer = self.pending.remove(i);
             self.report.taken.push(offer.name());
         }
+        self.sent_all = None;
+    }
+
+    /// The offer's flow counts packets (identifier flow on protocol <= 5).
+    fn in_packets(&self, o: &Offer) -> bool {
+        o.kind.is_some() && self.cfg.protocol_id <= 5
     }
 
     fn serve(&mut self) -> Result<()> {
@@ -222,8 +272,17 @@ impl Camera {
                     match self.pending.iter().position(|o| o.identifier == id) {
                         Some(i) => {
                             current = Some(i);
-                            let packets = self.pending[i].packets;
-                            self.send(Frame::Start { packets })?;
+                            let o = &self.pending[i];
+                            let total = if self.in_packets(o) {
+                                o.packets()
+                            } else {
+                                o.len as u32
+                            };
+                            if total == 0 {
+                                // Nothing to send: the server moves on, the file is done.
+                                self.sent_all = Some(i);
+                            }
+                            self.send(Frame::Start { total })?;
                         }
                         None => {
                             // What a camera does for a file it does not have: 0x11, then hang up.
@@ -243,16 +302,19 @@ impl Camera {
                         self.send(Frame::Metadata { payload: &payload })?;
                     }
                 }
-                Cmd::Resume(k) => {
+                Cmd::Resume(r) => {
                     let Some(i) = current else {
-                        bail!("RESUME {k} before any FILE REQ")
+                        bail!("RESUME {r} before any FILE REQ")
                     };
-                    self.report.resumes.push((self.pending[i].name(), k));
-                    if !self.stream_from(i, k)? {
+                    self.report.resumes.push((self.pending[i].name(), r));
+                    if !self.stream_from(i, r)? {
                         return Ok(());
                     }
                 }
-                Cmd::RepeatInit => self.send_init()?,
+                Cmd::RepeatInit => {
+                    current = None;
+                    self.send_init()?
+                }
                 Cmd::PathRequest => {
                     self.report.path_requests += 1;
                     let path = self
@@ -261,6 +323,7 @@ impl Camera {
                         .find(|o| o.kind.is_none())
                         .map(|o| o.identifier.clone())
                         .unwrap_or_default();
+                    self.offered_path = Some(path.clone());
                     self.send(Frame::Path { path: &path })?;
                 }
                 Cmd::Close | Cmd::Status(0) => {
@@ -274,7 +337,6 @@ impl Camera {
                     return Ok(());
                 }
                 Cmd::Status(code) => bail!("server sent STATUS 0x{code:02X}"),
-                Cmd::Unexpected(name) => bail!("server sent a device-to-server frame: {name}"),
                 Cmd::Gone(why) => {
                     self.report.ended_by = format!("link ended: {why}");
                     return Ok(());
@@ -283,54 +345,82 @@ impl Camera {
         }
     }
 
-    /// SYNC, then DATA from packet `k`, restarting wherever a RESUME asks.
-    /// Returns false when the camera dropped the link on purpose.
-    fn stream_from(&mut self, i: usize, mut k: u32) -> Result<bool> {
-        let (packets, len) = (self.pending[i].packets, self.pending[i].len);
+    /// SYNC, then DATA from the RESUME's offset, restarting wherever a RESUME
+    /// asks. Returns false when the camera dropped the link on purpose.
+    fn stream_from(&mut self, i: usize, mut r: u32) -> Result<bool> {
+        let packets = self.in_packets(&self.pending[i]);
+        let (len, id) = (self.pending[i].len, self.pending[i].identifier.clone());
+        let chunk = if packets {
+            1024
+        } else {
+            self.cfg.chunk.clamp(1, 65_000)
+        };
+        let v6 = self.cfg.protocol_id >= 6;
+        let mut file = BufReader::with_capacity(64 * 1024, File::open(&self.pending[i].path)?);
+        let mut buf = vec![0u8; chunk];
         'sync: loop {
-            if k < 1 || k > packets {
-                bail!("RESUME {k} outside 1..={packets}");
-            }
-            self.send(Frame::Sync { offset: k })?;
-            let mut file = BufReader::with_capacity(64 * 1024, File::open(&self.pending[i].path)?);
-            let start = (k as u64 - 1) * 1024;
-            // The CRC chain up to packet k-1 is the CRC of the file's first bytes.
-            let mut crc = 0u16;
-            let mut buf = [0u8; 1024];
-            let mut pos = 0u64;
-            while pos < start {
-                let n = (start - pos).min(1024) as usize;
-                file.read_exact(&mut buf[..n])?;
-                crc = crc16(crc, &buf[..n]);
-                pos += n as u64;
-            }
+            // RESUME 0 is the start in the identifier flow too (the reference sends it).
+            let start = if packets {
+                if r > self.pending[i].packets() {
+                    self.send(Frame::Status { code: 6 })?;
+                    bail!(
+                        "RESUME {r} outside 1..={} packets",
+                        self.pending[i].packets()
+                    );
+                }
+                (r.max(1) as u64 - 1) * 1024
+            } else {
+                if r as u64 >= len {
+                    self.send(Frame::Status { code: 6 })?;
+                    bail!("RESUME {r} outside 0..{len} bytes");
+                }
+                r as u64
+            };
+            self.send(Frame::Sync { offset: r })?;
+            let mut crc = match self.cfg.crc {
+                CrcMode::Restart => 0,
+                CrcMode::Chained => prefix_crc(&mut file, start)?,
+            };
             file.seek(SeekFrom::Start(start))?;
-            let mut frame = [0u8; 1030];
+            let mut pos = start;
             let mut until_poll = 0u32;
-            while k <= packets {
-                let n = (len - (k as u64 - 1) * 1024).min(1024) as usize;
+            while pos < len {
+                let n = (len - pos).min(chunk as u64) as usize;
                 file.read_exact(&mut buf[..n])?;
                 crc = crc16(crc, &buf[..n]);
+                let index = (pos / chunk as u64) as u32 + 1;
                 let mut sent_crc = crc;
-                if self.cfg.corrupt_packets.contains(&k) && !self.spoiled.contains(&k) {
-                    self.spoiled.push(k);
+                if self.cfg.corrupt_packets.contains(&index)
+                    && !self.spoiled.contains(&(id.clone(), index))
+                {
+                    self.spoiled.push((id.clone(), index));
                     sent_crc ^= 0xFFFF;
-                    // Keep going a few packets: they are in flight when the RESUME comes.
+                    // Keep going a few frames: they are in flight when the RESUME comes.
                     until_poll = 4;
                 }
-                frame[..2].copy_from_slice(&4u16.to_be_bytes());
-                frame[2..4].copy_from_slice(&(n as u16 + 2).to_be_bytes());
-                frame[4..4 + n].copy_from_slice(&buf[..n]);
-                frame[4 + n..6 + n].copy_from_slice(&sent_crc.to_be_bytes());
-                self.out.write_all(&frame[..6 + n])?;
+                let f = if v6 && !packets {
+                    Frame::EnhancedData {
+                        offset: pos as u32,
+                        payload: &buf[..n],
+                        crc: sent_crc,
+                    }
+                } else {
+                    Frame::Data {
+                        payload: &buf[..n],
+                        crc: sent_crc,
+                    }
+                };
+                self.frame.clear();
+                f.encode(&mut self.frame);
+                self.out.write_all(&self.frame)?;
                 self.report.bytes_sent += n as u64;
-                if self.cfg.drop_after == Some(k) && !self.dropped {
+                pos += n as u64;
+                if self.cfg.drop_after == Some(index) && !self.dropped {
                     self.dropped = true;
                     self.out.flush()?;
-                    self.report.ended_by = format!("dropped the link after packet {k}");
+                    self.report.ended_by = format!("dropped the link after DATA frame {index}");
                     return Ok(false);
                 }
-                k += 1;
                 if until_poll > 0 {
                     until_poll -= 1;
                     continue;
@@ -339,7 +429,8 @@ impl Camera {
                     match cmd {
                         Cmd::Resume(j) => {
                             self.report.resumes.push((self.pending[i].name(), j));
-                            k = j;
+                            self.out.flush()?;
+                            r = j;
                             continue 'sync;
                         }
                         other => bail!("server sent {other:?} in the middle of a file"),
@@ -353,25 +444,75 @@ impl Camera {
     }
 
     fn metadata_for(&self, id: &[u8]) -> Vec<u8> {
-        let kind = FileKind::from_identifier(id);
-        let now = chrono::Utc::now().timestamp_millis() as u64;
-        Metadata {
-            command_version: Some(1),
-            file_type: kind.map(|k| k.bit()),
-            timestamp_ms: Some(now - now % 1000),
-            trigger: Some(4),
-            duration_s: Some(if kind.is_some_and(|k| k.is_video()) {
-                10
-            } else {
-                0
-            }),
-            frame_rate: Some(self.cfg.frame_rate),
-            timezone_minutes: Some(120),
-            latitude: Some(54.7004183),
-            longitude: Some(25.2797),
-            trigger_timestamp_ms: Some(now - now % 1000),
-            extra: Vec::new(),
+        let now = chrono::Utc::now().timestamp();
+        let now = now - now % 60;
+        let (lat, lon) = (54.7004183, 25.2797);
+        if let Some(kind) = FileKind::from_identifier(id) {
+            let dur = if kind.is_video() { 10 } else { 0 };
+            return encode::dualcam(
+                kind.bit(),
+                now as u64 * 1000,
+                3,
+                dur,
+                self.cfg.frame_rate,
+                120,
+                lat,
+                lon,
+            );
         }
-        .encode()
+        // The path flow asks without an identifier: the file just offered by PATH.
+        let path = self.offered_path.clone().unwrap_or_default();
+        let video = path.ends_with(b".mp4") || path.ends_with(b".h265");
+        if self.cfg.protocol_id >= 6 {
+            let json = serde_json::json!({
+                "version": 1,
+                "file": {"file_type": if video { 0 } else { 1 }, "file_timestamp": now,
+                         "duration": if video { 10 } else { 0 }, "framerate": self.cfg.frame_rate},
+                "fm_trigger": {"type": 5},
+                "location": {"latitude": lat, "longitude": lon},
+                "cam_trigger": {"type": 3},
+                "driver_name": "JONAS",
+                "path": String::from_utf8_lossy(&path),
+            });
+            return json.to_string().into_bytes();
+        }
+        let family = Family::from_path(&path).unwrap_or(self.cfg.family);
+        match family {
+            Family::Adas => encode::adas(
+                now as u32,
+                !video as u8,
+                5,
+                lat,
+                lon,
+                if video { 10 } else { 0 },
+            ),
+            Family::Dsm => encode::dsm(now as u32, !video as u8, 13, lat, lon, 0b1001, "JONAS"),
+            Family::DualCam => encode::dualcam(
+                0x10,
+                now as u64 * 1000,
+                3,
+                10,
+                self.cfg.frame_rate,
+                120,
+                lat,
+                lon,
+            ),
+        }
     }
+}
+
+/// The CRC from 0 of a file's first `len` bytes: where a chained device starts.
+fn prefix_crc(file: &mut BufReader<File>, len: u64) -> Result<u16> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut crc = 0u16;
+    let mut buf = [0u8; 8192];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..n])
+            .map_err(|e| anyhow!("reading the file's first {len} bytes: {e}"))?;
+        crc = crc16(crc, &buf[..n]);
+        left -= n as u64;
+    }
+    Ok(crc)
 }

@@ -1,6 +1,8 @@
 //! A camera: connects, sends its init packet, and follows the server's commands
-//! the way a device does. Built on the same codec as the server; used by tests,
-//! benchmarks and technicians (`dashcam-server simulate`).
+//! the way the notes say devices do, per family and protocol version. Built on
+//! the codec alone (not on the server's session), so it checks the server
+//! instead of mirroring it. Used by tests, benchmarks and technicians
+//! (`dashcam-server simulate`).
 
 mod device;
 mod load;
@@ -11,28 +13,42 @@ pub use load::{run_many, LoadReport};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::codec::FileKind;
+use crate::codec::{Family, FileKind};
+
+/// Where the simulated camera starts its CRC chain after a SYNC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrcMode {
+    /// From 0 after every SYNC: current firmware.
+    Restart,
+    /// From the CRC of the bytes before the SYNC's offset: the document's reading.
+    Chained,
+}
 
 /// What one simulated camera offers and how it misbehaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub server: String,
     pub imei: u64,
+    pub family: Family,
     pub protocol_id: u16,
-    /// DashCam files reported in the first init packet.
+    pub crc: CrcMode,
+    /// DualCam files reported by settings bits (on protocol >= 6, offered as paths).
     pub files: Vec<(FileKind, PathBuf)>,
-    /// DashCam files that appear only in the init sent after the first REPEAT INIT.
+    /// DualCam files that appear only in the init sent after the first REPEAT INIT.
     pub later_files: Vec<(FileKind, PathBuf)>,
-    /// ADAS files, offered one per PATH REQ: (path on the camera, local file).
-    pub adas: Vec<(Vec<u8>, PathBuf)>,
+    /// Path-flow files, offered one per PATH REQ: (path on the camera, local file).
+    pub paths: Vec<(Vec<u8>, PathBuf)>,
+    /// File bytes per DATA frame in the path flow.
+    pub chunk: usize,
     /// Answer METADATA REQ (firmware 03.27.04 and later); false stays silent.
     pub metadata: bool,
     pub frame_rate: u8,
     /// Write the stream in random pieces of 1..=max_write bytes (0: whole frames).
     pub max_write: usize,
-    /// Packets whose CRC is spoiled, once each, for every file.
+    /// DATA frames (1-based, counted from the file's start) whose CRC is
+    /// spoiled, once each, for every file.
     pub corrupt_packets: Vec<u32>,
-    /// Close the link after sending this packet (once).
+    /// Close the link after sending this DATA frame (once).
     pub drop_after: Option<u32>,
     /// Give up waiting for the server after this long.
     pub timeout: Duration,
@@ -44,10 +60,13 @@ impl SimConfig {
         SimConfig {
             server: server.into(),
             imei,
+            family: Family::DualCam,
             protocol_id: 5,
+            crc: CrcMode::Restart,
             files: Vec::new(),
             later_files: Vec::new(),
-            adas: Vec::new(),
+            paths: Vec::new(),
+            chunk: 1024,
             metadata: true,
             frame_rate: 25,
             max_write: 0,
@@ -65,10 +84,11 @@ pub struct SimReport {
     /// Identifiers of the files the server took completely.
     pub taken: Vec<String>,
     pub bytes_sent: u64,
-    /// Every RESUME offset received, in order, per identifier.
+    /// Every RESUME value received, in order, per identifier.
     pub resumes: Vec<(String, u32)>,
     pub metadata_requests: u32,
     pub path_requests: u32,
+    pub inits_sent: u32,
     /// CLOSE, COMPLETED, or why the link ended.
     pub ended_by: String,
     /// The server took every file offered and ended the session itself.

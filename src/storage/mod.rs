@@ -3,7 +3,7 @@
 //! ```text
 //! <imei>/<YYYYMMDD_HHMMSS>_<name>.<ext>     finished, verified files
 //! <imei>/<same stem>.json                   their sidecars
-//! <imei>/.partial/<name>-<hash>.part        packets verified so far
+//! <imei>/.partial/<name>-<hash>.part        bytes verified so far
 //! <imei>/.partial/<name>-<hash>.state       what the partial is (for resume)
 //! downloads.jsonl                           one line per stored file
 //! ```
@@ -16,7 +16,7 @@ mod partial;
 pub mod sidecar;
 
 pub use names::FileSpec;
-pub use partial::{Partial, ResumeInfo};
+pub use partial::Partial;
 pub use sidecar::{IndexLine, MetadataJson, Sidecar};
 
 use std::collections::HashSet;
@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-pub const PACKET: u64 = 1024;
 const PARTIAL_DIR: &str = ".partial";
 const INDEX: &str = "downloads.jsonl";
 
@@ -107,9 +106,9 @@ impl Storage {
     }
 
     /// Opens the partial for one file of one camera: resumes a matching one
-    /// (same identifier, same packet count, young enough), else starts over.
-    pub fn begin(&self, imei: u64, spec: &FileSpec, packets: u32) -> Result<Partial<'_>> {
-        Partial::open(self, imei, spec, packets)
+    /// (same identifier, unit and total, young enough), else starts over.
+    pub fn begin(&self, imei: u64, open: &crate::session::OpenFile) -> Result<Partial<'_>> {
+        Partial::open(self, imei, open)
     }
 
     fn claim(&self, part: &Path) -> bool {

@@ -1,64 +1,72 @@
 //! What a requested file is called on disk. Device-supplied text never becomes
-//! a path: ADAS paths are checked, then reduced to a plain file name.
+//! a path: only a sanitized last component of a device path names the file.
 
 use crate::codec::FileKind;
 
-/// Extensions kept from an ADAS path; anything else is stored as `.bin`.
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "mp4", "h264", "h265", "264", "265", "hevc", "avi", "mov", "mkv", "ts", "jpg", "jpeg", "png",
-    "bmp", "bin",
-];
 const MAX_NAME: usize = 80;
 
+/// A file the server asks for: the identifier sent back to the device, and the
+/// plain name storage gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
-    /// Sent in FILE REQ / METADATA REQ: `%videof`, or the ADAS path.
+    /// Sent in FILE REQ: `%videof`, or the device's path exactly as it sent it.
     pub identifier: Vec<u8>,
-    /// `videof`, or the sanitized ADAS file name without extension.
+    /// `videof`, or the sanitized last component of the path (with a short hash).
     pub name: String,
-    pub extension: String,
-    /// `video`, `photo` or `adas`.
+    pub extension: &'static str,
+    /// `video`, `photo` or `file`.
     pub media: &'static str,
-    /// `front`, `rear`, or None for ADAS.
+    /// `front`, `rear`, or None when the path does not say.
     pub camera: Option<&'static str>,
 }
 
+/// FNV-1a: a stable short hash of device text for names (not for security).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 impl FileSpec {
-    pub fn dashcam(kind: FileKind) -> FileSpec {
+    pub fn dualcam(kind: FileKind) -> FileSpec {
         FileSpec {
             identifier: kind.identifier().as_bytes().to_vec(),
             name: kind.name().to_string(),
-            extension: kind.extension().to_string(),
+            extension: if kind.is_video() { "h265" } else { "jpg" },
             media: if kind.is_video() { "video" } else { "photo" },
             camera: Some(if kind.is_front() { "front" } else { "rear" }),
         }
     }
 
-    /// Checks a path from a PATH (0x000D) frame. Refused: empty, non-UTF-8,
-    /// NUL or control characters, absolute paths, drive letters, `..` parts.
-    pub fn adas(raw: &[u8]) -> Result<FileSpec, String> {
-        let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-        let path = std::str::from_utf8(raw).map_err(|_| "path is not UTF-8".to_string())?;
-        if path.is_empty() {
-            return Err("path is empty".into());
-        }
-        if path.chars().any(char::is_control) {
-            return Err("path holds NUL or control characters".into());
-        }
-        if path.starts_with('/') || path.starts_with('\\') || path.as_bytes().get(1) == Some(&b':')
-        {
-            return Err("path is absolute".into());
-        }
-        let parts: Vec<&str> = path.split(['/', '\\']).collect();
-        if parts.contains(&"..") {
-            return Err("path climbs out with '..'".into());
-        }
-        let last = parts.last().copied().unwrap_or_default();
+    /// A path from a PATH (0x000D) frame, already checked by the session
+    /// (printable ASCII, at most 255 bytes). Absolute paths, `..` and spaces
+    /// are fine: the path is only an identifier.
+    pub fn from_path(path: &[u8]) -> FileSpec {
+        let text = String::from_utf8_lossy(path);
+        let lower = text.to_ascii_lowercase();
+        let last = text.rsplit(['/', '\\']).next().unwrap_or_default();
         let (stem, ext) = match last.rsplit_once('.') {
-            Some((s, e)) if KNOWN_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()) => {
-                (s, e.to_ascii_lowercase())
-            }
-            _ => (last, "bin".to_string()),
+            Some((s, e)) if !s.is_empty() => (s, e.to_ascii_lowercase()),
+            _ => (last, String::new()),
+        };
+        let extension = match ext.as_str() {
+            "mp4" => "mp4",
+            "h265" => "h265",
+            "jpg" | "jpeg" => "jpg",
+            _ if lower.contains("picture") => "jpg",
+            _ => "bin",
+        };
+        let media = match extension {
+            "mp4" | "h265" => "video",
+            "jpg" => "photo",
+            _ => "file",
+        };
+        let camera = if lower.contains("dualcam_front") {
+            Some("front")
+        } else if lower.contains("dualcam_rear") {
+            Some("rear")
+        } else {
+            None
         };
         let mut name: String = stem
             .chars()
@@ -71,16 +79,22 @@ impl FileSpec {
             })
             .take(MAX_NAME)
             .collect();
-        if name.trim_matches('_').is_empty() {
-            name = "adas".into();
+        let trimmed = name.trim_matches('_');
+        if trimmed.is_empty() {
+            name = "file".into();
         }
-        Ok(FileSpec {
-            identifier: raw.to_vec(),
+        // The same last component in two folders (front and rear), or two names
+        // that sanitize alike, must not meet: a short hash of the whole path.
+        if last.len() != path.len() || name != stem {
+            name = format!("{name}-{:06x}", fnv1a(path) & 0xFF_FFFF);
+        }
+        FileSpec {
+            identifier: path.to_vec(),
             name,
-            extension: ext,
-            media: "adas",
-            camera: None,
-        })
+            extension,
+            media,
+            camera,
+        }
     }
 
     pub fn display(&self) -> String {
@@ -93,25 +107,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dashcam_names() {
-        let s = FileSpec::dashcam(FileKind::PhotoRear);
-        assert_eq!((s.name.as_str(), s.extension.as_str()), ("photor", "jpg"));
+    fn dualcam_names() {
+        let s = FileSpec::dualcam(FileKind::PhotoRear);
+        assert_eq!((s.name.as_str(), s.extension), ("photor", "jpg"));
         assert_eq!((s.media, s.camera), ("photo", Some("rear")));
-        assert_eq!(FileSpec::dashcam(FileKind::VideoFront).extension, "h265");
+        assert_eq!(FileSpec::dualcam(FileKind::VideoFront).extension, "h265");
     }
 
     #[test]
-    fn adas_paths_become_plain_names() {
-        let s = FileSpec::adas(b"DCIM/ADAS/event 01.MP4\0").unwrap();
-        assert_eq!((s.name.as_str(), s.extension.as_str()), ("event_01", "mp4"));
-        assert_eq!(s.identifier, b"DCIM/ADAS/event 01.MP4");
-        assert_eq!(FileSpec::adas(b"x/y.exe").unwrap().extension, "bin");
-        assert_eq!(FileSpec::adas(b"dir/").unwrap().name, "adas");
-        assert_eq!(FileSpec::adas(b"...jpg").unwrap().name, "adas");
+    fn paths_are_identifiers_and_only_the_last_part_names_the_file() {
+        let s = FileSpec::from_path(b"/mnt/sd/mdas9/video/event 01.MP4");
+        assert_eq!(s.identifier, b"/mnt/sd/mdas9/video/event 01.MP4");
+        assert!(s.name.starts_with("event_01-"), "{}", s.name);
+        assert_eq!((s.extension, s.media), ("mp4", "video"));
+        let pic = FileSpec::from_path(b"/sd/dsm/picture/0001");
+        assert_eq!((pic.extension, pic.media), ("jpg", "photo"));
+        assert_eq!(FileSpec::from_path(b"x.exe").extension, "bin");
+        assert_eq!(FileSpec::from_path(b"x.exe").name, "x");
+        assert_eq!(FileSpec::from_path(b"clip.h265").extension, "h265");
+        let front = FileSpec::from_path(b"/sd/dualcam_front/0001.h265");
+        let rear = FileSpec::from_path(b"/sd/dualcam_rear/0001.h265");
+        assert_ne!(front.name, rear.name);
+        assert_eq!((front.camera, rear.camera), (Some("front"), Some("rear")));
     }
 
     #[test]
-    fn hostile_adas_paths_are_refused() {
+    fn hostile_paths_never_leave_the_folder() {
         for bad in [
             &b"../../etc/passwd"[..],
             b"a/../../b.jpg",
@@ -119,12 +140,20 @@ mod tests {
             b"/etc/shadow",
             b"\\\\server\\share.jpg",
             b"C:\\x.jpg",
-            b"a\0b.jpg",
-            b"\xff\xfe.jpg",
-            b"",
-            b"line\nbreak.jpg",
+            b"..",
+            b"/",
+            b"...jpg",
         ] {
-            assert!(FileSpec::adas(bad).is_err(), "{bad:?} accepted");
+            let s = FileSpec::from_path(bad);
+            assert!(
+                s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{bad:?} -> {}",
+                s.name
+            );
+            assert!(!s.name.is_empty() && s.name.len() <= MAX_NAME + 7);
+            assert_eq!(s.identifier, bad, "sent back unchanged");
         }
     }
 }

@@ -3,29 +3,41 @@
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{hex, Metadata};
+use crate::codec::{hex, names, Family, Metadata, MetadataFormat};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Sidecar {
     pub imei: String,
-    /// The identifier as requested: `%videof`, or the ADAS path.
+    /// The identifier as requested: `%videof`, or the device's path.
     pub file: String,
-    /// `video`, `photo` or `adas`.
+    /// `dualcam`, `adas` or `dsm`.
+    pub family: String,
+    /// `identifier` or `path`.
+    pub flow: String,
+    /// `video`, `photo` or `file`.
     pub media: String,
-    /// `front`, `rear`, or null for ADAS files.
+    /// `front`, `rear`, or null when unknown.
     pub camera: Option<String>,
     pub size_bytes: u64,
-    pub packets: u32,
-    /// CRC-16 of the whole file (the last packet's chained CRC), e.g. `0x27CA`.
+    /// What START counted: `packets` or `bytes`, and its value.
+    pub unit: String,
+    pub start_total: u32,
+    /// DATA frames that carried the file on this connection.
+    pub data_frames: u32,
+    /// The server's own CRC-16 of the whole stored file from 0, e.g. `0x27CA`.
     pub crc16: String,
+    /// SHA-256 of the whole stored file, hex.
+    pub sha256: String,
     pub crc_errors: u32,
+    /// How the camera chains its CRC after a SYNC: `restart`, `chained`, or null (not seen).
+    pub crc_convention: Option<String>,
     pub protocol_id: u16,
     pub remote_addr: String,
     pub started_at: String,
     pub completed_at: String,
-    /// The packet this connection resumed at, when earlier packets came on an earlier one.
+    /// Byte offset this connection resumed at, when earlier bytes came on an earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resumed_at_packet: Option<u32>,
+    pub resumed_from_byte: Option<u64>,
     pub metadata: Option<MetadataJson>,
     /// File name of the converted mp4, once conversion succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,19 +48,33 @@ pub struct Sidecar {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetadataJson {
+    /// `dualcam-binary`, `adas-binary`, `dsm-binary` or `json`.
+    pub format: String,
     pub command_version: Option<u8>,
     pub file_type: Option<u8>,
+    pub file_type_name: Option<String>,
     /// RFC 3339, UTC.
     pub timestamp: Option<String>,
     pub trigger: Option<u8>,
-    pub duration_s: Option<u16>,
+    pub trigger_name: Option<String>,
+    pub duration_s: Option<u32>,
     pub frame_rate: Option<u8>,
     pub timezone_minutes: Option<i16>,
+    /// Degrees.
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
     pub trigger_timestamp: Option<String>,
-    /// The whole 0x000B payload as received.
-    pub raw_hex: String,
+    /// DSM event names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_name: Option<String>,
+    /// The whole JSON object (protocol >= 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    /// The whole 0x000B payload as received (binary layouts), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_hex: Option<String>,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -60,21 +86,36 @@ pub fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
 }
 
 impl MetadataJson {
-    /// `m` is `Metadata::parse(raw)`, parsed once by the caller.
-    pub fn new(raw: &[u8], m: &Metadata) -> MetadataJson {
+    /// `m` is the payload `raw` parsed for `family`.
+    pub fn new(family: Family, raw: &[u8], m: &Metadata) -> MetadataJson {
         let time = |ms: Option<u64>| ms.and_then(from_millis).map(rfc3339);
         MetadataJson {
+            format: m.format.name().to_string(),
             command_version: m.command_version,
             file_type: m.file_type,
+            file_type_name: m
+                .file_type
+                .and_then(|t| names::file_type_name(family, t))
+                .map(str::to_string),
             timestamp: time(m.timestamp_ms),
             trigger: m.trigger,
+            trigger_name: m
+                .trigger
+                .and_then(|t| names::trigger_name(family, t))
+                .map(str::to_string),
             duration_s: m.duration_s,
             frame_rate: m.frame_rate,
             timezone_minutes: m.timezone_minutes,
             latitude: m.latitude,
             longitude: m.longitude,
             trigger_timestamp: time(m.trigger_timestamp_ms),
-            raw_hex: hex(raw).replace(' ', ""),
+            events: m.events.clone(),
+            driver_name: m.driver_name.clone(),
+            json: m.json.clone(),
+            raw_hex: match (m.format, &m.json) {
+                (MetadataFormat::Json, Some(_)) => None,
+                _ => Some(hex(raw).replace(' ', "")),
+            },
         }
     }
 }
@@ -90,37 +131,69 @@ pub struct IndexLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::metadata::{encode, parse_adas, parse_dsm, parse_dualcam, parse_json};
 
     #[test]
-    fn metadata_json_has_every_field_and_utc_time() {
-        let m = Metadata {
-            command_version: Some(1),
-            file_type: Some(0x10),
-            timestamp_ms: Some(1_700_000_000_123),
-            frame_rate: Some(30),
-            ..Default::default()
-        };
-        let raw = m.encode();
-        let j = serde_json::to_value(MetadataJson::new(&raw, &Metadata::parse(&raw))).unwrap();
+    fn dualcam_metadata_json_has_every_field_and_names() {
+        let raw = encode::dualcam(0x10, 1_700_000_000_123, 3, 10, 30, 120, 54.7004183, 25.28);
+        let j = serde_json::to_value(MetadataJson::new(
+            Family::DualCam,
+            &raw,
+            &parse_dualcam(&raw),
+        ))
+        .unwrap();
         assert_eq!(j["timestamp"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(j["trigger_name"], "crash");
+        assert_eq!(j["file_type_name"], "front video");
         assert_eq!(j["frame_rate"], 30);
-        assert!(j["latitude"].is_null());
-        assert!(j["trigger_timestamp"].is_null());
         assert_eq!(j["raw_hex"].as_str().unwrap().len(), 80);
         for key in [
+            "format",
             "command_version",
             "file_type",
+            "file_type_name",
             "timestamp",
             "trigger",
+            "trigger_name",
             "duration_s",
             "frame_rate",
             "timezone_minutes",
             "latitude",
             "longitude",
             "trigger_timestamp",
-            "raw_hex",
         ] {
             assert!(j.get(key).is_some(), "missing {key}");
         }
+    }
+
+    #[test]
+    fn adas_dsm_and_json_metadata_in_the_sidecar() {
+        let raw = encode::adas(1_704_067_200, 1, 5, 54.700418, -25.2797, 0);
+        let j =
+            serde_json::to_value(MetadataJson::new(Family::Adas, &raw, &parse_adas(&raw))).unwrap();
+        assert_eq!(
+            (j["trigger_name"].as_str(), j["file_type_name"].as_str()),
+            (Some("crash"), Some("snapshot"))
+        );
+        assert_eq!(j["latitude"], 54.700418);
+        assert_eq!(j["longitude"], -25.2797);
+        assert_eq!(j["timestamp"], "2024-01-01T00:00:00.000Z");
+        let raw = encode::dsm(1_704_067_200, 0, 13, 1.0, 2.0, 0b11, "JONAS");
+        let j =
+            serde_json::to_value(MetadataJson::new(Family::Dsm, &raw, &parse_dsm(&raw))).unwrap();
+        assert_eq!(
+            j["events"],
+            serde_json::json!(["drowsiness", "distraction"])
+        );
+        assert_eq!(j["driver_name"], "JONAS");
+        assert_eq!(j["trigger_name"], "DSM event");
+        let text =
+            br#"{"file":{"file_timestamp":1704067200,"file_type":0},"fm_trigger":{"type":9}}"#;
+        let j =
+            serde_json::to_value(MetadataJson::new(Family::Adas, text, &parse_json(text))).unwrap();
+        assert_eq!(j["format"], "json");
+        assert_eq!(j["trigger_name"], "unplug");
+        assert_eq!(j["json"]["fm_trigger"]["type"], 9);
+        assert!(j.get("raw_hex").is_none());
     }
 }

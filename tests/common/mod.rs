@@ -10,8 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dashcam_server::codec::{FileKind, Frame, InitPacket};
+use dashcam_server::driver::{self, Env, MemoryLink, Summary};
 use dashcam_server::server::{Server, ServerConfig, StopHandle};
-use dashcam_server::session::{self, Context, Session, Summary};
+use dashcam_server::session;
 use dashcam_server::simulator::SimConfig;
 use dashcam_server::storage::Sidecar;
 use dashcam_server::storage::Storage;
@@ -206,22 +207,25 @@ impl Raw {
 pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (Summary, Vec<u8>) {
     let storage = Storage::new(dir, Duration::from_secs(3600)).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let ctx = Context {
+    let env = Env {
         config: cfg,
         storage: &storage,
         shutdown: &stop,
         on_stored: &|_| {},
         on_camera: &|_| {},
     };
-    let mut sent = Vec::new();
-    let summary = Session::new(&ctx, input, &mut sent, "in-memory".into()).run();
-    (summary, sent)
+    let mut link = MemoryLink {
+        input,
+        output: Vec::new(),
+    };
+    let summary = driver::run(&env, &mut link, "in-memory".into());
+    (summary, link.output)
 }
 
 /// What a camera sends for a one-packet file after the server's FILE REQ
 /// and RESUME(1) (START, SYNC, DATA), then its init packet again for REPEAT INIT.
 pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
-    let mut v = Frame::Start { packets: 1 }.to_vec();
+    let mut v = Frame::Start { total: 1 }.to_vec();
     v.extend(Frame::Sync { offset: 1 }.to_vec());
     v.extend(
         Frame::Data {

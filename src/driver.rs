@@ -1,0 +1,271 @@
+//! The blocking loop of one connection's thread: read with a deadline, feed
+//! the session, carry out its actions on the socket and on storage. The only
+//! place where the protocol meets I/O.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::codec::{Deframer, Input, Limits};
+use crate::session::{Action, Config, End, Published, Session};
+use crate::storage::{Partial, Storage, Stored};
+
+/// A byte stream whose reads can wait at most a given time.
+pub trait Link: Read + Write {
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+impl<L: Link + ?Sized> Link for &mut L {
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+}
+
+impl Link for &TcpStream {
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+}
+
+/// Bytes in, bytes out, all in memory: for tests and fuzzing. Reading past the
+/// input is the peer closing the link.
+pub struct MemoryLink<'a> {
+    pub input: &'a [u8],
+    pub output: Vec<u8>,
+}
+
+impl Read for MemoryLink<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for MemoryLink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Link for MemoryLink<'_> {
+    fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything a session needs from the server around it.
+pub struct Env<'a> {
+    pub config: &'a Config,
+    pub storage: &'a Storage,
+    pub shutdown: &'a AtomicBool,
+    pub on_stored: &'a (dyn Fn(&Stored) + Sync),
+    /// Told the IMEI once the camera is admitted.
+    pub on_camera: &'a (dyn Fn(u64) + Sync),
+}
+
+/// What the summary line reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub imei: Option<u64>,
+    pub stored: Vec<Stored>,
+    pub bytes: u64,
+    pub crc_errors: u32,
+    pub duration: Duration,
+    pub end: End,
+}
+
+struct Run<'e, 'a> {
+    env: &'e Env<'a>,
+    remote: String,
+    partial: Option<Partial<'a>>,
+    stored: Vec<Stored>,
+    end: Option<End>,
+}
+
+impl<'a> Run<'_, 'a> {
+    /// Carries out every pending action; `bytes` are the file bytes of the
+    /// frame just handled.
+    fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>) {
+        while let Some(action) = s.poll_action() {
+            let now = Instant::now();
+            match action {
+                Action::Camera(imei) => (self.env.on_camera)(imei),
+                Action::Open(open) => {
+                    let imei = s.imei().unwrap_or_default();
+                    match self.env.storage.begin(imei, &open) {
+                        Ok(p) => {
+                            let kept = p.stored();
+                            self.partial = Some(p);
+                            s.opened(now, Ok(kept));
+                        }
+                        Err(e) => s.opened(now, Err(format!("{e:#}"))),
+                    }
+                }
+                Action::Write { offset } => {
+                    let r = match (&mut self.partial, bytes) {
+                        (Some(p), Some(b)) => p.write_at(offset, b),
+                        _ => Err(io::Error::other("no open file for DATA")),
+                    };
+                    if let Err(e) = r {
+                        s.write_failed(e.to_string());
+                    }
+                }
+                Action::Rewind { len } => {
+                    let r = match &mut self.partial {
+                        Some(p) => p.rewind(len).map_err(|e| e.to_string()),
+                        None => Err("no open file to rewind".into()),
+                    };
+                    s.rewound(now, r);
+                }
+                Action::Finish(record) => {
+                    let r = match self.partial.take() {
+                        Some(p) => p
+                            .finish(&record, &self.remote)
+                            .map_err(|e| format!("{e:#}")),
+                        None => Err("no open file to finish".into()),
+                    };
+                    match r {
+                        Ok(stored) => {
+                            (self.env.on_stored)(&stored);
+                            let published = Published {
+                                path: stored.path.display().to_string(),
+                                size_bytes: stored.sidecar.size_bytes,
+                                crc16: u16::from_str_radix(
+                                    stored.sidecar.crc16.trim_start_matches("0x"),
+                                    16,
+                                )
+                                .unwrap_or(0),
+                            };
+                            self.stored.push(stored);
+                            s.finished(now, Ok(published));
+                        }
+                        Err(e) => s.finished(now, Err(e)),
+                    }
+                }
+                Action::Abandon => self.partial = None,
+                Action::End(end) => self.end = Some(end),
+            }
+        }
+    }
+}
+
+/// Runs one camera's session over `link` to its end, and logs its summary line.
+pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
+    let began = Instant::now();
+    let mut session = Session::new(env.config, remote.clone(), began);
+    let mut deframer = Deframer::new(Limits::PATH);
+    let mut run = Run {
+        env,
+        remote,
+        partial: None,
+        stored: Vec::new(),
+        end: None,
+    };
+    let mut timeout_set: Option<Duration> = None;
+    loop {
+        if !session.output().is_empty() {
+            let r = link.write_all(session.output()).and_then(|_| link.flush());
+            session.sent();
+            if let Err(e) = r {
+                session.handle_link_lost(format!("sending: {e}"));
+            }
+        }
+        run.apply(&mut session, None);
+        if session.is_over() {
+            if !session.output().is_empty() {
+                let _ = link.write_all(session.output()).and_then(|_| link.flush());
+                session.sent();
+            }
+            break;
+        }
+        if env.shutdown.load(Ordering::Relaxed) {
+            session.handle_shutdown();
+            continue;
+        }
+        deframer.set_limits(session.limits());
+        match deframer.next(session.expects_init()) {
+            Ok(Some(input)) => {
+                session.handle_input(Instant::now(), input);
+                let bytes = match &input {
+                    Input::Frame(f) => f.file_bytes(),
+                    Input::Init(_) => None,
+                };
+                run.apply(&mut session, bytes);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                session.handle_codec_error(e);
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let Some(deadline) = session.poll_timeout() else {
+            continue;
+        };
+        if now >= deadline {
+            session.handle_timeout(now);
+            continue;
+        }
+        // Waking early is harmless; a setsockopt per packet is not: only
+        // change the socket's timeout when it would oversleep or wake far too soon.
+        let wait = (deadline - now).max(Duration::from_millis(1));
+        if timeout_set.is_none_or(|t| t > wait || t < wait / 2) {
+            let _ = link.set_read_timeout(wait);
+            timeout_set = Some(wait);
+        }
+        match link.read(deframer.space()) {
+            Ok(0) => {
+                let pending = deframer.buffered();
+                session.handle_link_lost(if pending == 0 {
+                    "connection closed by the camera".into()
+                } else {
+                    format!("connection closed by the camera in the middle of a frame ({pending} bytes pending)")
+                });
+            }
+            Ok(n) => deframer.filled(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                session.handle_timeout(Instant::now())
+            }
+            Err(e) => session.handle_link_lost(format!("read failed: {e}")),
+        }
+    }
+    run.partial = None;
+    let stats = session.stats().clone();
+    let summary = Summary {
+        imei: session.imei(),
+        bytes: run.stored.iter().map(|s| s.sidecar.size_bytes).sum(),
+        stored: run.stored,
+        crc_errors: stats.crc_errors,
+        duration: began.elapsed(),
+        end: run
+            .end
+            .or_else(|| session.ended().cloned())
+            .unwrap_or(End::Completed),
+    };
+    let line = format!(
+        "[{}] session end: {} file(s), {} bytes stored, {} failed, {} CRC errors, {:.1}s, {}",
+        session.tag(),
+        summary.stored.len(),
+        summary.bytes,
+        stats.files_failed,
+        summary.crc_errors,
+        summary.duration.as_secs_f64(),
+        summary.end
+    );
+    match summary.end {
+        End::Completed => log::info!("{line}"),
+        _ => log::warn!("{line}"),
+    }
+    summary
+}
