@@ -146,7 +146,11 @@ impl<'a> Run<'_, 'a> {
                         Err(e) => s.finished(now, Err(e)),
                     }
                 }
-                Action::Abandon => self.partial = None,
+                Action::Abandon { crc_errors } => {
+                    if let Some(p) = self.partial.take() {
+                        p.abandon(crc_errors);
+                    }
+                }
                 Action::End(end) => self.end = Some(end),
             }
         }

@@ -1,5 +1,5 @@
 //! A whole server session fed arbitrary bytes: no panic, no hang, and any file
-//! it stores carries the chained CRC of its bytes.
+//! it stores carries its own CRC and stays under the output folder.
 #![no_main]
 
 use std::sync::atomic::AtomicBool;
@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use dashcam_server::codec::crc16;
-use dashcam_server::session::{Config, Context, Mode, Session};
+use dashcam_server::driver::{self, Env, MemoryLink};
+use dashcam_server::session::{Config, Mode};
 use dashcam_server::storage::Storage;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,28 +18,28 @@ fn dir() -> &'static tempfile::TempDir {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the flow, so both DashCam and ADAS paths are explored.
+    // The first byte picks the mode, so every flow is explored.
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
     let cfg = Config {
-        mode: [Mode::Auto, Mode::Dashcam, Mode::Adas][mode as usize % 3],
+        mode: [Mode::Auto, Mode::Dualcam, Mode::Adas, Mode::Dsm][mode as usize % 4],
         metadata: mode & 4 != 0,
         metadata_timeout: Duration::from_millis(1),
-        max_packets: 64,
+        max_file_bytes: 64 * 1024,
         ..Config::default()
     };
     let storage = Storage::new(dir().path(), Duration::from_secs(3600)).unwrap();
     let stop = AtomicBool::new(false);
-    let ctx = Context {
+    let env = Env {
         config: &cfg,
         storage: &storage,
         shutdown: &stop,
         on_stored: &|_| {},
         on_camera: &|_| {},
     };
-    let mut sent = Vec::new();
-    let summary = Session::new(&ctx, input, &mut sent, "fuzz".into()).run();
+    let mut link = MemoryLink { input, output: Vec::new() };
+    let summary = driver::run(&env, &mut link, "fuzz".into());
     for s in &summary.stored {
         let bytes = std::fs::read(&s.path).unwrap();
         assert_eq!(s.sidecar.crc16, format!("0x{:04X}", crc16(0, &bytes)));

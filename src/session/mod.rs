@@ -166,8 +166,9 @@ pub enum Action {
     Rewind { len: u64 },
     /// Every byte is verified: check and publish; answer with [`Session::finished`].
     Finish(Box<FileRecord>),
-    /// Stop writing the open file; keep what is stored for a later resume.
-    Abandon,
+    /// Stop writing the open file; keep what is stored for a later resume,
+    /// with the CRC errors seen on this connection.
+    Abandon { crc_errors: u32 },
     /// The session is over: send what is pending, then close the link.
     End(End),
 }
@@ -357,7 +358,8 @@ impl<'c> Session<'c> {
         }
         if let State::Transfer(t) = &self.state {
             if t.is_open() {
-                self.actions.push_back(Action::Abandon);
+                let crc_errors = t.crc_errors();
+                self.actions.push_back(Action::Abandon { crc_errors });
             }
         }
         if close {

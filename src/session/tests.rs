@@ -70,7 +70,7 @@ impl<'c> H<'c> {
                     };
                     self.s.finished(self.now, r);
                 }
-                Action::Abandon => self.abandoned += 1,
+                Action::Abandon { .. } => self.abandoned += 1,
                 Action::End(e) => self.ends.push(e),
             }
             self.sent.extend_from_slice(self.s.output());

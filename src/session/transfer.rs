@@ -116,6 +116,10 @@ pub(crate) struct Transfer {
 }
 
 impl Transfer {
+    pub fn crc_errors(&self) -> u32 {
+        self.crc_errors
+    }
+
     pub fn is_open(&self) -> bool {
         !matches!(self.phase, Phase::Open | Phase::Finish)
     }
@@ -395,11 +399,12 @@ impl Session<'_> {
                     t.position()
                 );
                 let open = t.is_open();
+                let crc_errors = t.crc_errors;
                 let id = t.file.spec.identifier.clone();
                 self.state = State::Transfer(t);
                 if !self.device_status(code, &what) {
                     if open {
-                        self.actions.push_back(Action::Abandon);
+                        self.actions.push_back(Action::Abandon { crc_errors });
                     }
                     self.skip.insert(id);
                     self.stats.files_failed += 1;
@@ -565,7 +570,8 @@ impl Session<'_> {
             );
             log::warn!("[{}] giving the file up: {what}", self.tag);
             let id = t.file.spec.identifier.clone();
-            self.actions.push_back(Action::Abandon);
+            let crc_errors = t.crc_errors;
+            self.actions.push_back(Action::Abandon { crc_errors });
             self.skip.insert(id);
             self.stats.files_failed += 1;
             self.state = State::Init {

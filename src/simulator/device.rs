@@ -384,6 +384,7 @@ impl Camera {
             file.seek(SeekFrom::Start(start))?;
             let mut pos = start;
             let mut until_poll = 0u32;
+            let mut spoiled_pending = false;
             while pos < len {
                 let n = (len - pos).min(chunk as u64) as usize;
                 file.read_exact(&mut buf[..n])?;
@@ -396,7 +397,8 @@ impl Camera {
                     self.spoiled.push((id.clone(), index));
                     sent_crc ^= 0xFFFF;
                     // Keep going a few frames: they are in flight when the RESUME comes.
-                    until_poll = 4;
+                    until_poll = 5;
+                    spoiled_pending = true;
                 }
                 let f = if v6 && !packets {
                     Frame::EnhancedData {
@@ -423,9 +425,19 @@ impl Camera {
                 }
                 if until_poll > 0 {
                     until_poll -= 1;
-                    continue;
+                    if until_poll > 0 {
+                        continue;
+                    }
+                    // The frames in flight are out: now the server's RESUME is due.
+                    self.out.flush()?;
                 }
-                if let Ok(cmd) = self.rx.try_recv() {
+                let cmd = if spoiled_pending {
+                    spoiled_pending = false;
+                    self.rx.recv_timeout(self.cfg.timeout).ok()
+                } else {
+                    self.rx.try_recv().ok()
+                };
+                if let Some(cmd) = cmd {
                     match cmd {
                         Cmd::Resume(j) => {
                             self.report.resumes.push((self.pending[i].name(), j));

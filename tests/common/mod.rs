@@ -183,6 +183,15 @@ impl Raw {
         self.send(&init.encode());
     }
 
+    pub fn init_settings(&mut self, imei: u64, settings: u32) {
+        let init = InitPacket {
+            protocol_id: 5,
+            imei,
+            settings,
+        };
+        self.send(&init.encode());
+    }
+
     pub fn frame(&mut self, f: Frame<'_>) {
         self.send(&f.to_vec());
     }
