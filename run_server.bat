@@ -6,7 +6,7 @@ rem TCP port the cameras connect to: the "Port" in the camera settings of the tr
 set PORT=5000
 rem Folder where downloads go: <folder>\<IMEI>\<date>_<time>_<file>.h265 / .jpg + .json
 set OUTPUT_DIR=downloads
-rem auto = DashCam files when the camera reports some, else ADAS; or: dashcam, adas
+rem auto = every camera (DualCam, ADAS, DSM; protocol 5 and 6); or only one family: dualcam, adas, dsm
 set MODE=auto
 rem 1 = ask each file's metadata (time, trigger, GPS; firmware 03.27.04 and later); 0 = off
 set METADATA=0

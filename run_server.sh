@@ -6,7 +6,7 @@
 PORT=5000
 # Folder where downloads go: <folder>/<IMEI>/<date>_<time>_<file>.h265 / .jpg + .json
 OUTPUT_DIR=downloads
-# auto = DashCam files when the camera reports some, else ADAS; or: dashcam, adas
+# auto = every camera (DualCam, ADAS, DSM; protocol 5 and 6); or only one family: dualcam, adas, dsm
 MODE=auto
 # 1 = ask each file's metadata (time, trigger, GPS; firmware 03.27.04 and later); 0 = off
 METADATA=0
