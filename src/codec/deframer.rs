@@ -10,8 +10,8 @@ use super::frame::{self, Frame, Limits, HEADER_LEN};
 use super::init::{parse_init, InitPacket, INIT_LEN};
 use super::CodecError;
 
-const INITIAL: usize = 4 * 1024;
-const MIN_READ: usize = 2 * 1024;
+const INITIAL: usize = 16 * 1024;
+const MIN_READ: usize = 4 * 1024;
 
 /// What came off the wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
