@@ -13,6 +13,7 @@ use crate::convert::Converter;
 use crate::server::{Server, ServerConfig};
 use crate::session::{self, Mode};
 use crate::simulator::{self, CrcMode, SimConfig};
+use crate::storage::StorageConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,6 +123,23 @@ pub struct ServeArgs {
         value_name = "HOURS"
     )]
     pub partial_max_age: f64,
+    /// A START that would leave less than this many MiB free on the output
+    /// file system is refused (CLOSE; the camera retries later).
+    #[arg(
+        long,
+        env = "DASHCAM_MIN_FREE_MB",
+        default_value_t = 256,
+        value_name = "MB"
+    )]
+    pub min_free_mb: u64,
+    /// All unfinished downloads together stay under this many GiB; the oldest go first.
+    #[arg(
+        long,
+        env = "DASHCAM_MAX_PARTIALS_GB",
+        default_value_t = 4.0,
+        value_name = "GB"
+    )]
+    pub max_partials_gb: f64,
     /// Convert each stored video, keeping the .h265: mp4 (needs ffmpeg).
     #[arg(long, env = "DASHCAM_CONVERT", value_enum, value_name = "FORMAT")]
     pub convert: Option<ConvertTo>,
@@ -294,7 +312,11 @@ impl ServeArgs {
                     .max(Duration::from_millis(10)),
                 ..session::Config::default()
             },
-            partial_max_age: secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
+            storage: StorageConfig {
+                partial_max_age: secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
+                min_free_bytes: self.min_free_mb.saturating_mul(1 << 20),
+                max_partial_bytes: (self.max_partials_gb * (1u64 << 30) as f64) as u64,
+            },
             max_connections: self.max_connections,
         })
     }

@@ -139,6 +139,7 @@ impl<'a> Run<'_, 'a> {
                                     16,
                                 )
                                 .unwrap_or(0),
+                                duplicate: stored.duplicate_of.is_some(),
                             };
                             self.stored.push(stored);
                             s.finished(now, Ok(published));

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use crate::codec::Frame;
 use crate::driver::{self, Env, Summary};
 use crate::session;
-use crate::storage::{Storage, Stored};
+use crate::storage::{Storage, StorageConfig, Stored};
 
 const CAMERA_STACK: usize = 256 * 1024;
 const IDLE_POLL: Duration = Duration::from_millis(10);
@@ -28,7 +28,7 @@ pub struct ServerConfig {
     pub port: u16,
     pub output_dir: PathBuf,
     pub session: session::Config,
-    pub partial_max_age: Duration,
+    pub storage: StorageConfig,
     pub max_connections: usize,
 }
 
@@ -64,11 +64,10 @@ impl StopHandle {
 
 impl Server {
     pub fn bind(cfg: ServerConfig) -> Result<Server> {
-        let storage = Storage::new(&cfg.output_dir, cfg.partial_max_age)?;
-        let swept = storage.sweep_stale_partials();
-        if swept > 0 {
-            log::info!("removed {swept} partial file(s) older than the --partial-max-age");
-        }
+        let storage = Storage::open(&cfg.output_dir, cfg.storage.clone())?;
+        let abs =
+            std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
+        log::info!("output folder {}", abs.display());
         let addr = format!("{}:{}", cfg.bind, cfg.port);
         let listener = TcpListener::bind(&addr).with_context(|| {
             format!("cannot listen on {addr}: is another server using the port? (try --port)")

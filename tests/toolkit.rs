@@ -264,10 +264,17 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
             .spawn()
             .unwrap(),
     );
+    let mut reader = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    // The absolute output folder is logged first, then the listening line.
+    let abs = std::fs::canonicalize(tmp.path()).unwrap();
+    assert!(
+        first.contains(&format!("output folder {}", abs.display())),
+        "{first}"
+    );
     let mut line = String::new();
-    std::io::BufReader::new(child.0.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    reader.read_line(&mut line).unwrap();
     assert!(
         line.contains(&format!("listening on 127.0.0.1:{port}")),
         "{line}"

@@ -179,6 +179,8 @@ pub struct Published {
     pub path: String,
     pub size_bytes: u64,
     pub crc16: u16,
+    /// The same file was already stored there: not stored again.
+    pub duplicate: bool,
 }
 
 /// Counters for the summary line.
@@ -188,6 +190,8 @@ pub struct Stats {
     pub bytes_stored: u64,
     pub crc_errors: u32,
     pub files_failed: u32,
+    /// Files the server already had (same identifier, size and SHA-256).
+    pub files_duplicate: u32,
 }
 
 pub(crate) enum State {

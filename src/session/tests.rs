@@ -64,6 +64,7 @@ impl<'c> H<'c> {
                             path: "x".into(),
                             size_bytes: 0,
                             crc16: 0,
+                            duplicate: false,
                         })
                     } else {
                         Err("whole-file check failed".into())
@@ -381,7 +382,8 @@ fn a_resumed_partial_starts_at_the_next_packet_and_a_wrong_convention_is_caught(
     h.packets(&d, 3, 0);
     assert_eq!(h.stored[0].1, d);
     assert_eq!(h.stored[0].0.resumed_from, Some(2048));
-    // Neither reading matches: RESUME again at the same packet.
+    // Neither reading matches the first frame after a resume from disk: the
+    // stored part is another file. It is dropped and the file starts over.
     let mut h = H::new(&cfg);
     h.preset = d[..2048].to_vec();
     h.init(5, bits(&[FileKind::VideoFront]));
@@ -389,7 +391,12 @@ fn a_resumed_partial_starts_at_the_next_packet_and_a_wrong_convention_is_caught(
     h.frame(Frame::Sync { offset: 3 });
     h.take();
     h.packets(&d[..3072], 3, 0x1234);
-    assert_eq!(h.take(), ["RESUME 3"]);
+    assert_eq!(h.take(), ["RESUME 1"]);
+    assert!(h.file.is_empty());
+    h.frame(Frame::Sync { offset: 1 });
+    h.packets(&d, 1, 0);
+    assert_eq!(h.stored[0].1, d);
+    assert_eq!(h.stored[0].0.resumed_from, None);
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct OpenFile {
     pub unit: Unit,
     /// START's value: packets or bytes.
     pub total: u32,
+    /// The metadata's timestamp, when metadata is on: part of the file's identity.
+    pub meta_timestamp_ms: Option<u64>,
 }
 
 impl OpenFile {
@@ -81,9 +83,11 @@ enum Phase {
     Open,
     /// RESUME sent; DATA in flight is discarded until the SYNC.
     Sync,
-    /// SYNC taken; waiting for the CRC of the kept bytes.
+    /// SYNC taken (or a partial dropped); waiting for the CRC of the kept
+    /// bytes, then DATA (or, with `resume`, a RESUME first).
     Rewind {
         offset: u64,
+        resume: bool,
     },
     Receiving,
     /// Finish sent; waiting for the driver.
@@ -112,6 +116,8 @@ pub(crate) struct Transfer {
     resume_sent: Instant,
     data_frames: u32,
     resumed_from: Option<u64>,
+    /// A partial from disk was resumed and no frame has matched since.
+    first_after_disk_resume: bool,
     last_decile: u64,
 }
 
@@ -181,6 +187,7 @@ impl Session<'_> {
             spec: file.spec.clone(),
             unit,
             total,
+            meta_timestamp_ms: file.metadata.as_ref().and_then(|(_, m)| m.timestamp_ms),
         };
         log::info!(
             "[{}] receiving {}: {total} {}",
@@ -210,6 +217,7 @@ impl Session<'_> {
             resume_sent: self.last_rx,
             data_frames: 0,
             resumed_from: None,
+            first_after_disk_resume: false,
             last_decile: 0,
         }));
         self.actions.push_back(Action::Open(open));
@@ -231,6 +239,7 @@ impl Session<'_> {
                 t.stored = stored;
                 if stored > 0 {
                     t.resumed_from = Some(stored);
+                    t.first_after_disk_resume = true;
                     t.last_decile = stored * 10 / t.max_bytes();
                     log::info!(
                         "[{}] resuming {} at {} ({stored} bytes kept from an earlier connection)",
@@ -257,11 +266,11 @@ impl Session<'_> {
 
     /// The driver kept the first `len` bytes asked by [`Action::Rewind`]; `crc`
     /// is their CRC from 0.
-    pub fn rewound(&mut self, _now: Instant, result: Result<u16, String>) {
+    pub fn rewound(&mut self, now: Instant, result: Result<u16, String>) {
         let State::Transfer(t) = &mut self.state else {
             return;
         };
-        let Phase::Rewind { offset } = t.phase else {
+        let Phase::Rewind { offset, resume } = t.phase else {
             return;
         };
         let prefix = match result {
@@ -273,6 +282,10 @@ impl Session<'_> {
             }
         };
         t.stored = offset;
+        if resume {
+            self.send_resume(now);
+            return;
+        }
         t.sync_from = offset;
         t.phase = Phase::Receiving;
         if offset == 0 {
@@ -294,6 +307,10 @@ impl Session<'_> {
             return;
         };
         match result {
+            Ok(p) if p.duplicate => {
+                self.stats.files_duplicate += 1;
+                self.remember_stored(&t.file.spec.identifier, t.flow);
+            }
             Ok(p) => {
                 log::info!(
                     "[{}] saved {} ({} bytes, CRC 0x{:04X})",
@@ -430,7 +447,10 @@ impl Session<'_> {
             Some(at) if at <= t.stored => {
                 let need_prefix = at > 0 && self.convention != Some(Convention::Restart);
                 if at == t.stored && !need_prefix {
-                    t.phase = Phase::Rewind { offset: at };
+                    t.phase = Phase::Rewind {
+                        offset: at,
+                        resume: false,
+                    };
                     self.rewound(now, Ok(0));
                 } else {
                     if at < t.stored {
@@ -439,7 +459,10 @@ impl Session<'_> {
                             self.tag
                         );
                     }
-                    t.phase = Phase::Rewind { offset: at };
+                    t.phase = Phase::Rewind {
+                        offset: at,
+                        resume: false,
+                    };
                     self.actions.push_back(Action::Rewind { len: at });
                 }
             }
@@ -516,6 +539,7 @@ impl Session<'_> {
         t.inits[0] = crc;
         t.chain = crc;
         t.retries_here = 0;
+        t.first_after_disk_resume = false;
         t.data_frames += 1;
         self.actions.push_back(Action::Write { offset: t.stored });
         t.stored += n;
@@ -548,6 +572,26 @@ impl Session<'_> {
         let State::Transfer(t) = &mut self.state else {
             return;
         };
+        if shape_ok && t.first_after_disk_resume {
+            // Neither CRC reading matches the first frame after resuming a
+            // partial from disk: the camera's file is not the one stored.
+            t.first_after_disk_resume = false;
+            t.crc_errors += 1;
+            self.stats.crc_errors += 1;
+            log::warn!(
+                "[{}] the first frame after resuming {} at {} matches neither CRC reading: the stored part is not this file; starting it over",
+                self.tag,
+                t.file.spec.display(),
+                t.position()
+            );
+            t.resumed_from = None;
+            t.phase = Phase::Rewind {
+                offset: 0,
+                resume: true,
+            };
+            self.actions.push_back(Action::Rewind { len: 0 });
+            return;
+        }
         t.crc_errors += 1;
         t.retries_here += 1;
         self.stats.crc_errors += 1;

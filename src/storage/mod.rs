@@ -1,42 +1,78 @@
 //! Where bytes land. Layout under the output folder:
 //!
 //! ```text
+//! downloads.jsonl                           one line per stored file (O_APPEND, fsynced)
 //! <imei>/<YYYYMMDD_HHMMSS>_<name>.<ext>     finished, verified files
 //! <imei>/<same stem>.json                   their sidecars
-//! <imei>/.partial/<name>-<hash>.part        bytes verified so far
-//! <imei>/.partial/<name>-<hash>.state       what the partial is (for resume)
-//! downloads.jsonl                           one line per stored file
+//! <imei>/.partial/<name>-<unique>.part      bytes verified so far (a new name per download)
+//! <imei>/.partial/<name>-<unique>.state     what the partial is, and a SHA-256 of its verified prefix
+//! <imei>/.partial/<name>-<unique>.publish   a publish in progress (see `publish`)
 //! ```
 //!
-//! A media extension appears only when a file is complete: the partial is
-//! fsynced, then hard-linked to a name that did not exist (no clobbering).
+//! Nothing here is opened through a symlink, and a media file never appears
+//! without its sidecar and index line: see [`publish`].
 
+mod dedup;
+mod fsx;
 mod names;
 mod partial;
+pub mod publish;
 pub mod sidecar;
 
+pub use fsx::{free_space, is_no_space};
 pub use names::FileSpec;
 pub use partial::Partial;
+pub use publish::PublishStep;
 pub use sidecar::{IndexLine, MetadataJson, Sidecar};
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 const PARTIAL_DIR: &str = ".partial";
 const INDEX: &str = "downloads.jsonl";
 
+/// Limits of the output folder.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Older unfinished downloads start over (and are removed at start-up).
+    pub partial_max_age: Duration,
+    /// A START that would leave less free space than this is refused.
+    pub min_free_bytes: u64,
+    /// All partials together stay under this; the oldest go first.
+    pub max_partial_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            partial_max_age: Duration::from_secs(48 * 3600),
+            min_free_bytes: 256 << 20,
+            max_partial_bytes: 4 << 30,
+        }
+    }
+}
+
+/// Called before each publish step; `true` stops the publish there, as a
+/// crash would (tests inject faults with it).
+pub type FaultHook = Arc<dyn Fn(PublishStep) -> bool + Send + Sync>;
+
 pub struct Storage {
     root: PathBuf,
-    partial_max_age: Duration,
+    cfg: StorageConfig,
     /// Partials being written now: a second connection of the same camera must not share one.
     busy: Mutex<HashSet<PathBuf>>,
-    index: Mutex<()>,
+    /// Publishing picks a free name and takes it under this lock.
+    publish_lock: Mutex<()>,
+    /// Bytes in partials, all cameras (kept up to date as bytes are written).
+    partial_bytes: AtomicU64,
+    known: dedup::Known,
+    fault: Option<FaultHook>,
 }
 
 /// A finished file, as the session reports it.
@@ -45,68 +81,219 @@ pub struct Stored {
     pub path: PathBuf,
     pub sidecar_path: PathBuf,
     pub sidecar: Sidecar,
+    /// Set when the same file was already stored: nothing new was written but the index line.
+    pub duplicate_of: Option<PathBuf>,
 }
 
 impl Storage {
+    /// Tests and tools: default limits, with this partial age.
     pub fn new(root: impl Into<PathBuf>, partial_max_age: Duration) -> Result<Storage> {
+        Storage::open(
+            root,
+            StorageConfig {
+                partial_max_age,
+                ..StorageConfig::default()
+            },
+        )
+    }
+
+    /// Creates the output folder, proves it writable with a probe file,
+    /// finishes or rolls back any publish a crash interrupted, and removes
+    /// temp files and stale partials.
+    pub fn open(root: impl Into<PathBuf>, cfg: StorageConfig) -> Result<Storage> {
+        Storage::open_with(root, cfg, None)
+    }
+
+    pub fn open_with(
+        root: impl Into<PathBuf>,
+        cfg: StorageConfig,
+        fault: Option<FaultHook>,
+    ) -> Result<Storage> {
         let root = root.into();
         fs::create_dir_all(&root)
-            .with_context(|| format!("creating output folder {}", root.display()))?;
-        Ok(Storage {
+            .with_context(|| format!("cannot create the output folder {}", root.display()))?;
+        let probe = root.join(format!(".probe-{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&probe);
+        fsx::create_new(&probe)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"))
+            .and_then(|_| fs::remove_file(&probe))
+            .with_context(|| format!("the output folder {} is not writable", root.display()))?;
+        let s = Storage {
             root,
-            partial_max_age,
+            cfg,
             busy: Mutex::new(HashSet::new()),
-            index: Mutex::new(()),
-        })
+            publish_lock: Mutex::new(()),
+            partial_bytes: AtomicU64::new(0),
+            known: dedup::Known::default(),
+            fault,
+        };
+        let recovered = publish::recover(&s);
+        if recovered > 0 {
+            log::info!("recovered {recovered} publish(es) a stop had interrupted");
+        }
+        let swept = s.sweep();
+        if swept > 0 {
+            log::info!("removed {swept} stale partial or temp file(s)");
+        }
+        Ok(s)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn config(&self) -> &StorageConfig {
+        &self.cfg
+    }
+
     fn camera_dir(&self, imei: u64) -> PathBuf {
         self.root.join(imei.to_string())
     }
 
-    fn partial_dir(&self, imei: u64) -> PathBuf {
-        self.camera_dir(imei).join(PARTIAL_DIR)
+    fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX)
     }
 
-    /// Removes partials older than `--partial-max-age` under every camera folder.
-    /// Returns how many were removed.
-    pub fn sweep_stale_partials(&self) -> usize {
-        let mut removed = 0;
+    /// The camera's folder and its `.partial`, created, never symlinks.
+    fn camera_dirs(&self, imei: u64) -> Result<(PathBuf, PathBuf)> {
+        let dir = self.camera_dir(imei);
+        fsx::ensure_dir(&dir).with_context(|| format!("camera folder {}", dir.display()))?;
+        let pdir = dir.join(PARTIAL_DIR);
+        fsx::ensure_dir(&pdir).with_context(|| format!("partial folder {}", pdir.display()))?;
+        Ok((dir, pdir))
+    }
+
+    /// Every camera folder's `.partial` (symlinked ones are skipped).
+    fn partial_dirs(&self) -> Vec<PathBuf> {
         let Ok(cams) = fs::read_dir(&self.root) else {
-            return 0;
+            return Vec::new();
         };
-        for cam in cams.flatten() {
-            let Ok(entries) = fs::read_dir(cam.path().join(PARTIAL_DIR)) else {
-                continue;
-            };
+        cams.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path().join(PARTIAL_DIR))
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .collect()
+    }
+
+    /// Removes temp files, partials older than `--partial-max-age`, and
+    /// counts what partials hold. Returns how many files were removed.
+    pub fn sweep(&self) -> usize {
+        let mut removed = 0;
+        let mut total = 0;
+        if let Ok(entries) = fs::read_dir(&self.root) {
             for e in entries.flatten() {
-                let p = e.path();
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > self.partial_max_age);
-                if old
-                    && !self
-                        .busy
-                        .lock()
-                        .unwrap()
-                        .contains(&p.with_extension("part"))
-                {
-                    removed += fs::remove_file(&p).is_ok() as usize;
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    removed += fs::remove_file(e.path()).is_ok() as usize;
                 }
             }
         }
+        for pdir in self.partial_dirs() {
+            let cam = pdir.parent().map(Path::to_path_buf).unwrap_or_default();
+            if let Ok(entries) = fs::read_dir(&cam) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".tmp") {
+                        removed += fs::remove_file(e.path()).is_ok() as usize;
+                    }
+                }
+            }
+            for p in partial::list(&pdir) {
+                if self.busy.lock().unwrap().contains(&p.part) {
+                    total += p.size;
+                    continue;
+                }
+                if p.stale(self.cfg.partial_max_age) {
+                    removed += p.remove();
+                } else {
+                    total += p.size;
+                }
+            }
+            if let Ok(entries) = fs::read_dir(&pdir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".tmp") {
+                        removed += fs::remove_file(e.path()).is_ok() as usize;
+                    }
+                }
+            }
+        }
+        self.partial_bytes.store(total, Ordering::Relaxed);
         removed
     }
 
+    /// Refuses a file that would leave less than `--min-free-mb` free.
+    fn check_space(&self, need: u64) -> Result<()> {
+        let Some(free) = fsx::free_space(&self.root) else {
+            return Ok(());
+        };
+        if free < need.saturating_add(self.cfg.min_free_bytes) {
+            bail!(
+                "not enough free space in {}: {} MiB free, the file needs up to {} MiB and --min-free-mb keeps {} MiB",
+                self.root.display(),
+                free >> 20,
+                need.div_ceil(1 << 20),
+                self.cfg.min_free_bytes >> 20
+            );
+        }
+        Ok(())
+    }
+
+    /// Keeps all partials under `--max-partials-gb` with room for `need`
+    /// more bytes, removing the oldest idle ones.
+    fn make_room_for_partial(&self, need: u64) {
+        let cap = self.cfg.max_partial_bytes;
+        if self
+            .partial_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(need)
+            <= cap
+        {
+            return;
+        }
+        let mut all: Vec<partial::Listed> = self
+            .partial_dirs()
+            .iter()
+            .flat_map(|d| partial::list(d))
+            .collect();
+        all.sort_by_key(|p| p.started_ms);
+        let mut total: u64 = all.iter().map(|p| p.size).sum();
+        for p in all {
+            if total.saturating_add(need) <= cap {
+                break;
+            }
+            if self.busy.lock().unwrap().contains(&p.part) {
+                continue;
+            }
+            log::warn!(
+                "partials over --max-partials-gb: removing the oldest, {} ({} bytes)",
+                p.part.display(),
+                p.size
+            );
+            total -= p.size;
+            p.remove();
+        }
+        self.partial_bytes.store(total, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_partial_bytes(&self, n: i64) {
+        if n >= 0 {
+            self.partial_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            let n = n.unsigned_abs();
+            let _ = self
+                .partial_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Bytes all partials hold now (an estimate kept as bytes are written).
+    pub fn partial_bytes(&self) -> u64 {
+        self.partial_bytes.load(Ordering::Relaxed)
+    }
+
     /// Opens the partial for one file of one camera: resumes a matching one
-    /// (same identifier, unit and total, young enough), else starts over.
+    /// (same identifier, unit, total and metadata time; young enough; its
+    /// verified prefix unchanged on disk), else starts a new one.
     pub fn begin(&self, imei: u64, open: &crate::session::OpenFile) -> Result<Partial<'_>> {
         Partial::open(self, imei, open)
     }
@@ -119,85 +306,17 @@ impl Storage {
         self.busy.lock().unwrap().remove(part);
     }
 
-    /// Links a complete partial to its final name, writes the sidecar and the index line.
-    fn publish(
-        &self,
-        imei: u64,
-        part: &Path,
-        stem: &str,
-        ext: &str,
-        sc: Sidecar,
-    ) -> Result<Stored> {
-        let dir = self.camera_dir(imei);
-        for n in 0..10_000u32 {
-            let name = if n == 0 {
-                stem.to_string()
-            } else {
-                format!("{stem}_{n}")
-            };
-            let path = dir.join(format!("{name}.{ext}"));
-            let sidecar_path = dir.join(format!("{name}.json"));
-            if sidecar_path.exists() {
-                continue;
-            }
-            match link_no_clobber(part, &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("storing {}", path.display()));
-                }
-            }
-            let _ = fs::remove_file(part);
-            let stored = Stored {
-                path,
-                sidecar_path,
-                sidecar: sc,
-            };
-            write_sidecar(&stored)?;
-            self.append_index(&stored)?;
-            return Ok(stored);
+    fn fault(&self, step: PublishStep) -> Result<()> {
+        if self.fault.as_ref().is_some_and(|f| f(step)) {
+            bail!("stopped before {step:?} (injected fault)");
         }
-        anyhow::bail!("no free file name for {stem}.{ext} in {}", dir.display())
-    }
-
-    fn append_index(&self, stored: &Stored) -> Result<()> {
-        let rel = stored.path.strip_prefix(&self.root).unwrap_or(&stored.path);
-        let line = IndexLine {
-            path: rel.to_string_lossy().replace('\\', "/"),
-            sidecar: stored.sidecar.clone(),
-        };
-        let mut text = serde_json::to_string(&line)?;
-        text.push('\n');
-        let _guard = self.index.lock().unwrap();
-        let path = self.root.join(INDEX);
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .with_context(|| format!("appending to {}", path.display()))
+        Ok(())
     }
 }
 
 /// (Re)writes a sidecar atomically: a reader never sees half a JSON.
 pub fn write_sidecar(stored: &Stored) -> Result<()> {
-    let tmp = stored.sidecar_path.with_extension("json.tmp");
     let mut body = serde_json::to_vec_pretty(&stored.sidecar)?;
     body.push(b'\n');
-    fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &stored.sidecar_path)
-        .with_context(|| format!("writing {}", stored.sidecar_path.display()))
-}
-
-/// Gives `part` the name `dst` only if `dst` does not exist yet.
-fn link_no_clobber(part: &Path, dst: &Path) -> io::Result<()> {
-    match fs::hard_link(part, dst) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            // File systems without hard links: reserve the name, then move over it.
-            File::options().write(true).create_new(true).open(dst)?;
-            fs::rename(part, dst)
-        }
-    }
+    publish::write_atomic(&stored.sidecar_path, &body)
 }

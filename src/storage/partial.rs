@@ -1,35 +1,49 @@
 //! A file being received: verified bytes on disk plus a small state file, so a
-//! link that dies mid-file (or a server restart) loses nothing verified. The
-//! CRC-16 and SHA-256 of what is stored are kept up to date as bytes arrive,
-//! and recomputed from disk when a partial is resumed or cut back.
+//! link that dies mid-file (or a server stop, even a crash) loses nothing
+//! verified. Each download gets a new partial name; the state names what the
+//! file is (identifier, unit, total, metadata time) and holds the SHA-256 of
+//! the verified prefix, checked against the disk before a resume.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::names::fnv1a;
-use super::{sidecar, MetadataJson, Sidecar, Storage, Stored};
+use super::{fsx, publish, sidecar, MetadataJson, Sidecar, Storage, Stored};
 use crate::codec::{crc16, hex};
 use crate::session::{FileRecord, OpenFile, Unit};
 
 const WRITE_BUFFER: usize = 64 * 1024;
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The state (verified bytes and their SHA-256) is saved this often, so a
+/// crash loses at most this much.
+const CHECKPOINT: u64 = 1 << 20;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
+/// What a partial is: two downloads with the same identity are the same file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Identity {
     /// The identifier in hex: paths are device text.
     identifier_hex: String,
     unit: String,
     total: u32,
+    /// The metadata timestamp, when metadata is on: two photos with the same
+    /// size are still two files.
+    meta_timestamp_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct State {
+    identity: Identity,
     started_at: DateTime<Utc>,
-    /// Written when the link drops: bytes verified, and their CRC.
-    verified_bytes: Option<u64>,
-    crc: Option<u16>,
+    /// Bytes verified and on disk at the last checkpoint, and their SHA-256 and CRC.
+    verified_bytes: u64,
+    sha256: String,
+    crc: u16,
     crc_errors: u32,
 }
 
@@ -40,168 +54,267 @@ fn unit_name(u: Unit) -> &'static str {
     }
 }
 
+fn sha_hex(h: &Sha256) -> String {
+    hex(&h.clone().finalize()).replace(' ', "").to_lowercase()
+}
+
+/// A partial found on disk (for sweeping and the size cap).
+pub(super) struct Listed {
+    pub part: PathBuf,
+    pub state: PathBuf,
+    pub size: u64,
+    pub started_ms: i64,
+}
+
+impl Listed {
+    pub fn stale(&self, max_age: std::time::Duration) -> bool {
+        let age_ms = Utc::now().timestamp_millis() - self.started_ms;
+        age_ms < 0 || age_ms as u128 > max_age.as_millis()
+    }
+
+    /// Removes the partial and its state; returns how many files went.
+    pub fn remove(&self) -> usize {
+        fs::remove_file(&self.part).is_ok() as usize + fs::remove_file(&self.state).is_ok() as usize
+    }
+}
+
+fn read_state(path: &Path) -> Option<State> {
+    let mut text = Vec::new();
+    fsx::open_read(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut text)
+        .ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Every partial in a `.partial` folder. A `.part` without a state is listed
+/// with start time 0, so it is the first to go.
+pub(super) fn list(pdir: &Path) -> Vec<Listed> {
+    let Ok(entries) = fs::read_dir(pdir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "part") {
+            continue;
+        }
+        let state = p.with_extension("state");
+        let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let started_ms = read_state(&state).map_or(0, |s| s.started_at.timestamp_millis());
+        out.push(Listed {
+            part: p,
+            state,
+            size,
+            started_ms,
+        });
+    }
+    // States without their .part (a crash between two removals): list them too.
+    if let Ok(entries) = fs::read_dir(pdir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "state")
+                && !fsx::exists(&p.with_extension("part"))
+                && !fsx::exists(&p.with_extension("publish"))
+            {
+                out.push(Listed {
+                    part: p.with_extension("part"),
+                    state: p,
+                    size: 0,
+                    started_ms: 0,
+                });
+            }
+        }
+    }
+    out
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name no download has had: time, process and a counter.
+fn unique_key(name: &str) -> String {
+    let ns = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{name}-{ns:x}-{:x}-{n:x}", std::process::id())
+}
+
 pub struct Partial<'s> {
     storage: &'s Storage,
     imei: u64,
+    key: String,
     part_path: PathBuf,
     state_path: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<fs::File>>,
     state: State,
     len: u64,
     crc: u16,
     sha: Sha256,
+    checkpointed: u64,
+    /// Remove it all when dropped (a full disk, a prefix that does not match).
+    discard: bool,
     finished: bool,
 }
 
 impl<'s> Partial<'s> {
     pub(super) fn open(storage: &'s Storage, imei: u64, open: &OpenFile) -> Result<Partial<'s>> {
-        let dir = storage.partial_dir(imei);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let key = format!("{}-{:016x}", open.spec.name, fnv1a(&open.spec.identifier));
-        let part_path = dir.join(format!("{key}.part"));
-        let state_path = dir.join(format!("{key}.state"));
-        // A reconnecting camera's older link may still be letting go of the partial.
-        let deadline = std::time::Instant::now() + CLAIM_WAIT;
-        while !storage.claim(&part_path) {
-            if std::time::Instant::now() > deadline {
+        let (_, pdir) = storage.camera_dirs(imei)?;
+        let identity = Identity {
+            identifier_hex: hex(&open.spec.identifier),
+            unit: unit_name(open.unit).to_string(),
+            total: open.total,
+            meta_timestamp_ms: open.meta_timestamp_ms,
+        };
+        let max_bytes = match open.unit {
+            Unit::Packets => open.total as u64 * 1024,
+            Unit::Bytes => open.total as u64,
+        };
+        // Resume a partial of the same file, if one is there and still good.
+        for listed in list(&pdir) {
+            let Some(state) = read_state(&listed.state) else {
+                continue;
+            };
+            if state.identity != identity {
+                continue;
+            }
+            if !claim_within(storage, &listed.part) {
                 bail!(
                     "{} is already being received on another connection",
                     open.spec.display()
                 );
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            let key = listed
+                .part
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut p = Partial::new(storage, imei, &pdir, key, state);
+            match p.try_resume(open) {
+                Ok(true) => return Ok(p),
+                Ok(false) | Err(_) => {
+                    log::info!(
+                        "[{imei}] partial {} cannot be resumed (stale, or its bytes changed on disk): starting over",
+                        p.part_path.display()
+                    );
+                    p.discard = true;
+                    drop(p);
+                }
+            }
         }
-        let mut p = Partial {
-            storage,
-            imei,
-            part_path,
-            state_path,
-            file: None,
-            state: State {
-                identifier_hex: hex(&open.spec.identifier),
-                unit: unit_name(open.unit).to_string(),
-                total: open.total,
-                started_at: Utc::now(),
-                verified_bytes: None,
-                crc: None,
-                crc_errors: 0,
-            },
-            len: 0,
+        storage.check_space(max_bytes)?;
+        storage.make_room_for_partial(max_bytes);
+        let key = unique_key(&open.spec.name);
+        let state = State {
+            identity,
+            started_at: Utc::now(),
+            verified_bytes: 0,
+            sha256: sha_hex(&Sha256::new()),
             crc: 0,
-            sha: Sha256::new(),
-            finished: false,
+            crc_errors: 0,
         };
-        match p.try_resume(open) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => p.start_over()?,
-        }
+        let mut p = Partial::new(storage, imei, &pdir, key, state);
+        storage.claim(&p.part_path);
+        let f = fsx::create_new(&p.part_path)
+            .with_context(|| format!("creating {}", p.part_path.display()))?;
+        p.file = Some(BufWriter::with_capacity(WRITE_BUFFER, f));
+        p.save_state()?;
         Ok(p)
     }
 
-    /// A partial of this identifier, unit and total, young enough, with bytes
-    /// to keep: cut to what may be kept, its CRC and hash taken from disk.
+    fn new(storage: &'s Storage, imei: u64, pdir: &Path, key: String, state: State) -> Partial<'s> {
+        Partial {
+            storage,
+            imei,
+            part_path: pdir.join(format!("{key}.part")),
+            state_path: pdir.join(format!("{key}.state")),
+            key,
+            file: None,
+            state,
+            len: 0,
+            crc: 0,
+            sha: Sha256::new(),
+            checkpointed: 0,
+            discard: false,
+            finished: false,
+        }
+    }
+
+    /// Young enough, and the verified prefix on disk hashes to the state's
+    /// SHA-256: keep it (cut to what may be kept). The partial's time is
+    /// never refreshed here.
     fn try_resume(&mut self, open: &OpenFile) -> Result<bool> {
-        let Ok(text) = fs::read(&self.state_path) else {
-            return Ok(false);
-        };
-        let saved: State = serde_json::from_slice(&text)?;
-        if saved.identifier_hex != self.state.identifier_hex
-            || saved.unit != self.state.unit
-            || saved.total != self.state.total
+        let age = Utc::now() - self.state.started_at;
+        if age.num_milliseconds() < 0
+            || age.to_std().unwrap_or_default() > self.storage.cfg.partial_max_age
         {
             return Ok(false);
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.part_path)?;
-        let meta = file.metadata()?;
-        let age = meta.modified()?.elapsed().unwrap_or_default();
-        if age > self.storage.partial_max_age {
+        let verified = self.state.verified_bytes;
+        let mut file = fsx::open_rw(&self.part_path)?;
+        if verified == 0 || file.metadata()?.len() < verified {
             return Ok(false);
         }
-        let keep = meta.len().min(open.keep_at_most());
+        let keep = verified.min(open.keep_at_most());
         let keep = keep - keep % open.align();
         if keep == 0 {
             return Ok(false);
         }
-        let verified = saved.verified_bytes;
-        let saved_crc = saved.crc;
-        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
-        self.state = saved;
-        let crc = self.cut(keep)?;
-        if verified == Some(keep) && saved_crc.is_some_and(|c| c != crc) {
-            // The bytes on disk are not the ones that were verified.
-            self.file = None;
+        // One pass: the hash of the whole verified prefix, and the CRC and
+        // hash of what is kept.
+        let mut sha = Sha256::new();
+        let (mut kept_sha, mut kept_crc) = (None, 0u16);
+        let mut crc = 0u16;
+        let mut buf = vec![0u8; WRITE_BUFFER];
+        let mut pos = 0u64;
+        file.seek(SeekFrom::Start(0))?;
+        while pos < verified {
+            if pos == keep {
+                kept_sha = Some(sha.clone());
+                kept_crc = crc;
+            }
+            let want = ((verified - pos) as usize).min(buf.len());
+            let want = if pos < keep {
+                want.min((keep - pos) as usize)
+            } else {
+                want
+            };
+            file.read_exact(&mut buf[..want])?;
+            sha.update(&buf[..want]);
+            crc = crc16(crc, &buf[..want]);
+            pos += want as u64;
+        }
+        if pos == keep {
+            kept_sha = Some(sha.clone());
+            kept_crc = crc;
+        }
+        if sha_hex(&sha) != self.state.sha256 || crc != self.state.crc {
             return Ok(false);
         }
+        let old_len = file.metadata()?.len();
+        if old_len != keep {
+            file.set_len(keep)?;
+            self.storage.add_partial_bytes(keep as i64 - old_len as i64);
+        }
+        file.seek(SeekFrom::Start(keep))?;
+        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
+        self.len = keep;
+        self.crc = kept_crc;
+        self.sha = kept_sha.expect("set at keep");
+        self.checkpointed = keep;
         Ok(true)
     }
 
-    fn start_over(&mut self) -> Result<()> {
-        let create = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.part_path)
-        };
-        let file = create()
-            .or_else(|e| {
-                // Another session of this camera may have just removed the empty folder.
-                let dir = self
-                    .part_path
-                    .parent()
-                    .filter(|_| e.kind() == io::ErrorKind::NotFound);
-                dir.map_or(Err(e), |d| fs::create_dir_all(d).and_then(|_| create()))
-            })
-            .with_context(|| format!("creating {}", self.part_path.display()))?;
-        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
-        self.len = 0;
-        self.crc = 0;
-        self.sha = Sha256::new();
-        self.save_state()
+    fn save_state(&mut self) -> Result<()> {
+        self.state.verified_bytes = self.len;
+        self.state.sha256 = sha_hex(&self.sha);
+        self.state.crc = self.crc;
+        publish::write_atomic(&self.state_path, &serde_json::to_vec(&self.state)?)
     }
 
-    fn save_state(&self) -> Result<()> {
-        let tmp = self.state_path.with_extension("state.tmp");
-        fs::write(&tmp, serde_json::to_vec(&self.state)?)?;
-        fs::rename(&tmp, &self.state_path)
-            .with_context(|| format!("writing {}", self.state_path.display()))
-    }
-
-    fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
+    fn writer(&mut self) -> io::Result<&mut BufWriter<fs::File>> {
         self.file
             .as_mut()
             .ok_or_else(|| io::Error::other("the partial is closed"))
-    }
-
-    /// Keeps the first `len` bytes (at most what is stored) and recomputes their
-    /// CRC and hash from disk. Returns the CRC.
-    fn cut(&mut self, len: u64) -> io::Result<u16> {
-        let w = self.writer()?;
-        w.flush()?;
-        let f = w.get_mut();
-        f.set_len(len)?;
-        f.seek(SeekFrom::Start(0))?;
-        let mut crc = 0u16;
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; WRITE_BUFFER];
-        let mut reader = (&mut *f).take(len);
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            crc = crc16(crc, &buf[..n]);
-            sha.update(&buf[..n]);
-        }
-        f.seek(SeekFrom::Start(len))?;
-        self.len = len;
-        self.crc = crc;
-        self.sha = sha;
-        Ok(crc)
     }
 
     /// Bytes stored (and verified).
@@ -221,11 +334,33 @@ impl<'s> Partial<'s> {
                 self.len
             )));
         }
-        self.writer()?.write_all(bytes)?;
+        if let Err(e) = self.writer()?.write_all(bytes) {
+            if fsx::is_no_space(&e) {
+                // A full disk: this partial goes, so every other camera keeps working.
+                self.discard = true;
+            }
+            return Err(e);
+        }
         self.len += bytes.len() as u64;
         self.crc = crc16(self.crc, bytes);
         self.sha.update(bytes);
+        self.storage.add_partial_bytes(bytes.len() as i64);
+        if self.len - self.checkpointed >= CHECKPOINT {
+            self.checkpoint()?;
+        }
         Ok(())
+    }
+
+    /// Flushes and records the verified length and hash in the state.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        if let Err(e) = self.writer()?.flush() {
+            if fsx::is_no_space(&e) {
+                self.discard = true;
+            }
+            return Err(e);
+        }
+        self.checkpointed = self.len;
+        self.save_state().map_err(io::Error::other)
     }
 
     /// Keeps the first `len` bytes; returns their CRC from 0.
@@ -239,12 +374,40 @@ impl<'s> Partial<'s> {
                 self.len
             )));
         }
-        self.cut(len)
+        let w = self.writer()?;
+        w.flush()?;
+        let f = w.get_mut();
+        f.set_len(len)?;
+        f.seek(SeekFrom::Start(0))?;
+        let mut crc = 0u16;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; WRITE_BUFFER];
+        let mut r = (&mut *f).take(len);
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            crc = crc16(crc, &buf[..n]);
+            sha.update(&buf[..n]);
+        }
+        f.seek(SeekFrom::Start(len))?;
+        self.storage.add_partial_bytes(len as i64 - self.len as i64);
+        self.len = len;
+        self.crc = crc;
+        self.sha = sha;
+        self.checkpointed = self.checkpointed.min(len);
+        self.save_state().map_err(io::Error::other)?;
+        Ok(crc)
     }
 
-    /// Checks the device's CRC over the end of the file, makes the file durable
-    /// and gives it its final name with its sidecar and index line.
+    /// Checks the camera's CRC over the end of the file, then publishes the
+    /// file with its sidecar and index line (or, when the same file is
+    /// already stored, only an index line that says so).
     pub fn finish(mut self, record: &FileRecord, remote: &str) -> Result<Stored> {
+        // The whole file is verified: say so in the state first, so a stop
+        // during the publish leaves a partial that resumes at its end.
+        self.checkpoint()?;
         let w = self.file.take().context("the partial is closed")?;
         let mut file = w.into_inner().map_err(|e| e.into_error())?;
         let check = record.check;
@@ -266,18 +429,27 @@ impl<'s> Partial<'s> {
         };
         if device_crc != check.crc {
             drop(file);
-            self.discard();
+            self.discard = true;
             bail!(
                 "the stored bytes from offset {} have CRC 0x{device_crc:04X}, the camera's chain says 0x{:04X}: discarded",
                 check.from,
                 check.crc
             );
         }
+        let sha = sha_hex(&self.sha);
+        let sc = self.sidecar(record, remote, &sha);
+        if let Some(existing) = self.storage.known.find(self.storage, self.imei, &sc) {
+            drop(file);
+            let stored = publish::record_duplicate(self.storage, self.imei, &existing, sc)?;
+            self.discard = true;
+            return Ok(stored);
+        }
+        if let Err(e) = self.storage.fault(publish::PublishStep::SyncPartial) {
+            self.finished = true;
+            return Err(e);
+        }
         file.sync_all()?;
         drop(file);
-        let sha = hex(&self.sha.clone().finalize())
-            .replace(' ', "")
-            .to_lowercase();
         let meta_time = record
             .metadata
             .as_ref()
@@ -285,7 +457,32 @@ impl<'s> Partial<'s> {
             .and_then(sidecar::from_millis);
         let name_time = meta_time.unwrap_or(self.state.started_at);
         let stem = format!("{}_{}", name_time.format("%Y%m%d_%H%M%S"), record.spec.name);
-        let sc = Sidecar {
+        let size = self.len;
+        let result = publish::publish(
+            self.storage,
+            self.imei,
+            &self.key,
+            &stem,
+            record.spec.extension,
+            sc,
+        );
+        match result {
+            Ok(stored) => {
+                self.finished = true;
+                self.storage.add_partial_bytes(-(size as i64));
+                Ok(stored)
+            }
+            Err(e) => {
+                // Stopped part-way (a crash, in tests): leave everything as a
+                // crash would, for the recovery pass.
+                self.finished = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn sidecar(&self, record: &FileRecord, remote: &str, sha: &str) -> Sidecar {
+        Sidecar {
             imei: self.imei.to_string(),
             file: record.spec.display(),
             family: record.family.name().to_string(),
@@ -297,7 +494,7 @@ impl<'s> Partial<'s> {
             start_total: record.start_total,
             data_frames: record.data_frames,
             crc16: format!("0x{:04X}", self.crc),
-            sha256: sha,
+            sha256: sha.to_string(),
             crc_errors: self.state.crc_errors + record.crc_errors,
             crc_convention: record.convention.map(|c| c.name().to_string()),
             protocol_id: record.protocol_id,
@@ -311,45 +508,44 @@ impl<'s> Partial<'s> {
                 .map(|(raw, m)| MetadataJson::new(record.family, raw, m)),
             mp4: None,
             conversion_error: None,
-        };
-        let stored =
-            self.storage
-                .publish(self.imei, &self.part_path, &stem, record.spec.extension, sc)?;
-        let _ = fs::remove_file(&self.state_path);
-        self.finished = true;
-        if let Some(dir) = self.part_path.parent() {
-            let _ = fs::remove_dir(dir);
+            duplicate_of: None,
         }
-        Ok(stored)
     }
 
-    /// Removes the partial and its state (nothing in it can be trusted).
-    fn discard(&mut self) {
-        self.file = None;
-        let _ = fs::remove_file(&self.part_path);
-        let _ = fs::remove_file(&self.state_path);
-        self.finished = true;
-    }
-
-    /// Keeps what is stored for a later resume (the Drop does the work).
-    pub fn abandon(self, crc_errors: u32) {
-        let mut s = self;
-        s.state.crc_errors += crc_errors;
+    /// Keeps what is stored for a later resume, with this connection's CRC errors.
+    pub fn abandon(mut self, crc_errors: u32) {
+        self.state.crc_errors += crc_errors;
     }
 }
 
+fn claim_within(storage: &Storage, part: &Path) -> bool {
+    // A reconnecting camera's older link may still be letting go of the partial.
+    let deadline = std::time::Instant::now() + CLAIM_WAIT;
+    while !storage.claim(part) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
 impl Drop for Partial<'_> {
-    /// Not finished: keep what was verified, and say so in the state file.
+    /// Not finished: keep what was verified (and say so in the state), or
+    /// remove it when it is worth nothing.
     fn drop(&mut self) {
-        if !self.finished && self.len == 0 {
-            // Nothing verified: nothing to resume, so leave nothing behind.
-            self.discard();
+        if !self.finished && (self.discard || self.len == 0) {
+            self.file = None;
+            let size = fs::symlink_metadata(&self.part_path).map_or(0, |m| m.len());
+            let _ = fs::remove_file(&self.part_path);
+            let _ = fs::remove_file(&self.state_path);
+            self.storage.add_partial_bytes(-(size as i64));
         } else if !self.finished {
-            if let Some(mut f) = self.file.take() {
-                let _ = f.flush();
+            let flushed = self.file.take().map(|mut f| f.flush());
+            if let Some(Err(e)) = flushed {
+                log::warn!("{}: could not flush the partial: {e}", self.imei);
+                return self.storage.release(&self.part_path);
             }
-            self.state.verified_bytes = Some(self.len);
-            self.state.crc = Some(self.crc);
             if let Err(e) = self.save_state() {
                 log::warn!("{}: could not save partial state: {e:#}", self.imei);
             }

@@ -44,6 +44,10 @@ pub struct Sidecar {
     pub mp4: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_error: Option<String>,
+    /// On an index line: this download was the same file as the one at this
+    /// path (same identifier, size and SHA-256), and was not stored again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

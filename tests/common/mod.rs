@@ -34,7 +34,11 @@ pub fn config(dir: &Path) -> ServerConfig {
             read_timeout: Duration::from_secs(20),
             ..session::Config::default()
         },
-        partial_max_age: Duration::from_secs(3600),
+        storage: dashcam_server::storage::StorageConfig {
+            partial_max_age: Duration::from_secs(3600),
+            min_free_bytes: 0,
+            ..Default::default()
+        },
         max_connections: 1024,
     }
 }

@@ -1,0 +1,86 @@
+//! Files already stored, per camera: a file with the same identifier, size and
+//! SHA-256 is not stored twice. Loaded from the camera's sidecars the first
+//! time the camera finishes a file in this process, then kept up to date.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::{fsx, Sidecar, Storage, Stored};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    file: String,
+    size: u64,
+    sha256: String,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+pub(super) struct Known {
+    by_imei: Mutex<HashMap<u64, Vec<Entry>>>,
+}
+
+fn load(storage: &Storage, imei: u64) -> Vec<Entry> {
+    let dir = storage.camera_dir(imei);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let mut text = Vec::new();
+        let Ok(f) = fsx::open_read(&p) else { continue };
+        if f.take(1 << 20).read_to_end(&mut text).is_err() {
+            continue;
+        }
+        let Ok(sc) = serde_json::from_slice::<Sidecar>(&text) else {
+            continue;
+        };
+        // The media file beside it: same stem, any extension but json.
+        let stem = p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
+        let media = fs::read_dir(&dir).ok().and_then(|rd| {
+            rd.flatten().map(|e| e.path()).find(|m| {
+                m.file_stem() == Some(stem.as_os_str())
+                    && m.extension().is_some_and(|x| x != "json" && x != "mp4")
+            })
+        });
+        if let Some(path) = media {
+            out.push(Entry {
+                file: sc.file,
+                size: sc.size_bytes,
+                sha256: sc.sha256,
+                path,
+            });
+        }
+    }
+    out
+}
+
+impl Known {
+    /// The stored file this one duplicates, if any.
+    pub fn find(&self, storage: &Storage, imei: u64, sc: &Sidecar) -> Option<PathBuf> {
+        let mut map = self.by_imei.lock().unwrap();
+        let list = map.entry(imei).or_insert_with(|| load(storage, imei));
+        list.iter()
+            .find(|e| e.size == sc.size_bytes && e.sha256 == sc.sha256 && e.file == sc.file)
+            .filter(|e| fsx::exists(&e.path))
+            .map(|e| e.path.clone())
+    }
+
+    pub fn add(&self, imei: u64, stored: &Stored) {
+        if let Some(list) = self.by_imei.lock().unwrap().get_mut(&imei) {
+            list.push(Entry {
+                file: stored.sidecar.file.clone(),
+                size: stored.sidecar.size_bytes,
+                sha256: stored.sidecar.sha256.clone(),
+                path: stored.path.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! File-system primitives for the output folder: nothing is opened through a
+//! symlink (`O_NOFOLLOW` on Unix), temp files are `create_new`, and folders are
+//! fsynced after a rename so the rename survives a power cut.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+#[cfg(unix)]
+fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    o.custom_flags(libc::O_NOFOLLOW)
+}
+
+#[cfg(not(unix))]
+fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
+    o
+}
+
+/// Refuses a path whose last component is a symlink (for platforms without
+/// `O_NOFOLLOW`, and for clearer errors everywhere).
+fn refuse_symlink(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a symlink: refused", path.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Opens an existing file for reading and writing, never through a symlink.
+pub fn open_rw(path: &Path) -> io::Result<File> {
+    refuse_symlink(path)?;
+    no_follow(OpenOptions::new().read(true).write(true)).open(path)
+}
+
+/// Opens an existing file for reading, never through a symlink.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    refuse_symlink(path)?;
+    no_follow(OpenOptions::new().read(true)).open(path)
+}
+
+/// Creates a file that must not exist yet (no symlink can be there either).
+pub fn create_new(path: &Path) -> io::Result<File> {
+    no_follow(OpenOptions::new().read(true).write(true).create_new(true)).open(path)
+}
+
+/// Opens (creating) a file for appending, never through a symlink.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    refuse_symlink(path)?;
+    no_follow(OpenOptions::new().append(true).create(true)).open(path)
+}
+
+/// Creates `dir` if needed; an existing symlink there is refused.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symlink: refused (nothing is written through links)",
+                dir.display()
+            ),
+        )),
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a folder", dir.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => ensure_dir(dir),
+            r => r,
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a rename or a new name in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a folder as a file; NTFS journals renames.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Whether a path exists at all (a dangling symlink counts).
+pub fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Bytes free for this user on the file system holding `path`.
+#[cfg(unix)]
+pub fn free_space(path: &Path) -> Option<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Not measured on this platform: the space check is skipped (ENOSPC is still handled).
+#[cfg(not(unix))]
+pub fn free_space(_path: &Path) -> Option<u64> {
+    None
+}
+
+/// The disk is full (ENOSPC), or a quota is exhausted.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_never_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"secret").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(open_rw(&link).is_err());
+        assert!(open_read(&link).is_err());
+        assert!(open_append(&link).is_err());
+        assert!(create_new(&link).is_err());
+        let dlink = tmp.path().join("dlink");
+        std::os::unix::fs::symlink(tmp.path(), &dlink).unwrap();
+        assert!(ensure_dir(&dlink)
+            .unwrap_err()
+            .to_string()
+            .contains("symlink"));
+        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+        assert!(free_space(tmp.path()).unwrap() > 0);
+    }
+}

@@ -1,0 +1,288 @@
+//! Publishing a verified file, crash-safe. The steps, each durable before the next:
+//!
+//! 1. fsync the partial (`SyncPartial`);
+//! 2. write `<key>.publish`, an intent naming the final file and holding its
+//!    sidecar and index line, and fsync it and its folder (`WriteIntent`);
+//! 3. rename the partial to its final name, fsync both folders (`RenameMedia`);
+//! 4. write the sidecar (temp file, fsync, rename) (`WriteSidecar`);
+//! 5. append the index line with one `O_APPEND` write and fsync it (`AppendIndex`);
+//! 6. remove the state, then the intent (`RemoveState`).
+//!
+//! A stop anywhere leaves either the resumable partial (no intent, or an
+//! intent whose rename never happened) or a renamed media file whose intent
+//! lets [`recover`] write the missing sidecar and index line at the next start.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{fsx, IndexLine, Sidecar, Storage, Stored, PARTIAL_DIR};
+
+/// The steps of a publish, for fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishStep {
+    SyncPartial,
+    WriteIntent,
+    RenameMedia,
+    WriteSidecar,
+    AppendIndex,
+    RemoveState,
+}
+
+impl PublishStep {
+    pub const ALL: [PublishStep; 6] = [
+        PublishStep::SyncPartial,
+        PublishStep::WriteIntent,
+        PublishStep::RenameMedia,
+        PublishStep::WriteSidecar,
+        PublishStep::AppendIndex,
+        PublishStep::RemoveState,
+    ];
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    /// File names in the camera's folder.
+    media: String,
+    sidecar: String,
+    sidecar_json: Sidecar,
+    index_line: String,
+}
+
+/// Writes `body` to `path` atomically: a temp file (`create_new`, never
+/// through a link), fsynced, renamed over `path`, folder fsynced.
+pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fsx::create_new(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(body)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        fsx::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn index_line(storage: &Storage, media: &Path, sc: &Sidecar) -> Result<String> {
+    let rel = media.strip_prefix(&storage.root).unwrap_or(media);
+    let line = IndexLine {
+        path: rel.to_string_lossy().replace('\\', "/"),
+        sidecar: sc.clone(),
+    };
+    let mut text = serde_json::to_string(&line)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// One `O_APPEND` write of a whole line, then fsync.
+fn append_index(storage: &Storage, line: &str) -> Result<()> {
+    let path = storage.index_path();
+    let mut f = fsx::open_append(&path).with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_data())
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+pub(super) fn publish(
+    storage: &Storage,
+    imei: u64,
+    key: &str,
+    stem: &str,
+    ext: &str,
+    mut sc: Sidecar,
+) -> Result<Stored> {
+    let dir = storage.camera_dir(imei);
+    let pdir = dir.join(PARTIAL_DIR);
+    let part = pdir.join(format!("{key}.part"));
+    let state = pdir.join(format!("{key}.state"));
+    let intent_path = pdir.join(format!("{key}.publish"));
+    let _guard = storage.publish_lock.lock().unwrap();
+    let (name, media, sidecar_path) = (0..10_000u32)
+        .map(|n| {
+            let name = if n == 0 {
+                stem.to_string()
+            } else {
+                format!("{stem}_{n}")
+            };
+            let media = dir.join(format!("{name}.{ext}"));
+            let sidecar = dir.join(format!("{name}.json"));
+            (name, media, sidecar)
+        })
+        .find(|(_, m, s)| !fsx::exists(m) && !fsx::exists(s))
+        .with_context(|| format!("no free file name for {stem}.{ext} in {}", dir.display()))?;
+    sc.duplicate_of = None;
+    let intent = Intent {
+        media: format!("{name}.{ext}"),
+        sidecar: format!("{name}.json"),
+        index_line: index_line(storage, &media, &sc)?,
+        sidecar_json: sc.clone(),
+    };
+    storage.fault(PublishStep::WriteIntent)?;
+    write_atomic(&intent_path, &serde_json::to_vec(&intent)?)?;
+    storage.fault(PublishStep::RenameMedia)?;
+    fs::rename(&part, &media).with_context(|| format!("storing {}", media.display()))?;
+    fsx::sync_dir(&dir)?;
+    fsx::sync_dir(&pdir)?;
+    let stored = Stored {
+        path: media,
+        sidecar_path,
+        sidecar: sc,
+        duplicate_of: None,
+    };
+    storage.fault(PublishStep::WriteSidecar)?;
+    super::write_sidecar(&stored)?;
+    storage.fault(PublishStep::AppendIndex)?;
+    append_index(storage, &intent.index_line)?;
+    storage.fault(PublishStep::RemoveState)?;
+    let _ = fs::remove_file(&state);
+    let _ = fs::remove_file(&intent_path);
+    let _ = fsx::sync_dir(&pdir);
+    storage.known.add(imei, &stored);
+    Ok(stored)
+}
+
+/// The same file is already stored: an index line that says so, nothing else.
+pub(super) fn record_duplicate(
+    storage: &Storage,
+    imei: u64,
+    existing: &Path,
+    mut sc: Sidecar,
+) -> Result<Stored> {
+    let rel = existing.strip_prefix(&storage.root).unwrap_or(existing);
+    sc.duplicate_of = Some(rel.to_string_lossy().replace('\\', "/"));
+    log::info!(
+        "[{imei}] already have {} ({} bytes, SHA-256 {}): not stored again",
+        existing.display(),
+        sc.size_bytes,
+        &sc.sha256[..16]
+    );
+    let line = index_line(storage, existing, &sc)?;
+    append_index(storage, &line)?;
+    Ok(Stored {
+        path: existing.to_path_buf(),
+        sidecar_path: existing.with_extension("json"),
+        sidecar: sc,
+        duplicate_of: Some(existing.to_path_buf()),
+    })
+}
+
+/// Cuts a torn last line (a stop in the middle of an append) off the index.
+fn repair_index_tail(storage: &Storage) {
+    let path = storage.index_path();
+    let Ok(mut f) = fsx::open_rw(&path) else {
+        return;
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    let mut last = [0u8];
+    if f.seek(SeekFrom::Start(len - 1)).is_err() || f.read_exact(&mut last).is_err() {
+        return;
+    }
+    if last[0] == b'\n' {
+        return;
+    }
+    let mut text = Vec::new();
+    if f.seek(SeekFrom::Start(0)).is_err() || f.read_to_end(&mut text).is_err() {
+        return;
+    }
+    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    log::warn!(
+        "{}: cutting a torn last line ({} bytes)",
+        path.display(),
+        len as usize - keep
+    );
+    let _ = f.set_len(keep as u64).and_then(|_| f.sync_all());
+}
+
+fn index_has(storage: &Storage, line: &str) -> bool {
+    let Ok(f) = fsx::open_read(&storage.index_path()) else {
+        return false;
+    };
+    let needle = line.trim_end();
+    std::io::BufRead::lines(std::io::BufReader::new(f))
+        .map_while(|l| l.ok())
+        .any(|l| l == needle)
+}
+
+/// Finishes or rolls back every publish a stop interrupted. Returns how many.
+pub(super) fn recover(storage: &Storage) -> usize {
+    repair_index_tail(storage);
+    let mut n = 0;
+    for pdir in storage.partial_dirs() {
+        let Ok(entries) = fs::read_dir(&pdir) else {
+            continue;
+        };
+        let intents: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "publish"))
+            .collect();
+        for intent_path in intents {
+            n += 1;
+            if let Err(e) = recover_one(storage, &pdir, &intent_path) {
+                log::error!("recovering {}: {e:#}", intent_path.display());
+            }
+        }
+    }
+    n
+}
+
+fn recover_one(storage: &Storage, pdir: &Path, intent_path: &Path) -> Result<()> {
+    let dir = pdir
+        .parent()
+        .context("partial folder without a camera folder")?;
+    let part = intent_path.with_extension("part");
+    let state = intent_path.with_extension("state");
+    let mut text = Vec::new();
+    fsx::open_read(intent_path)?.read_to_end(&mut text)?;
+    let Ok(intent) = serde_json::from_slice::<Intent>(&text) else {
+        // Torn while being written: the rename never happened.
+        fs::remove_file(intent_path)?;
+        return Ok(());
+    };
+    if intent.media.contains(['/', '\\']) || intent.sidecar.contains(['/', '\\']) {
+        bail!("intent names a path outside the camera folder");
+    }
+    let media = dir.join(&intent.media);
+    let sidecar = dir.join(&intent.sidecar);
+    if fsx::exists(&part) && !fsx::exists(&media) {
+        // Stopped before the rename: the partial stays, resumable.
+        log::info!(
+            "{}: publish rolled back, the partial is kept",
+            part.display()
+        );
+        fs::remove_file(intent_path)?;
+        return Ok(());
+    }
+    if !fsx::exists(&media) {
+        fs::remove_file(intent_path)?;
+        let _ = fs::remove_file(&state);
+        return Ok(());
+    }
+    if !fsx::exists(&sidecar) {
+        let mut body = serde_json::to_vec_pretty(&intent.sidecar_json)?;
+        body.push(b'\n');
+        write_atomic(&sidecar, &body)?;
+    }
+    if !index_has(storage, &intent.index_line) {
+        append_index(storage, &intent.index_line)?;
+    }
+    log::info!("{}: publish finished after a stop", media.display());
+    let _ = fs::remove_file(&state);
+    fs::remove_file(intent_path)?;
+    fsx::sync_dir(pdir)?;
+    Ok(())
+}

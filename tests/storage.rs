@@ -1,0 +1,420 @@
+//! Lose nothing: a stop at every step of publishing, symlinks planted where the
+//! server writes, partials that do not match, a full disk, duplicates.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use dashcam_server::codec::{crc16, Family, FileKind};
+use dashcam_server::session::{CrcCheck, End, FileRecord, Flow, OpenFile, Unit};
+use dashcam_server::simulator::run_camera;
+use dashcam_server::storage::{FileSpec, PublishStep, Storage, StorageConfig};
+
+const IMEI: u64 = 350612071913857;
+
+fn cfg() -> StorageConfig {
+    StorageConfig {
+        min_free_bytes: 0,
+        ..StorageConfig::default()
+    }
+}
+
+fn open_file(total: u32) -> OpenFile {
+    OpenFile {
+        spec: FileSpec::from_path(b"/mnt/sd/mdas9/video/0001.mp4"),
+        unit: Unit::Bytes,
+        total,
+        meta_timestamp_ms: None,
+    }
+}
+
+fn record(open: &OpenFile, data: &[u8]) -> FileRecord {
+    FileRecord {
+        spec: open.spec.clone(),
+        family: Family::Adas,
+        flow: Flow::Path,
+        unit: Unit::Bytes,
+        start_total: open.total,
+        protocol_id: 5,
+        metadata: None,
+        crc_errors: 0,
+        convention: None,
+        check: CrcCheck {
+            from: 0,
+            crc: crc16(0, data),
+        },
+        resumed_from: None,
+        data_frames: 1,
+    }
+}
+
+fn index_lines(root: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(root.join("downloads.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every index line is whole JSON"))
+        .collect()
+}
+
+fn under_partial(root: &Path) -> Vec<PathBuf> {
+    all_files(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".partial"))
+        .collect()
+}
+
+/// Stops a publish before each of its steps, restarts storage (the recovery
+/// pass), and checks the folder holds one of the two allowed results.
+#[test]
+fn a_stop_at_every_publish_step_leaves_the_partial_or_the_whole_result() {
+    let data = content(1_500_000, 1);
+    let mut outcomes = Vec::new();
+    for step in PublishStep::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("out");
+        let open = open_file(data.len() as u32);
+        {
+            let hook: dashcam_server::storage::FaultHook = Arc::new(move |s| s == step);
+            let st = Storage::open_with(&root, cfg(), Some(hook)).unwrap();
+            let mut p = st.begin(IMEI, &open).unwrap();
+            for c in data.chunks(1000) {
+                p.write_at(p.stored(), c).unwrap();
+            }
+            let err = p.finish(&record(&open, &data), "test").unwrap_err();
+            assert!(format!("{err:#}").contains("injected"), "{step:?}: {err:#}");
+        }
+        // A new start: recovery runs.
+        let st = Storage::open(&root, cfg()).unwrap();
+        let stored = media(&root, IMEI);
+        let lines = index_lines(&root);
+        let outcome = if stored.is_empty() {
+            // The resumable partial: nothing published, and it resumes.
+            assert!(lines.is_empty(), "{step:?}: index line without a file");
+            let jsons: Vec<_> = all_files(&root.join(IMEI.to_string()))
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            assert!(jsons.is_empty(), "{step:?}: sidecar without a file");
+            let mut p = st.begin(IMEI, &open).unwrap();
+            assert_eq!(
+                p.stored(),
+                data.len() as u64 - 1,
+                "{step:?}: partial not resumable"
+            );
+            p.write_at(p.stored(), &data[data.len() - 1..]).unwrap();
+            p.finish(&record(&open, &data), "test").unwrap();
+            "partial, resumed"
+        } else {
+            "published"
+        };
+        // Either way, now: the whole result and nothing else.
+        let stored = media(&root, IMEI);
+        assert_eq!(stored.len(), 1, "{step:?}");
+        assert_eq!(std::fs::read(&stored[0]).unwrap(), data, "{step:?}");
+        let sc = sidecar_of(&stored[0]);
+        assert_eq!(sc.size_bytes, data.len() as u64);
+        let lines = index_lines(&root);
+        assert_eq!(lines.len(), 1, "{step:?}: {lines:?}");
+        assert!(
+            under_partial(&root).is_empty(),
+            "{step:?}: {:?}",
+            under_partial(&root)
+        );
+        outcomes.push(format!("{step:?}: {outcome}"));
+    }
+    eprintln!("{}", outcomes.join("\n"));
+    assert!(outcomes.iter().any(|o| o.ends_with("partial, resumed")));
+    assert!(outcomes.iter().any(|o| o.ends_with("published")));
+}
+
+/// A torn last index line (a stop in the middle of an append) is cut.
+#[test]
+fn a_torn_index_line_is_cut_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("out");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("downloads.jsonl"),
+        b"{\"path\":\"a\"}\n{\"path\":\"b",
+    )
+    .unwrap();
+    Storage::open(&root, cfg()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("downloads.jsonl")).unwrap(),
+        "{\"path\":\"a\"}\n"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_planted_where_the_server_writes_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"untouched").unwrap();
+    let data = content(5000, 2);
+    let open = open_file(data.len() as u32);
+
+    // The camera folder, then its .partial, as links to a folder outside.
+    for planted in ["camera", "partial"] {
+        let root = tmp.path().join(format!("out-{planted}"));
+        let st = Storage::open(&root, cfg()).unwrap();
+        let cam = root.join(IMEI.to_string());
+        match planted {
+            "camera" => symlink(&outside, &cam).unwrap(),
+            _ => {
+                std::fs::create_dir_all(&cam).unwrap();
+                symlink(&outside, cam.join(".partial")).unwrap();
+            }
+        }
+        let err = st.begin(IMEI, &open).err().expect("refused");
+        assert!(format!("{err:#}").contains("symlink"), "{err:#}");
+    }
+    // The index, and every name the file could be published under.
+    let root = tmp.path().join("out-files");
+    let st = Storage::open(&root, cfg()).unwrap();
+    symlink(&victim, root.join("downloads.jsonl")).unwrap();
+    let cam = root.join(IMEI.to_string());
+    std::fs::create_dir_all(&cam).unwrap();
+    let now = chrono::Utc::now();
+    for dt in -2..=5 {
+        let t = now + chrono::Duration::seconds(dt);
+        let stem = format!("{}_{}", t.format("%Y%m%d_%H%M%S"), open.spec.name);
+        for ext in ["mp4", "json", "json.tmp"] {
+            symlink(&victim, cam.join(format!("{stem}.{ext}"))).unwrap();
+        }
+    }
+    let mut p = st.begin(IMEI, &open).unwrap();
+    p.write_at(0, &data).unwrap();
+    let r = p.finish(&record(&open, &data), "test");
+    // The index is a link: the publish fails rather than write through it.
+    assert!(r.is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    // The media and sidecar went to names that were free, inside the folder.
+    let stored: Vec<_> = std::fs::read_dir(&cam)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        stored.iter().any(|p| std::fs::read(p).unwrap() == data),
+        "{stored:?}"
+    );
+}
+
+/// Loopback: a partial of another file with the same name and size; the
+/// first frame after the resume matches neither reading, so the file starts
+/// over in the same session and is stored byte-exact. (A camera that restarts
+/// its CRC chain after SYNC cannot show this: its first frame is checked on
+/// its own. Only the metadata time in the partial's identity tells two such
+/// files apart: see the README.)
+#[test]
+fn a_resume_that_does_not_match_starts_over_in_the_same_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let old = content(8 * 1024, 10);
+    let new = content(8 * 1024, 11);
+    let mut cam = srv.sim(IMEI);
+    cam.crc = dashcam_server::simulator::CrcMode::Chained;
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "old.jpg", &old),
+    )];
+    cam.drop_after = Some(4);
+    assert!(!run_camera(&cam).unwrap().complete);
+    srv.summary();
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "new.jpg", &new),
+    )];
+    cam.drop_after = None;
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(
+        r.resumes,
+        vec![("%photof".to_string(), 5), ("%photof".to_string(), 1)]
+    );
+    assert_eq!(srv.summary().end, End::Completed);
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), new);
+    assert!(under_partial(&out).is_empty());
+}
+
+#[test]
+fn a_duplicate_is_not_stored_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let bytes = content(3000, 12);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "v.h265", &bytes),
+    )];
+    for _ in 0..2 {
+        let r = run_camera(&cam).unwrap();
+        assert!(r.complete, "{r:?}");
+        srv.summary();
+    }
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let lines = index_lines(&out);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].get("duplicate_of").is_none());
+    let first = lines[0]["path"].as_str().unwrap();
+    assert_eq!(lines[1]["duplicate_of"], first);
+    assert!(under_partial(&out).is_empty());
+    // A different file under the same identifier is stored.
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "w.h265", &content(3000, 13)),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    assert_eq!(media(&out, IMEI).len(), 2);
+}
+
+/// A mounted tmpfs of a few MiB (needs root; CI runs as root).
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, mib: u32) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_cleanly_and_the_next_camera_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), 4) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let out = fs.0.join("out");
+    let srv = start(&out, |c| c.storage.min_free_bytes = 1 << 20);
+    // 3.5 MiB would leave less than 1 MiB of 4: refused before any byte.
+    let big = write_file(tmp.path(), "big.h265", &content(3_500_000, 20));
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(FileKind::VideoFront, big)];
+    let r = run_camera(&cam).unwrap();
+    assert!(!r.complete);
+    assert_eq!(r.ended_by, "CLOSE");
+    assert!(r.resumes.is_empty(), "no RESUME: nothing is written");
+    assert!(
+        matches!(srv.summary().end, End::Storage(ref e) if e.contains("not enough free space"))
+    );
+    // The next camera, with a photo, right after.
+    let photo = content(50_000, 21);
+    let mut cam2 = srv.sim(IMEI + 1);
+    cam2.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &photo),
+    )];
+    assert!(run_camera(&cam2).unwrap().complete);
+    assert_eq!(std::fs::read(&media(&out, IMEI + 1)[0]).unwrap(), photo);
+    srv.shutdown();
+
+    // ENOSPC in the middle of a file: that partial goes, the next file works.
+    let st = Storage::open(&out, cfg()).unwrap();
+    let open = open_file(2_000_000);
+    let mut p = st.begin(IMEI + 2, &open).unwrap();
+    let filler = out.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 3_900_000]);
+    let chunk = content(64 * 1024, 22);
+    let mut err = None;
+    for _ in 0..40 {
+        if let Err(e) = p.write_at(p.stored(), &chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("the disk fills up");
+    assert!(dashcam_server::storage::is_no_space(&err), "{err}");
+    drop(p);
+    assert!(under_partial(&out.join((IMEI + 2).to_string())).is_empty());
+    std::fs::remove_file(&filler).unwrap();
+    let small = content(10_000, 23);
+    let open = open_file(small.len() as u32);
+    let mut p = st.begin(IMEI + 2, &open).unwrap();
+    p.write_at(0, &small).unwrap();
+    p.finish(&record(&open, &small), "test").unwrap();
+    drop(st);
+    drop(fs);
+}
+
+#[test]
+fn partials_over_the_cap_lose_the_oldest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("out");
+    let st = Storage::open(
+        &root,
+        StorageConfig {
+            max_partial_bytes: 250_000,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    for (i, imei) in [IMEI, IMEI + 1, IMEI + 2].into_iter().enumerate() {
+        let open = open_file(100_000);
+        let mut p = st.begin(imei, &open).unwrap();
+        p.write_at(0, &content(90_000, i as u64)).unwrap();
+        p.abandon(0);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left: Vec<_> = under_partial(&root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.starts_with(root.join(IMEI.to_string()))),
+        "the oldest went"
+    );
+}
+
+#[test]
+fn an_unwritable_output_folder_exits_1_and_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("downloads");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dashcam-server"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--output-dir",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+}
