@@ -96,14 +96,59 @@ pub struct ServeArgs {
         value_name = "MB"
     )]
     pub max_file_mb: u64,
-    /// Connections served at once; more get CLOSE straight away.
+    /// Connections served at once; more get CLOSE straight away. Default: what
+    /// the open-files limit allows (raised to its hard limit at start).
+    #[arg(long, env = "DASHCAM_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections at once from one IP address; more get CLOSE straight away.
     #[arg(
         long,
-        env = "DASHCAM_MAX_CONNECTIONS",
-        default_value_t = 1024,
+        env = "DASHCAM_MAX_PER_IP",
+        default_value_t = 32,
         value_name = "N"
     )]
-    pub max_connections: usize,
+    pub max_per_ip: usize,
+    /// Seconds a new connection has to send its init packet.
+    #[arg(
+        long,
+        env = "DASHCAM_INIT_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
+    pub init_timeout: f64,
+    /// Seconds a frame, once begun, has to arrive whole (drops slow senders).
+    #[arg(
+        long,
+        env = "DASHCAM_FRAME_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECS"
+    )]
+    pub frame_timeout: f64,
+    /// TLS certificate chain (PEM). With --tls-key, serves TLS: on --port, or
+    /// on --tls-port while --port stays plain TCP.
+    #[arg(
+        long,
+        env = "DASHCAM_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "DASHCAM_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS on this port as well as plain TCP on --port.
+    #[arg(
+        long,
+        env = "DASHCAM_TLS_PORT",
+        value_name = "PORT",
+        requires = "tls_cert"
+    )]
+    pub tls_port: Option<u16>,
     /// Serve only this IMEI (repeatable, or comma-separated in the variable).
     #[arg(
         long,
@@ -218,6 +263,15 @@ pub struct SimulateArgs {
     /// Drop the link right after sending DATA frame K, to test resume.
     #[arg(long, env = "DASHCAM_DROP_AFTER", value_name = "K")]
     pub drop_after: Option<u32>,
+    /// Speak TLS to the server (check its certificate with --tls-ca, or not at all with --tls-insecure).
+    #[arg(long, env = "DASHCAM_TLS")]
+    pub tls: bool,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "DASHCAM_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any server certificate (test certificates only).
+    #[arg(long, env = "DASHCAM_TLS_INSECURE")]
+    pub tls_insecure: bool,
     /// Seconds to wait for the server before giving up.
     #[arg(
         long,
@@ -288,8 +342,8 @@ impl ServeArgs {
     }
 
     pub fn to_config(&self) -> Result<ServerConfig> {
-        if self.max_connections == 0 {
-            bail!("--max-connections must be at least 1");
+        if self.max_connections == Some(0) || self.max_per_ip == 0 {
+            bail!("--max-connections and --max-per-ip must be at least 1");
         }
         if self.max_files == 0 {
             bail!("--max-files must be at least 1");
@@ -310,6 +364,10 @@ impl ServeArgs {
                 max_files: self.max_files,
                 sync_timeout: secs(self.sync_timeout, "--sync-timeout")?
                     .max(Duration::from_millis(10)),
+                init_timeout: secs(self.init_timeout, "--init-timeout")?
+                    .max(Duration::from_millis(10)),
+                frame_timeout: secs(self.frame_timeout, "--frame-timeout")?
+                    .max(Duration::from_millis(10)),
                 ..session::Config::default()
             },
             storage: StorageConfig {
@@ -318,6 +376,9 @@ impl ServeArgs {
                 max_partial_bytes: (self.max_partials_gb * (1u64 << 30) as f64) as u64,
             },
             max_connections: self.max_connections,
+            max_per_ip: self.max_per_ip,
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+            tls_port: self.tls_port,
         })
     }
 }
@@ -376,6 +437,15 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.protocol_id = args.protocol;
     cfg.crc = args.crc;
     cfg.chunk = args.chunk as usize;
+    if args.tls || args.tls_ca.is_some() || args.tls_insecure {
+        cfg.tls = Some(match (&args.tls_ca, args.tls_insecure) {
+            (Some(ca), _) => crate::tls::Trust::Ca(ca.clone()),
+            (None, true) => crate::tls::Trust::Insecure,
+            (None, false) => {
+                bail!("--tls needs --tls-ca PEM (or --tls-insecure for a test certificate)")
+            }
+        });
+    }
     cfg.metadata = !args.no_metadata;
     cfg.frame_rate = args.frame_rate;
     cfg.max_write = args.max_write;

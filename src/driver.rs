@@ -209,6 +209,8 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
             }
         }
         let now = Instant::now();
+        // Part of a frame is waiting for the rest: the frame deadline runs.
+        session.handle_bytes(now, deframer.buffered() > 0);
         let Some(deadline) = session.poll_timeout() else {
             continue;
         };

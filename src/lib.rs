@@ -15,3 +15,4 @@ pub mod server;
 pub mod session;
 pub mod simulator;
 pub mod storage;
+pub mod tls;

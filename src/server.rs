@@ -1,26 +1,33 @@
-//! The listener: one OS thread per camera, a bound on connections, timeouts,
-//! and a clean stop that keeps every partial.
+//! The listeners (plain TCP, and TLS when configured): a blocking accept per
+//! listener with a backlog of 1024, one OS thread per camera, admission
+//! (connection and per-address limits, a CLOSE at once when full), and a clean
+//! stop that keeps every partial.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::codec::Frame;
-use crate::driver::{self, Env, Summary};
+use crate::driver::{self, Env, Link, Summary};
 use crate::session;
 use crate::storage::{Storage, StorageConfig, Stored};
 
 const CAMERA_STACK: usize = 256 * 1024;
-const IDLE_POLL: Duration = Duration::from_millis(10);
+const BACKLOG: i32 = 1024;
 /// How long a stop waits for sessions to save their partials.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// File descriptors per connection: the socket, the handle kept to close it
+/// at stop, and an open partial.
+const FDS_PER_CONNECTION: u64 = 3;
+/// Kept for the listener, storage, logs and the index.
+const FDS_RESERVED: u64 = 64;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -29,10 +36,38 @@ pub struct ServerConfig {
     pub output_dir: PathBuf,
     pub session: session::Config,
     pub storage: StorageConfig,
-    pub max_connections: usize,
+    /// None: as many as the file-descriptor limit allows.
+    pub max_connections: Option<usize>,
+    pub max_per_ip: usize,
+    /// TLS certificate and key (PEM); with `tls_port`, TLS on that port and
+    /// plain TCP on `port`; without it, TLS on `port`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_port: Option<u16>,
+}
+
+impl ServerConfig {
+    pub fn new(output_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            bind: "0.0.0.0".into(),
+            port: 5000,
+            output_dir: output_dir.into(),
+            session: session::Config::default(),
+            storage: StorageConfig::default(),
+            max_connections: None,
+            max_per_ip: 32,
+            tls: None,
+            tls_port: None,
+        }
+    }
 }
 
 type StoredHook = Box<dyn Fn(&Stored) + Send + Sync>;
+
+struct Conn {
+    imei: Option<u64>,
+    ip: IpAddr,
+    stream: TcpStream,
+}
 
 struct Shared {
     session: session::Config,
@@ -40,14 +75,23 @@ struct Shared {
     stopping: AtomicBool,
     active: AtomicUsize,
     next_id: AtomicU64,
-    /// Open connections: id -> (IMEI once known, a handle to shut it down).
-    conns: Mutex<HashMap<u64, (Option<u64>, TcpStream)>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     on_stored: StoredHook,
     max_connections: usize,
+    max_per_ip: usize,
+    /// Where to connect to wake a blocking accept at stop.
+    wake: Vec<SocketAddr>,
+    refusals: RateLimit,
+}
+
+struct Listener {
+    socket: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     shared: Arc<Shared>,
     summaries: Option<std::sync::mpsc::Sender<Summary>>,
 }
@@ -58,8 +102,122 @@ pub struct StopHandle(Arc<Shared>);
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.0.stopping.store(true, Ordering::SeqCst);
+        if self.0.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the blocking accepts.
+        for addr in &self.0.wake {
+            let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+        }
     }
+}
+
+/// At most `burst` log lines per window; the rest are counted and summed up.
+struct RateLimit {
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl RateLimit {
+    const WINDOW: Duration = Duration::from_secs(10);
+    const BURST: u32 = 5;
+
+    fn new() -> RateLimit {
+        RateLimit {
+            state: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    fn warn(&self, line: impl FnOnce() -> String) {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        if now.duration_since(s.0) >= Self::WINDOW {
+            if s.2 > 0 {
+                log::warn!(
+                    "{} more connection(s) refused in the last {:?} (not logged one by one)",
+                    s.2,
+                    Self::WINDOW
+                );
+            }
+            *s = (now, 0, 0);
+        }
+        if s.1 < Self::BURST {
+            s.1 += 1;
+            log::warn!("{}", line());
+        } else {
+            s.2 += 1;
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the limit.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer for getrlimit/setrlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+    Some(r.rlim_cur as u64)
+}
+
+/// Windows has no such limit on sockets.
+#[cfg(not(unix))]
+pub fn raise_fd_limit() -> Option<u64> {
+    None
+}
+
+/// The default connection limit: what the file-descriptor limit allows.
+pub fn default_max_connections() -> usize {
+    match raise_fd_limit() {
+        Some(n) => (n.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION).max(16) as usize,
+        None => 10_000,
+    }
+}
+
+fn listen(addr: &str) -> Result<TcpListener> {
+    let sa = addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&sa.into())
+        .and_then(|_| socket.listen(BACKLOG))
+        .with_context(|| {
+            format!("cannot listen on {addr}: is another server using the port? (try --port)")
+        })?;
+    Ok(socket.into())
+}
+
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = match local.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
 }
 
 impl Server {
@@ -68,13 +226,44 @@ impl Server {
         let abs =
             std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
         log::info!("output folder {}", abs.display());
-        let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let listener = TcpListener::bind(&addr).with_context(|| {
-            format!("cannot listen on {addr}: is another server using the port? (try --port)")
-        })?;
-        listener.set_nonblocking(true)?;
+        let fd_default = default_max_connections();
+        let max_connections = cfg.max_connections.unwrap_or(fd_default);
+        if max_connections == 0 || cfg.max_per_ip == 0 {
+            bail!("--max-connections and --max-per-ip must be at least 1");
+        }
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+            None => None,
+        };
+        let mut listeners = Vec::new();
+        match (&tls, cfg.tls_port) {
+            (Some(t), Some(tls_port)) => {
+                listeners.push(Listener {
+                    socket: listen(&format!("{}:{}", cfg.bind, cfg.port))?,
+                    tls: None,
+                });
+                listeners.push(Listener {
+                    socket: listen(&format!("{}:{}", cfg.bind, tls_port))?,
+                    tls: Some(t.clone()),
+                });
+            }
+            (None, Some(_)) => bail!("--tls-port needs --tls-cert and --tls-key"),
+            (t, None) => listeners.push(Listener {
+                socket: listen(&format!("{}:{}", cfg.bind, cfg.port))?,
+                tls: t.clone(),
+            }),
+        }
+        let wake = listeners
+            .iter()
+            .filter_map(|l| l.socket.local_addr().ok())
+            .map(wake_addr)
+            .collect();
+        log::info!(
+            "up to {max_connections} connections ({} per address)",
+            cfg.max_per_ip
+        );
         Ok(Server {
-            listener,
+            listeners,
             shared: Arc::new(Shared {
                 session: cfg.session,
                 storage,
@@ -82,8 +271,12 @@ impl Server {
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 conns: Mutex::new(HashMap::new()),
+                per_ip: Mutex::new(HashMap::new()),
                 on_stored: Box::new(|_| {}),
-                max_connections: cfg.max_connections,
+                max_connections,
+                max_per_ip: cfg.max_per_ip,
+                wake,
+                refusals: RateLimit::new(),
             }),
             summaries: None,
         })
@@ -104,8 +297,20 @@ impl Server {
         rx
     }
 
+    /// The first listener's address (plain TCP, or TLS when only TLS is served).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener")
+        self.listeners[0]
+            .socket
+            .local_addr()
+            .expect("bound listener")
+    }
+
+    /// Every listener's address, and whether it is TLS.
+    pub fn addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.socket.local_addr().ok()?, l.tls.is_some())))
+            .collect()
     }
 
     pub fn stop_handle(&self) -> StopHandle {
@@ -115,31 +320,25 @@ impl Server {
     /// Accepts until stopped, then closes every link and waits for sessions to
     /// save their partials.
     pub fn run(self) -> Result<()> {
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        while !self.shared.stopping.load(Ordering::SeqCst) {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    if let Some(t) = self.admit(stream, peer) {
-                        threads.push(t);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    threads.retain(|t| !t.is_finished());
-                    thread::sleep(IDLE_POLL);
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin or die.
-                    log::warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(100));
-                }
-            }
+        let summaries = self.summaries.clone();
+        let mut accepts = Vec::new();
+        for l in self.listeners {
+            let shared = self.shared.clone();
+            let summaries = summaries.clone();
+            accepts.push(
+                thread::Builder::new()
+                    .name("accept".into())
+                    .spawn(move || accept_loop(&shared, l, summaries))?,
+            );
         }
-        drop(self.listener);
+        for a in accepts {
+            let _ = a.join();
+        }
         let open: Vec<TcpStream> = {
             let conns = self.shared.conns.lock().unwrap();
             conns
                 .values()
-                .filter_map(|(_, s)| s.try_clone().ok())
+                .filter_map(|c| c.stream.try_clone().ok())
                 .collect()
         };
         log::info!(
@@ -150,62 +349,172 @@ impl Server {
             let _ = s.shutdown(Shutdown::Both);
         }
         let deadline = Instant::now() + STOP_GRACE;
-        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
-            thread::sleep(IDLE_POLL);
+        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
         }
         log::info!("server stopped");
         Ok(())
     }
+}
 
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<JoinHandle<()>> {
-        // Windows hands out sockets that inherit the listener's non-blocking mode.
-        let _ = stream.set_nonblocking(false);
-        let shared = &self.shared;
-        if shared.active.load(Ordering::SeqCst) >= shared.max_connections {
-            log::warn!(
-                "[{peer}] refused: {} connections open (--max-connections {})",
-                shared.max_connections,
-                shared.max_connections
-            );
-            let _ = (&stream).write_all(&Frame::Close.to_vec());
-            let _ = stream.shutdown(Shutdown::Both);
-            return None;
+/// A spare descriptor: when accept runs out of descriptors, it is let go for
+/// a moment, so the connection waiting in the backlog gets CLOSE, not a hang.
+#[cfg(unix)]
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+#[cfg(not(unix))]
+fn spare_fd() -> Option<std::fs::File> {
+    None
+}
+
+fn accept_loop(
+    shared: &Arc<Shared>,
+    l: Listener,
+    summaries: Option<std::sync::mpsc::Sender<Summary>>,
+) {
+    let mut spare = spare_fd();
+    loop {
+        let accepted = l.socket.accept();
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
         }
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let registered = stream.try_clone().ok()?;
-        shared.conns.lock().unwrap().insert(id, (None, registered));
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        let summaries = self.summaries.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("camera-{peer}"))
-            .stack_size(CAMERA_STACK)
-            .spawn({
-                let shared = shared.clone();
-                move || {
-                    let summary = serve_camera(&shared, id, stream, peer);
-                    shared.conns.lock().unwrap().remove(&id);
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                    if let Some(tx) = summaries {
-                        let _ = tx.send(summary);
-                    }
+        match accepted {
+            Ok((stream, peer)) => admit(shared, stream, peer, l.tls.clone(), summaries.clone()),
+            Err(e) if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) => {
+                // EMFILE/ENFILE: free the spare, accept, CLOSE, take it back.
+                drop(spare.take());
+                if let Ok((s, peer)) = l.socket.accept() {
+                    refuse(shared, &s, || {
+                        format!("[{peer}] refused: out of file descriptors")
+                    });
                 }
-            });
-        match spawned {
-            Ok(t) => Some(t),
+                spare = spare_fd();
+                if spare.is_none() {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
             Err(e) => {
-                log::error!("[{peer}] could not start a thread for the camera: {e}");
-                shared.conns.lock().unwrap().remove(&id);
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-                None
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
             }
         }
     }
 }
 
-fn serve_camera(shared: &Shared, id: u64, stream: TcpStream, peer: SocketAddr) -> Summary {
+fn refuse(shared: &Shared, stream: &TcpStream, why: impl FnOnce() -> String) {
+    shared.refusals.warn(why);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = (&*stream).write_all(&Frame::Close.to_vec());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn admit(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    summaries: Option<std::sync::mpsc::Sender<Summary>>,
+) {
+    // Windows hands out sockets that inherit the listener's mode.
+    let _ = stream.set_nonblocking(false);
+    if shared.active.load(Ordering::SeqCst) >= shared.max_connections {
+        return refuse(shared, &stream, || {
+            format!(
+                "[{peer}] refused: {} connections open (--max-connections)",
+                shared.max_connections
+            )
+        });
+    }
+    let ip = peer.ip();
+    {
+        let mut per_ip = shared.per_ip.lock().unwrap();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= shared.max_per_ip {
+            drop(per_ip);
+            return refuse(shared, &stream, || {
+                format!(
+                    "[{peer}] refused: {} connections from {ip} already (--max-per-ip)",
+                    shared.max_per_ip
+                )
+            });
+        }
+        *n += 1;
+    }
+    let Ok(registered) = stream.try_clone() else {
+        release_ip(shared, ip);
+        return refuse(shared, &stream, || {
+            format!("[{peer}] refused: out of file descriptors")
+        });
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    shared.conns.lock().unwrap().insert(
+        id,
+        Conn {
+            imei: None,
+            ip,
+            stream: registered,
+        },
+    );
+    shared.active.fetch_add(1, Ordering::SeqCst);
+    let spawned = thread::Builder::new()
+        .name(format!("camera-{peer}"))
+        .stack_size(CAMERA_STACK)
+        .spawn({
+            let shared = shared.clone();
+            move || {
+                let summary = serve_camera(&shared, id, stream, peer, tls);
+                let conn = shared.conns.lock().unwrap().remove(&id);
+                if let Some(c) = conn {
+                    release_ip(&shared, c.ip);
+                }
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+                if let Some(tx) = summaries {
+                    let _ = tx.send(summary);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("[{peer}] could not start a thread for the camera: {e}");
+        if let Some(c) = shared.conns.lock().unwrap().remove(&id) {
+            release_ip(shared, c.ip);
+            let _ = (&c.stream).write_all(&Frame::Close.to_vec());
+        }
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn release_ip(shared: &Shared, ip: IpAddr) {
+    let mut per_ip = shared.per_ip.lock().unwrap();
+    if let Some(n) = per_ip.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per_ip.remove(&ip);
+        }
+    }
+}
+
+/// A TLS stream is a link like a socket: its read timeout is the socket's.
+impl Link for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn set_read_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.sock.set_read_timeout(Some(timeout))
+    }
+}
+
+fn serve_camera(
+    shared: &Shared,
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Summary {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.session.read_timeout));
-    log::debug!("[{peer}] connected");
+    log::debug!(
+        "[{peer}] connected{}",
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
     let on_camera = |imei: u64| replace_older_links(shared, id, imei);
     let env = Env {
         config: &shared.session,
@@ -214,20 +523,40 @@ fn serve_camera(shared: &Shared, id: u64, stream: TcpStream, peer: SocketAddr) -
         on_stored: &*shared.on_stored,
         on_camera: &on_camera,
     };
-    driver::run(&env, &stream, peer.to_string())
+    match tls {
+        None => driver::run(&env, &stream, peer.to_string()),
+        Some(cfg) => match rustls::ServerConnection::new(cfg) {
+            Ok(conn) => {
+                let tls_stream = rustls::StreamOwned::new(conn, stream);
+                driver::run(&env, tls_stream, format!("{peer} (TLS)"))
+            }
+            Err(e) => {
+                log::warn!("[{peer}] TLS setup failed: {e}");
+                let _ = stream.shutdown(Shutdown::Both);
+                Summary {
+                    imei: None,
+                    stored: Vec::new(),
+                    bytes: 0,
+                    crc_errors: 0,
+                    duration: Duration::ZERO,
+                    end: session::End::Protocol(format!("TLS setup failed: {e}")),
+                }
+            }
+        },
+    }
 }
 
 /// A camera keeps one link: when it reconnects (a cellular drop the server has
 /// not noticed yet), the older link is closed so its partial is freed for resume.
 fn replace_older_links(shared: &Shared, id: u64, imei: u64) {
     let mut conns = shared.conns.lock().unwrap();
-    for (other, (who, s)) in conns.iter_mut() {
-        if *other != id && *who == Some(imei) {
+    for (other, c) in conns.iter_mut() {
+        if *other != id && c.imei == Some(imei) {
             log::info!("[{imei}] reconnected: closing its older link");
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = c.stream.shutdown(Shutdown::Both);
         }
     }
     if let Some(entry) = conns.get_mut(&id) {
-        entry.0 = Some(imei);
+        entry.imei = Some(imei);
     }
 }

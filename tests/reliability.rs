@@ -168,7 +168,7 @@ fn a_file_over_max_file_mb_is_refused_before_any_byte() {
 fn over_max_connections_new_links_get_close_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let srv = start(&out, |c| c.max_connections = 2);
+    let srv = start(&out, |c| c.max_connections = Some(2));
     let idle: Vec<Raw> = (0..2).map(|_| Raw::connect(srv.addr)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let mut third = Raw::connect(srv.addr);

@@ -274,7 +274,13 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
         "{first}"
     );
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
+    for _ in 0..5 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.contains("listening on") {
+            break;
+        }
+    }
     assert!(
         line.contains(&format!("listening on 127.0.0.1:{port}")),
         "{line}"

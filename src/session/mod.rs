@@ -82,8 +82,12 @@ pub struct Config {
     pub mode: Mode,
     pub metadata: bool,
     pub metadata_timeout: Duration,
-    /// A camera silent this long is dropped.
+    /// A camera silent this long (no whole frame) is dropped.
     pub read_timeout: Duration,
+    /// The init packet must arrive within this after the connect.
+    pub init_timeout: Duration,
+    /// A frame begun must be complete within this (slow senders are dropped).
+    pub frame_timeout: Duration,
     /// RESUME is sent again when no SYNC comes within this.
     pub sync_timeout: Duration,
     /// RESUME resends before giving up.
@@ -106,6 +110,8 @@ impl Default for Config {
             metadata: false,
             metadata_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(120),
+            init_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(60),
             sync_timeout: Duration::from_secs(3),
             max_resends: 10,
             files: None,
@@ -235,6 +241,9 @@ pub struct Session<'c> {
     imei: Option<u64>,
     protocol_id: u16,
     last_rx: Instant,
+    connected: Instant,
+    /// When the bytes of a frame not yet complete began to arrive.
+    frame_started: Option<Instant>,
     files_asked: u32,
     /// Identifiers not to ask for again in this session (failed, or empty).
     skip: HashSet<Vec<u8>>,
@@ -261,6 +270,8 @@ impl<'c> Session<'c> {
             imei: None,
             protocol_id: 0,
             last_rx: now,
+            connected: now,
+            frame_started: None,
             files_asked: 0,
             skip: HashSet::new(),
             stored_paths: HashSet::new(),
@@ -330,7 +341,13 @@ impl<'c> Session<'c> {
 
     /// The instant at which [`Session::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let silent = self.last_rx + self.cfg.read_timeout;
+        let mut silent = self.last_rx + self.cfg.read_timeout;
+        if let State::Init { first: true, .. } = self.state {
+            silent = silent.min(self.connected + self.cfg.init_timeout);
+        }
+        if let Some(t) = self.frame_started {
+            silent = silent.min(t + self.cfg.frame_timeout);
+        }
         match &self.state {
             State::Done => None,
             State::Metadata { deadline, .. } => Some((*deadline).min(silent)),
@@ -377,6 +394,7 @@ impl<'c> Session<'c> {
     /// An init packet or a frame from the camera.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         self.last_rx = now;
+        self.frame_started = None;
         match input {
             Input::Init(init) => self.on_init(now, init),
             Input::Frame(frame) => {
@@ -411,10 +429,41 @@ impl<'c> Session<'c> {
         self.finish_session(End::Shutdown, true);
     }
 
+    /// Bytes arrived: `pending` says whether part of a frame is still awaited.
+    pub fn handle_bytes(&mut self, now: Instant, pending: bool) {
+        match (pending, self.frame_started) {
+            (false, _) => self.frame_started = None,
+            (true, None) => self.frame_started = Some(now),
+            (true, Some(_)) => {}
+        }
+    }
+
     /// Called at (or after) [`Session::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_over() {
             return;
+        }
+        if let State::Init { first: true, .. } = self.state {
+            if now >= self.connected + self.cfg.init_timeout {
+                log::warn!(
+                    "[{}] no init packet within {:?} (--init-timeout): dropping the link",
+                    self.tag,
+                    self.cfg.init_timeout
+                );
+                self.finish_session(End::TimedOut, true);
+                return;
+            }
+        }
+        if let Some(t) = self.frame_started {
+            if now >= t + self.cfg.frame_timeout {
+                log::warn!(
+                    "[{}] a frame took longer than {:?} to arrive (--frame-timeout): dropping the link",
+                    self.tag,
+                    self.cfg.frame_timeout
+                );
+                self.finish_session(End::TimedOut, true);
+                return;
+            }
         }
         if now >= self.last_rx + self.cfg.read_timeout {
             log::warn!(

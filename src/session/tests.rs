@@ -317,6 +317,7 @@ fn resume_is_resent_every_sync_timeout_ten_times_then_the_session_gives_up() {
 fn a_silent_peer_is_dropped_at_the_read_timeout_with_its_partial_kept() {
     let cfg = Config {
         read_timeout: Duration::from_secs(120),
+        init_timeout: Duration::from_secs(1000),
         sync_timeout: Duration::from_secs(1000),
         ..Config::default()
     };
@@ -604,4 +605,38 @@ fn data_in_flight_after_a_given_up_file_is_skipped_before_the_init() {
     });
     h.init(5, bits(&[FileKind::VideoFront, FileKind::PhotoFront]));
     assert_eq!(h.take(), ["FILE REQ %photof"]);
+}
+
+#[test]
+fn the_init_packet_and_every_frame_have_their_deadlines() {
+    let cfg = Config {
+        init_timeout: Duration::from_secs(10),
+        frame_timeout: Duration::from_secs(60),
+        ..Config::default()
+    };
+    // No init within 10 s.
+    let mut h = H::new(&cfg);
+    assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(10)));
+    h.at(Duration::from_millis(9999));
+    assert!(h.ends.is_empty());
+    h.at(Duration::from_millis(1));
+    assert_eq!(h.ends, [End::TimedOut]);
+    // Part of a frame, then nothing more for 60 s (a slow sender).
+    let mut h = H::new(&cfg);
+    h.init(5, bits(&[FileKind::VideoFront]));
+    h.s.handle_bytes(h.now, true);
+    h.at(Duration::from_secs(30));
+    h.s.handle_bytes(h.now, true);
+    assert!(h.ends.is_empty());
+    h.at(Duration::from_secs(30));
+    assert_eq!(h.ends, [End::TimedOut]);
+    // A frame completed in time clears the deadline.
+    let mut h = H::new(&cfg);
+    h.init(5, bits(&[FileKind::VideoFront]));
+    h.s.handle_bytes(h.now, true);
+    h.at(Duration::from_secs(59));
+    h.frame(Frame::Start { total: 2 });
+    h.s.handle_bytes(h.now, false);
+    h.at(Duration::from_secs(2));
+    assert!(h.ends.is_empty());
 }

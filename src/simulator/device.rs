@@ -5,6 +5,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::{CrcMode, Rng, SimConfig, SimReport};
 use crate::codec::metadata::encode;
 use crate::codec::{crc16, Deframer, Family, FileKind, Frame, InitPacket, Limits, PATH_BIT};
+use crate::tls::SharedTls;
 
 /// A command from the server, owned so it can cross from the reader thread.
 #[derive(Debug)]
@@ -26,7 +28,48 @@ enum Cmd {
     Gone(String),
 }
 
-fn reader_thread(mut stream: TcpStream, tx: mpsc::Sender<Cmd>) {
+/// The camera's link: plain TCP, or TLS shared by the reading and writing threads.
+#[derive(Clone)]
+enum Wire {
+    Plain(Arc<TcpStream>),
+    Tls(SharedTls),
+}
+
+impl Wire {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(s) => s,
+            Wire::Tls(t) => t.socket(),
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => (&**s).read(buf),
+            Wire::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => (&**s).write(buf),
+            Wire::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => (&**s).flush(),
+            Wire::Tls(t) => t.flush(),
+        }
+    }
+}
+
+fn reader_thread(mut stream: Wire, tx: mpsc::Sender<Cmd>) {
     let mut d = Deframer::new(Limits::SERVER);
     loop {
         loop {
@@ -123,7 +166,7 @@ impl Offer {
 
 struct Camera {
     cfg: SimConfig,
-    out: BufWriter<Chopper<TcpStream>>,
+    out: BufWriter<Chopper<Wire>>,
     rx: Receiver<Cmd>,
     pending: Vec<Offer>,
     later: Vec<Offer>,
@@ -172,8 +215,21 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
     let stream = TcpStream::connect(&cfg.server)
         .with_context(|| format!("connecting to the server at {}", cfg.server))?;
     stream.set_nodelay(true)?;
+    let stream = match &cfg.tls {
+        None => Wire::Plain(Arc::new(stream)),
+        Some(trust) => {
+            let host = cfg
+                .server
+                .rsplit_once(':')
+                .map_or(cfg.server.as_str(), |(h, _)| h)
+                .trim_matches(['[', ']']);
+            let tls = SharedTls::connect(stream, host, crate::tls::client_config(trust)?)
+                .with_context(|| format!("TLS handshake with {}", cfg.server))?;
+            Wire::Tls(tls)
+        }
+    };
     let (tx, rx) = mpsc::channel();
-    let rs = stream.try_clone()?;
+    let rs = stream.clone();
     let reader = thread::Builder::new()
         .stack_size(128 * 1024)
         .spawn(move || reader_thread(rs, tx))?;
@@ -197,7 +253,7 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
     };
     let result = cam.serve();
     let _ = cam.out.flush();
-    let _ = cam.out.get_ref().inner.shutdown(Shutdown::Both);
+    let _ = cam.out.get_ref().inner.socket().shutdown(Shutdown::Both);
     let _ = reader.join();
     result?;
     Ok(cam.report)

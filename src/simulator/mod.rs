@@ -53,6 +53,8 @@ pub struct SimConfig {
     /// Give up waiting for the server after this long.
     pub timeout: Duration,
     pub seed: u64,
+    /// Speak TLS, trusting this.
+    pub tls: Option<crate::tls::Trust>,
 }
 
 impl SimConfig {
@@ -74,6 +76,7 @@ impl SimConfig {
             drop_after: None,
             timeout: Duration::from_secs(30),
             seed: imei,
+            tls: None,
         }
     }
 }

@@ -39,7 +39,10 @@ pub fn config(dir: &Path) -> ServerConfig {
             min_free_bytes: 0,
             ..Default::default()
         },
-        max_connections: 1024,
+        max_connections: Some(1024),
+        max_per_ip: 1024,
+        tls: None,
+        tls_port: None,
     }
 }
 

@@ -1,0 +1,235 @@
+//! Let no one in: idle and slow sockets cannot lock cameras out, one address
+//! cannot take every slot, and TLS carries a whole session byte-exact.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dashcam_server::codec::{FileKind, InitPacket};
+use dashcam_server::session::End;
+use dashcam_server::simulator::run_camera;
+use dashcam_server::tls::Trust;
+
+const IMEI: u64 = 350612071913857;
+
+/// A TCP connection from a chosen loopback source address.
+fn connect_from(src: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let from = SocketAddr::from((src, 0));
+    s.bind(&from.into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(s.into())
+}
+
+#[test]
+fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
+    let limit = dashcam_server::server::raise_fd_limit().unwrap_or(u64::MAX);
+    if limit < 4000 {
+        eprintln!("SKIPPED: the open-files limit is {limit}, the test needs 4000");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let init_timeout = Duration::from_secs(3);
+    let srv = start(&out, |c| {
+        c.max_connections = None;
+        c.max_per_ip = 32;
+        c.session.init_timeout = init_timeout;
+    });
+    // 1,100 idle sockets from 40 addresses (28 each, under the per-address limit).
+    let mut idle = Vec::new();
+    for i in 0..1100u32 {
+        let src = [127, 0, 1, (i % 40) as u8 + 2];
+        idle.push(connect_from(src, srv.addr).expect("idle connect"));
+    }
+    // 20 slow-loris sockets: one byte of an init packet every 4 seconds.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| connect_from([127, 0, 2, 1], srv.addr).unwrap())
+        .collect();
+    for s in &mut slow {
+        s.write_all(&[0]).unwrap();
+    }
+    let opened = Instant::now();
+    let bytes = content(20_000, 1);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &bytes),
+    )];
+    let r = run_camera(&cam).unwrap();
+    let waited = opened.elapsed();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(std::fs::read(&media(&out, IMEI)[0]).unwrap(), bytes);
+    eprintln!("camera served in {waited:?} with 1,100 idle and 20 slow-loris sockets open");
+    assert!(
+        waited < init_timeout,
+        "served only after {waited:?}: the idle sockets had to time out first"
+    );
+    // The idle and the slow ones get CLOSE at the init timeout.
+    for s in idle.iter_mut().step_by(97).chain(slow.iter_mut().take(3)) {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert_eq!(got, [0, 0, 0, 0]);
+    }
+    let mut timed_out = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while timed_out < 1120 && Instant::now() < deadline {
+        if let Ok(s) = srv.summaries.recv_timeout(Duration::from_secs(5)) {
+            timed_out += (s.end == End::TimedOut) as usize;
+        }
+    }
+    assert_eq!(timed_out, 1120);
+}
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.max_per_ip = 3);
+    let hog: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from([127, 0, 3, 7], srv.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fourth = connect_from([127, 0, 3, 7], srv.addr).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let began = Instant::now();
+    let mut got = Vec::new();
+    let _ = fourth.read_to_end(&mut got);
+    assert_eq!(got, [0, 0, 0, 0], "CLOSE at once");
+    assert!(began.elapsed() < Duration::from_secs(5));
+    // Another address is served meanwhile.
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", b"photo"),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    drop(hog);
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, as PEM files.
+fn test_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[test]
+fn a_tls_session_is_byte_exact_and_plain_tcp_still_works_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let mut cfg = config(&out);
+    cfg.tls = Some((cert.clone(), key));
+    cfg.tls_port = Some(0);
+    let mut server = dashcam_server::server::Server::bind(cfg).unwrap();
+    let summaries = server.summaries();
+    let addrs = server.addrs();
+    let stop = server.stop_handle();
+    let t = std::thread::spawn(move || server.run());
+    let plain = addrs.iter().find(|a| !a.1).unwrap().0;
+    let tls = addrs.iter().find(|a| a.1).unwrap().0;
+
+    let bytes = content(300_000, 7);
+    let file = write_file(tmp.path(), "v.h265", &bytes);
+    for (addr, trust, imei) in [
+        (tls, Some(Trust::Ca(cert.clone())), IMEI),
+        (tls, Some(Trust::Insecure), IMEI + 1),
+        (plain, None, IMEI + 2),
+    ] {
+        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+        cam.files = vec![(FileKind::VideoFront, file.clone())];
+        cam.tls = trust;
+        cam.corrupt_packets = vec![30];
+        cam.max_write = 3000;
+        let r = run_camera(&cam).unwrap();
+        assert!(r.complete, "{r:?}");
+        let s = summaries.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(s.end, End::Completed);
+        assert_eq!(
+            std::fs::read(&media(&out, imei)[0]).unwrap(),
+            bytes,
+            "{addr}"
+        );
+    }
+    // Plain TCP to the TLS port is not a camera: refused, not stored.
+    let mut raw = TcpStream::connect(tls).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = raw.write_all(
+        &InitPacket {
+            protocol_id: 5,
+            imei: 1,
+            settings: 0x0400_0000,
+        }
+        .encode(),
+    );
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink);
+    assert!(!matches!(
+        summaries.recv_timeout(Duration::from_secs(10)).unwrap().end,
+        End::Completed
+    ));
+    assert!(!out.join("1").exists());
+    stop.stop();
+    t.join().unwrap().unwrap();
+}
+
+/// An independent TLS client: `openssl s_client` (CI installs openssl).
+#[test]
+fn openssl_s_client_gets_close_for_an_init_that_offers_nothing() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: openssl is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let srv = start(&out, |c| c.tls = Some((cert.clone(), key)));
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-ign_eof",
+            "-connect",
+            &srv.addr.to_string(),
+        ])
+        .arg("-CAfile")
+        .arg(&cert)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let init = InitPacket {
+        protocol_id: 5,
+        imei: IMEI,
+        settings: 0x4000_0000,
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&init.encode())
+        .unwrap();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    let _ = child.wait();
+    assert_eq!(got, [0, 0, 0, 0], "CLOSE through TLS");
+    let s = srv.summary();
+    assert_eq!((s.imei, s.end), (Some(IMEI), End::Completed));
+}
