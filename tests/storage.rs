@@ -418,3 +418,74 @@ fn an_unwritable_output_folder_exits_1_and_names_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&bad.display().to_string()), "{err}");
 }
+
+/// With metadata on, a START matching a stored file's identifier, metadata
+/// time and size fetches only the file's last packet (or bytes) to confirm.
+#[test]
+fn a_file_already_stored_is_confirmed_by_its_last_packet_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let bytes = content(10 * 1024 + 300, 30);
+    for (family, protocol) in [(Family::DualCam, 5u16), (Family::Adas, 5)] {
+        let imei = IMEI + protocol as u64 + family.name().len() as u64;
+        let file = write_file(tmp.path(), &format!("{}.bin", family.name()), &bytes);
+        let mut cam = srv.sim(imei);
+        cam.meta_time = Some(1_764_000_000);
+        cam.family = family;
+        cam.protocol_id = protocol;
+        match family {
+            Family::DualCam => cam.files = vec![(FileKind::VideoFront, file)],
+            _ => cam.paths = vec![(b"/mnt/sd/mdas9/video/1.mp4".to_vec(), file)],
+        }
+        assert!(run_camera(&cam).unwrap().complete);
+        srv.summary();
+        // The camera offers it again (it lost the end of the last session).
+        let r = run_camera(&cam).unwrap();
+        assert!(r.complete, "{r:?}");
+        let (last_at, last_len) = match family {
+            Family::DualCam => (11, 300),
+            _ => (bytes.len() as u32 - 1024, 1024),
+        };
+        assert_eq!(r.resumes, vec![(r.taken[0].clone(), last_at)], "{family}");
+        assert_eq!(r.bytes_sent, last_len, "{family}: only the end was fetched");
+        let s = srv.summary();
+        assert_eq!((s.end, s.stored.len()), (End::Completed, 1));
+        assert!(s.stored[0].duplicate_of.is_some());
+        assert_eq!(media(&out, imei).len(), 1, "{family}: stored once");
+        let lines: Vec<_> = index_lines(&out)
+            .into_iter()
+            .filter(|l| l["imei"].as_str() == Some(imei.to_string().as_str()))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["duplicate_of"], lines[0]["path"]);
+    }
+    // Same name, time and size, other bytes: the end differs, the session
+    // ends without taking it, and the next connection downloads it whole.
+    let other = content(10 * 1024 + 300, 31);
+    let mut cam = srv.sim(IMEI + 100);
+    cam.meta_time = Some(1_764_000_000);
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "a.bin", &bytes),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.summary();
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "b.bin", &other),
+    )];
+    let r = run_camera(&cam).unwrap();
+    assert!(!r.complete, "{r:?}");
+    assert!(matches!(srv.summary().end, End::Storage(_)));
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(r.resumes, vec![("%videof".to_string(), 1)]);
+    srv.summary();
+    let got: Vec<Vec<u8>> = media(&out, IMEI + 100)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert!(got.contains(&bytes) && got.contains(&other));
+}

@@ -512,8 +512,10 @@ impl Camera {
     }
 
     fn metadata_for(&self, id: &[u8]) -> Vec<u8> {
-        let now = chrono::Utc::now().timestamp();
-        let now = now - now % 60;
+        let now = self.cfg.meta_time.unwrap_or_else(|| {
+            let now = chrono::Utc::now().timestamp();
+            now - now % 60
+        });
         let (lat, lon) = (54.7004183, 25.2797);
         if let Some(kind) = FileKind::from_identifier(id) {
             let dur = if kind.is_video() { 10 } else { 0 };

@@ -55,6 +55,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Speak TLS, trusting this.
     pub tls: Option<crate::tls::Trust>,
+    /// The capture time metadata reports (Unix seconds); default: this minute.
+    pub meta_time: Option<i64>,
 }
 
 impl SimConfig {
@@ -77,6 +79,7 @@ impl SimConfig {
             timeout: Duration::from_secs(30),
             seed: imei,
             tls: None,
+            meta_time: None,
         }
     }
 }

@@ -16,6 +16,18 @@ struct Entry {
     size: u64,
     sha256: String,
     path: PathBuf,
+    /// The metadata timestamp, when the file had metadata.
+    meta_ms: Option<u64>,
+    /// Still trusted for the metadata fast path (false once its end differed).
+    by_time: bool,
+}
+
+fn meta_ms(sc: &Sidecar) -> Option<u64> {
+    let t = sc.metadata.as_ref()?.timestamp.as_deref()?;
+    let ms = chrono::DateTime::parse_from_rfc3339(t)
+        .ok()?
+        .timestamp_millis();
+    u64::try_from(ms).ok()
 }
 
 #[derive(Default)]
@@ -52,10 +64,12 @@ fn load(storage: &Storage, imei: u64) -> Vec<Entry> {
         });
         if let Some(path) = media {
             out.push(Entry {
+                meta_ms: meta_ms(&sc),
                 file: sc.file,
                 size: sc.size_bytes,
                 sha256: sc.sha256,
                 path,
+                by_time: true,
             });
         }
     }
@@ -80,7 +94,46 @@ impl Known {
                 size: stored.sidecar.size_bytes,
                 sha256: stored.sidecar.sha256.clone(),
                 path: stored.path.clone(),
+                meta_ms: meta_ms(&stored.sidecar),
+                by_time: true,
             });
+        }
+    }
+
+    /// A stored file with this identifier and metadata time whose size fits
+    /// the START: (its path, its size).
+    pub fn find_by_time(
+        &self,
+        storage: &Storage,
+        imei: u64,
+        file: &str,
+        ts_ms: u64,
+        open: &crate::session::OpenFile,
+    ) -> Option<(PathBuf, u64)> {
+        let mut map = self.by_imei.lock().unwrap();
+        let list = map.entry(imei).or_insert_with(|| load(storage, imei));
+        let fits = |size: u64| match open.unit {
+            crate::session::Unit::Packets => size.div_ceil(1024) == open.total as u64,
+            crate::session::Unit::Bytes => size == open.total as u64,
+        };
+        list.iter()
+            .find(|e| {
+                e.by_time
+                    && e.file == file
+                    && e.meta_ms == Some(ts_ms)
+                    && e.size > 0
+                    && fits(e.size)
+            })
+            .filter(|e| fsx::exists(&e.path))
+            .map(|e| (e.path.clone(), e.size))
+    }
+
+    /// Its end differed once: that file is no longer matched by time.
+    pub fn forget_time(&self, imei: u64, path: &std::path::Path) {
+        if let Some(list) = self.by_imei.lock().unwrap().get_mut(&imei) {
+            for e in list.iter_mut().filter(|e| e.path == path) {
+                e.by_time = false;
+            }
         }
     }
 }

@@ -154,6 +154,27 @@ pub struct Partial<'s> {
     /// Remove it all when dropped (a full disk, a prefix that does not match).
     discard: bool,
     finished: bool,
+    /// Set when the camera offers a file already stored (same identifier,
+    /// metadata time and size): only its end is fetched and compared.
+    confirm: Option<Confirm>,
+    name: String,
+    max_bytes: u64,
+}
+
+/// Comparing the end of an offered file with the stored one.
+struct Confirm {
+    existing: PathBuf,
+    file: fs::File,
+    size: u64,
+    matched: bool,
+}
+
+/// How much of the end is fetched to confirm a file already stored.
+fn confirm_from(open: &OpenFile, size: u64) -> u64 {
+    match open.unit {
+        Unit::Packets => (open.total as u64 - 1) * 1024,
+        Unit::Bytes => size - size.min(1024),
+    }
 }
 
 impl<'s> Partial<'s> {
@@ -201,24 +222,77 @@ impl<'s> Partial<'s> {
                 }
             }
         }
-        storage.check_space(max_bytes)?;
-        storage.make_room_for_partial(max_bytes);
-        let key = unique_key(&open.spec.name);
-        let state = State {
-            identity,
-            started_at: Utc::now(),
-            verified_bytes: 0,
-            sha256: sha_hex(&Sha256::new()),
-            crc: 0,
-            crc_errors: 0,
-        };
-        let mut p = Partial::new(storage, imei, &pdir, key, state);
-        storage.claim(&p.part_path);
-        let f = fsx::create_new(&p.part_path)
-            .with_context(|| format!("creating {}", p.part_path.display()))?;
-        p.file = Some(BufWriter::with_capacity(WRITE_BUFFER, f));
-        p.save_state()?;
+        if let Some(ts) = open.meta_timestamp_ms {
+            let id = open.spec.display();
+            if let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
+            {
+                let file = fsx::open_read(&existing)?;
+                let from = confirm_from(open, size);
+                log::info!(
+                    "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
+                    existing.display(),
+                    size - from
+                );
+                let mut p = Partial::new(
+                    storage,
+                    imei,
+                    &pdir,
+                    unique_key(&open.spec.name),
+                    State {
+                        identity,
+                        started_at: Utc::now(),
+                        verified_bytes: 0,
+                        sha256: String::new(),
+                        crc: 0,
+                        crc_errors: 0,
+                    },
+                );
+                p.name = open.spec.name.clone();
+                p.max_bytes = max_bytes;
+                p.len = from;
+                p.confirm = Some(Confirm {
+                    existing,
+                    file,
+                    size,
+                    matched: true,
+                });
+                return Ok(p);
+            }
+        }
+        let mut p = Partial::new(
+            storage,
+            imei,
+            &pdir,
+            unique_key(&open.spec.name),
+            State {
+                identity,
+                started_at: Utc::now(),
+                verified_bytes: 0,
+                sha256: String::new(),
+                crc: 0,
+                crc_errors: 0,
+            },
+        );
+        p.name = open.spec.name.clone();
+        p.max_bytes = max_bytes;
+        p.start_fresh()?;
         Ok(p)
+    }
+
+    /// A new, empty partial (under this partial's unique name).
+    fn start_fresh(&mut self) -> Result<()> {
+        self.storage.check_space(self.max_bytes)?;
+        self.storage.make_room_for_partial(self.max_bytes);
+        self.storage.claim(&self.part_path);
+        let f = fsx::create_new(&self.part_path)
+            .with_context(|| format!("creating {}", self.part_path.display()))?;
+        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, f));
+        self.state.started_at = Utc::now();
+        self.len = 0;
+        self.crc = 0;
+        self.sha = Sha256::new();
+        self.checkpointed = 0;
+        self.save_state()
     }
 
     fn new(storage: &'s Storage, imei: u64, pdir: &Path, key: String, state: State) -> Partial<'s> {
@@ -236,6 +310,9 @@ impl<'s> Partial<'s> {
             checkpointed: 0,
             discard: false,
             finished: false,
+            confirm: None,
+            name: String::new(),
+            max_bytes: 0,
         }
     }
 
@@ -328,6 +405,15 @@ impl<'s> Partial<'s> {
 
     /// Appends verified bytes; `offset` must be what is stored.
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        if let Some(c) = &mut self.confirm {
+            let mut have = vec![0u8; bytes.len()];
+            let same = c.file.seek(SeekFrom::Start(offset)).is_ok()
+                && c.file.read_exact(&mut have).is_ok()
+                && have == bytes;
+            c.matched &= same && offset == self.len;
+            self.len = offset + bytes.len() as u64;
+            return Ok(());
+        }
         if offset != self.len {
             return Err(io::Error::other(format!(
                 "write at {offset} but {} bytes are stored",
@@ -365,6 +451,28 @@ impl<'s> Partial<'s> {
 
     /// Keeps the first `len` bytes; returns their CRC from 0.
     pub fn rewind(&mut self, len: u64) -> io::Result<u16> {
+        if let Some(c) = &mut self.confirm {
+            if len == 0 {
+                // Not the stored file after all: download it whole.
+                self.confirm = None;
+                self.start_fresh().map_err(io::Error::other)?;
+                return Ok(0);
+            }
+            c.file.seek(SeekFrom::Start(0))?;
+            let mut crc = 0u16;
+            let mut buf = vec![0u8; WRITE_BUFFER];
+            let mut r = (&mut c.file).take(len);
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                crc = crc16(crc, &buf[..n]);
+            }
+            c.matched &= len <= self.len;
+            self.len = len;
+            return Ok(crc);
+        }
         if len == self.len {
             return Ok(self.crc);
         }
@@ -405,6 +513,30 @@ impl<'s> Partial<'s> {
     /// file with its sidecar and index line (or, when the same file is
     /// already stored, only an index line that says so).
     pub fn finish(mut self, record: &FileRecord, remote: &str) -> Result<Stored> {
+        if let Some(c) = self.confirm.take() {
+            self.finished = true;
+            if c.matched && self.len == c.size {
+                let mut sc = self.sidecar(record, remote, "");
+                let stored_sc = fsx::open_read(&c.existing.with_extension("json"))
+                    .ok()
+                    .and_then(|mut f| {
+                        let mut t = Vec::new();
+                        f.read_to_end(&mut t).ok()?;
+                        serde_json::from_slice::<Sidecar>(&t).ok()
+                    });
+                if let Some(old) = stored_sc {
+                    sc.sha256 = old.sha256;
+                    sc.crc16 = old.crc16;
+                }
+                sc.size_bytes = c.size;
+                return publish::record_duplicate(self.storage, self.imei, &c.existing, sc);
+            }
+            self.storage.known.forget_time(self.imei, &c.existing);
+            bail!(
+                "its last bytes differ from {}: not the same file after all; it will be downloaded whole next time",
+                c.existing.display()
+            );
+        }
         // The whole file is verified: say so in the state first, so a stop
         // during the publish leaves a partial that resumes at its end.
         self.checkpoint()?;
@@ -534,6 +666,10 @@ impl Drop for Partial<'_> {
     /// Not finished: keep what was verified (and say so in the state), or
     /// remove it when it is worth nothing.
     fn drop(&mut self) {
+        if self.confirm.is_some() {
+            // Nothing was written: nothing to keep or remove.
+            return;
+        }
         if !self.finished && (self.discard || self.len == 0) {
             self.file = None;
             let size = fs::symlink_metadata(&self.part_path).map_or(0, |m| m.len());
