@@ -112,6 +112,11 @@ impl ServerProc {
                 "127.0.0.1",
                 "--port",
                 &port.to_string(),
+                // Every simulated camera comes from 127.0.0.1.
+                "--max-per-ip",
+                "100000",
+                "--min-free-mb",
+                "0",
                 "--output-dir",
             ])
             .arg(out)

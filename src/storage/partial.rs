@@ -385,7 +385,7 @@ impl<'s> Partial<'s> {
         self.state.verified_bytes = self.len;
         self.state.sha256 = sha_hex(&self.sha);
         self.state.crc = self.crc;
-        publish::write_atomic(&self.state_path, &serde_json::to_vec(&self.state)?)
+        publish::write_replace(&self.state_path, &serde_json::to_vec(&self.state)?, false)
     }
 
     fn writer(&mut self) -> io::Result<&mut BufWriter<fs::File>> {

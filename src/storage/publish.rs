@@ -55,6 +55,12 @@ struct Intent {
 /// Writes `body` to `path` atomically: a temp file (`create_new`, never
 /// through a link), fsynced, renamed over `path`, folder fsynced.
 pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
+    write_replace(path, body, true)
+}
+
+/// [`write_atomic`] without the fsyncs: for a partial's state, whose loss in a
+/// power cut only costs a resume (its SHA-256 check makes a stale one harmless).
+pub fn write_replace(path: &Path, body: &[u8], durable: bool) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -62,11 +68,11 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
     let _ = fs::remove_file(&tmp);
     let mut f = fsx::create_new(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(body)
-        .and_then(|_| f.sync_all())
+        .and_then(|_| if durable { f.sync_all() } else { Ok(()) })
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|_| durable) {
         fsx::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
     }
     Ok(())
