@@ -141,6 +141,9 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Write the log to this file as well (appended; its folder is created).
+    #[arg(long, env = "DASHCAM_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Serve TLS on this port as well as plain TCP on --port.
     #[arg(
         long,
@@ -310,6 +313,16 @@ fn parse_family(s: &str) -> Result<Family, String> {
     }
 }
 
+/// A duration that must be more than zero: 0 would mean "never wait" or
+/// "always stale", which is never what anyone wants.
+fn positive_secs(v: f64, flag: &str) -> Result<Duration> {
+    let d = secs(v, flag)?;
+    if d.is_zero() {
+        bail!("{flag} must be more than 0 (it is a time to wait; 0 would drop or skip everything)");
+    }
+    Ok(d)
+}
+
 fn secs(v: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(v)
         .with_context(|| format!("{flag} must be a number of seconds >= 0"))
@@ -348,6 +361,14 @@ impl ServeArgs {
         if self.max_files == 0 {
             bail!("--max-files must be at least 1");
         }
+        if self.max_file_mb == 0 {
+            bail!("--max-file-mb must be at least 1 (0 would refuse every file)");
+        }
+        if self.max_partials_gb <= 0.0 || !self.max_partials_gb.is_finite() {
+            bail!(
+                "--max-partials-gb must be more than 0 (0 would remove every unfinished download)"
+            );
+        }
         Ok(ServerConfig {
             bind: self.bind.clone(),
             port: self.port,
@@ -355,23 +376,23 @@ impl ServeArgs {
             session: session::Config {
                 mode: self.mode,
                 metadata: self.metadata,
-                metadata_timeout: secs(self.metadata_timeout, "--metadata-timeout")?,
-                read_timeout: secs(self.read_timeout, "--read-timeout")?
+                metadata_timeout: positive_secs(self.metadata_timeout, "--metadata-timeout")?,
+                read_timeout: positive_secs(self.read_timeout, "--read-timeout")?
                     .max(Duration::from_millis(10)),
                 files: self.files.clone(),
                 max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
                 allow: self.allow_list()?,
                 max_files: self.max_files,
-                sync_timeout: secs(self.sync_timeout, "--sync-timeout")?
+                sync_timeout: positive_secs(self.sync_timeout, "--sync-timeout")?
                     .max(Duration::from_millis(10)),
-                init_timeout: secs(self.init_timeout, "--init-timeout")?
+                init_timeout: positive_secs(self.init_timeout, "--init-timeout")?
                     .max(Duration::from_millis(10)),
-                frame_timeout: secs(self.frame_timeout, "--frame-timeout")?
+                frame_timeout: positive_secs(self.frame_timeout, "--frame-timeout")?
                     .max(Duration::from_millis(10)),
                 ..session::Config::default()
             },
             storage: StorageConfig {
-                partial_max_age: secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
+                partial_max_age: positive_secs(self.partial_max_age * 3600.0, "--partial-max-age")?,
                 min_free_bytes: self.min_free_mb.saturating_mul(1 << 20),
                 max_partial_bytes: (self.max_partials_gb * (1u64 << 30) as f64) as u64,
             },
@@ -484,9 +505,18 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
+    let serving = match &cli.command {
+        None => Some(&cli.serve),
+        Some(Command::Serve(a)) => Some(a),
+        _ => None,
+    };
+    if let Err(e) = crate::logging::init(serving.and_then(|a| a.log_file.as_deref())) {
+        eprintln!("error: {e:#}");
+        return 1;
+    }
+    if serving.is_some() {
+        crate::live::enable_if_terminal();
+    }
     let result = match &cli.command {
         None => serve(&cli.serve).map(|_| true),
         Some(Command::Serve(a)) => serve(a).map(|_| true),
@@ -565,5 +595,40 @@ mod tests {
         let top = Cli::try_parse_from(["dashcam-server", "--port", "6000"]).unwrap();
         assert!(top.command.is_none());
         assert_eq!(top.serve.port, 6000);
+    }
+
+    #[test]
+    fn zero_timeouts_and_limits_are_refused_by_name() {
+        for (flag, what) in [
+            ("--read-timeout", "--read-timeout must be more than 0"),
+            (
+                "--metadata-timeout",
+                "--metadata-timeout must be more than 0",
+            ),
+            ("--sync-timeout", "--sync-timeout must be more than 0"),
+            ("--init-timeout", "--init-timeout must be more than 0"),
+            ("--frame-timeout", "--frame-timeout must be more than 0"),
+            ("--partial-max-age", "--partial-max-age must be more than 0"),
+            ("--max-file-mb", "--max-file-mb must be at least 1"),
+            ("--max-partials-gb", "--max-partials-gb must be more than 0"),
+            ("--max-files", "--max-files must be at least 1"),
+            ("--max-per-ip", "--max-per-ip must be at least 1"),
+            (
+                "--max-connections",
+                "--max-connections and --max-per-ip must be at least 1",
+            ),
+        ] {
+            let err = serve_args(&[flag, "0"]).to_config().unwrap_err();
+            assert!(format!("{err:#}").contains(what), "{flag}: {err:#}");
+        }
+        // 0 has a documented meaning here: no free-space reserve.
+        assert_eq!(
+            serve_args(&["--min-free-mb", "0"])
+                .to_config()
+                .unwrap()
+                .storage
+                .min_free_bytes,
+            0
+        );
     }
 }

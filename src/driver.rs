@@ -4,10 +4,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{Deframer, Input, Limits};
+use crate::live;
 use crate::session::{Action, Config, End, Published, Session};
 use crate::storage::{Partial, Storage, Stored};
 
@@ -80,6 +81,8 @@ pub struct Summary {
 
 struct Run<'e, 'a> {
     env: &'e Env<'a>,
+    /// This connection's number, for the terminal's progress bars.
+    conn: u64,
     remote: String,
     partial: Option<Partial<'a>>,
     stored: Vec<Stored>,
@@ -100,6 +103,17 @@ impl<'a> Run<'_, 'a> {
                         Ok(p) => {
                             let kept = p.stored();
                             self.partial = Some(p);
+                            let total = match open.unit {
+                                crate::session::Unit::Packets => open.total as u64 * 1024,
+                                crate::session::Unit::Bytes => open.total as u64,
+                            };
+                            live::file_started(
+                                self.conn,
+                                s.tag(),
+                                &open.spec.display(),
+                                total,
+                                kept,
+                            );
                             s.opened(now, Ok(kept));
                         }
                         Err(e) => s.opened(now, Err(format!("{e:#}"))),
@@ -110,8 +124,13 @@ impl<'a> Run<'_, 'a> {
                         (Some(p), Some(b)) => p.write_at(offset, b),
                         _ => Err(io::Error::other("no open file for DATA")),
                     };
-                    if let Err(e) = r {
-                        s.write_failed(e.to_string());
+                    match r {
+                        Err(e) => s.write_failed(e.to_string()),
+                        Ok(()) => {
+                            let n = bytes.map_or(0, |b| b.len() as u64);
+                            live::TOTALS.bytes_received.fetch_add(n, Ordering::Relaxed);
+                            live::file_progress(self.conn, offset + n);
+                        }
                     }
                 }
                 Action::Rewind { len } => {
@@ -122,6 +141,7 @@ impl<'a> Run<'_, 'a> {
                     s.rewound(now, r);
                 }
                 Action::Finish(record) => {
+                    live::file_ended(self.conn);
                     let r = match self.partial.take() {
                         Some(p) => p
                             .finish(&record, &self.remote)
@@ -130,6 +150,9 @@ impl<'a> Run<'_, 'a> {
                     };
                     match r {
                         Ok(stored) => {
+                            if stored.duplicate_of.is_none() {
+                                live::TOTALS.files.fetch_add(1, Ordering::Relaxed);
+                            }
                             (self.env.on_stored)(&stored);
                             let published = Published {
                                 path: stored.path.display().to_string(),
@@ -148,6 +171,7 @@ impl<'a> Run<'_, 'a> {
                     }
                 }
                 Action::Abandon { crc_errors } => {
+                    live::file_ended(self.conn);
                     if let Some(p) = self.partial.take() {
                         p.abandon(crc_errors);
                     }
@@ -163,8 +187,10 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
     let began = Instant::now();
     let mut session = Session::new(env.config, remote.clone(), began);
     let mut deframer = Deframer::new(Limits::PATH);
+    static CONNS: AtomicU64 = AtomicU64::new(0);
     let mut run = Run {
         env,
+        conn: CONNS.fetch_add(1, Ordering::Relaxed),
         remote,
         partial: None,
         stored: Vec::new(),
@@ -248,6 +274,7 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
         }
     }
     run.partial = None;
+    live::file_ended(run.conn);
     let stats = session.stats().clone();
     let summary = Summary {
         imei: session.imei(),
@@ -270,9 +297,13 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
         summary.duration.as_secs_f64(),
         summary.end
     );
+    live::TOTALS.sessions.fetch_add(1, Ordering::Relaxed);
     match summary.end {
         End::Completed => log::info!("{line}"),
-        _ => log::warn!("{line}"),
+        _ => {
+            live::TOTALS.failed_sessions.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{line}")
+        }
     }
     summary
 }

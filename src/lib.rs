@@ -11,6 +11,8 @@ pub mod codec;
 pub mod convert;
 pub mod decode;
 pub mod driver;
+pub mod live;
+pub mod logging;
 pub mod server;
 pub mod session;
 pub mod simulator;

@@ -189,12 +189,12 @@ pub fn default_max_connections() -> usize {
     }
 }
 
-fn listen(addr: &str) -> Result<TcpListener> {
-    let sa = addr
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} resolves to nothing"))?;
+fn listen(bind: &str, port: u16) -> Result<TcpListener> {
+    let addr = format!("{bind}:{port}");
+    let sa = match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(sa)) => sa,
+        _ => bail!("--bind {bind} is not an address (use an IP of this machine, 0.0.0.0 for all, or a host name that resolves)"),
+    };
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(sa),
         socket2::Type::STREAM,
@@ -202,12 +202,23 @@ fn listen(addr: &str) -> Result<TcpListener> {
     )?;
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
+    if let Err(e) = socket.bind(&sa.into()) {
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => bail!(
+                "cannot listen on {addr}: port {port} is in use (another server?); pick another with --port"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => bail!(
+                "cannot listen on {addr}: --bind {bind} is not an address of this machine"
+            ),
+            std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot listen on {addr}: permission denied (ports below 1024 need administrator rights)"
+            ),
+            _ => bail!("cannot listen on {addr}: {e}"),
+        }
+    }
     socket
-        .bind(&sa.into())
-        .and_then(|_| socket.listen(BACKLOG))
-        .with_context(|| {
-            format!("cannot listen on {addr}: is another server using the port? (try --port)")
-        })?;
+        .listen(BACKLOG)
+        .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(socket.into())
 }
 
@@ -239,17 +250,17 @@ impl Server {
         match (&tls, cfg.tls_port) {
             (Some(t), Some(tls_port)) => {
                 listeners.push(Listener {
-                    socket: listen(&format!("{}:{}", cfg.bind, cfg.port))?,
+                    socket: listen(&cfg.bind, cfg.port)?,
                     tls: None,
                 });
                 listeners.push(Listener {
-                    socket: listen(&format!("{}:{}", cfg.bind, tls_port))?,
+                    socket: listen(&cfg.bind, tls_port)?,
                     tls: Some(t.clone()),
                 });
             }
             (None, Some(_)) => bail!("--tls-port needs --tls-cert and --tls-key"),
             (t, None) => listeners.push(Listener {
-                socket: listen(&format!("{}:{}", cfg.bind, cfg.port))?,
+                socket: listen(&cfg.bind, cfg.port)?,
                 tls: t.clone(),
             }),
         }
@@ -331,9 +342,16 @@ impl Server {
                     .spawn(move || accept_loop(&shared, l, summaries))?,
             );
         }
+        let status = {
+            let shared = self.shared.clone();
+            thread::Builder::new()
+                .name("status".into())
+                .spawn(move || status_loop(&shared))?
+        };
         for a in accepts {
             let _ = a.join();
         }
+        let _ = status.join();
         let open: Vec<TcpStream> = {
             let conns = self.shared.conns.lock().unwrap();
             conns
@@ -352,8 +370,41 @@ impl Server {
         while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        log::info!("server stopped");
+        let t = &crate::live::TOTALS;
+        log::info!(
+            "server stopped; since start: {} session(s), {} file(s) stored, {} received, {} session(s) ended in error",
+            t.sessions.load(Ordering::Relaxed),
+            t.files.load(Ordering::Relaxed),
+            crate::session::human_bytes(t.bytes_received.load(Ordering::Relaxed)),
+            t.failed_sessions.load(Ordering::Relaxed)
+        );
         Ok(())
+    }
+}
+
+/// Every 60 s while cameras are connected: how many, and the bytes per second.
+fn status_loop(shared: &Shared) {
+    const EVERY: Duration = Duration::from_secs(60);
+    let mut last = (
+        Instant::now(),
+        crate::live::TOTALS.bytes_received.load(Ordering::Relaxed),
+    );
+    while !shared.stopping.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(250));
+        if last.0.elapsed() < EVERY {
+            continue;
+        }
+        let bytes = crate::live::TOTALS.bytes_received.load(Ordering::Relaxed);
+        let rate = (bytes - last.1) as f64 / last.0.elapsed().as_secs_f64();
+        last = (Instant::now(), bytes);
+        let active = shared.active.load(Ordering::SeqCst);
+        if active > 0 {
+            log::info!(
+                "status: {active} camera(s) connected, {}/s over the last minute, {} file(s) stored since start",
+                crate::session::human_bytes(rate as u64),
+                crate::live::TOTALS.files.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -288,3 +288,50 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
     assert!(line.contains("mode Dualcam, metadata on"), "{line}");
     assert!(line.contains(&tmp.path().display().to_string()), "{line}");
 }
+
+/// The launcher's settings are defaults: a DASHCAM_* variable already set wins.
+#[cfg(unix)]
+#[test]
+fn run_server_sh_passes_the_environment_through_and_writes_its_log_file() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tmp.path().join("logs").join("server.log");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run_server.sh");
+    let mut child = Child(
+        Command::new("bash")
+            .arg(&script)
+            .args(["--bind", "127.0.0.1"])
+            .env("DASHCAM_BIN", BIN)
+            .env("DASHCAM_PORT", port.to_string())
+            .env("DASHCAM_OUTPUT_DIR", tmp.path().join("out"))
+            .env("DASHCAM_MODE", "dsm")
+            .env("DASHCAM_LOG_FILE", &log)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut reader = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..6 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    assert!(
+        line.contains(&format!("listening on 127.0.0.1:{port} (mode Dsm")),
+        "{line}"
+    );
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        written.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{written}"
+    );
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{self, status_name, CodecError, Family, FileKind, Frame, Input, Limits};
 use crate::storage::FileSpec;
 
-pub use transfer::{CrcCheck, FileRecord, OpenFile};
+pub use transfer::{human_bytes, CrcCheck, FileRecord, OpenFile};
 
 /// Which cameras and flows the server serves (the reference's `--cam`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -380,6 +380,13 @@ impl<'c> Session<'c> {
         if let State::Transfer(t) = &self.state {
             if t.is_open() {
                 let crc_errors = t.crc_errors();
+                log::warn!(
+                    "[{}] {}: {} partial kept at {}",
+                    self.tag,
+                    end,
+                    t.file.spec.display(),
+                    t.kept()
+                );
                 self.actions.push_back(Action::Abandon { crc_errors });
             }
         }

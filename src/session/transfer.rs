@@ -118,12 +118,29 @@ pub(crate) struct Transfer {
     resumed_from: Option<u64>,
     /// A partial from disk was resumed and no frame has matched since.
     first_after_disk_resume: bool,
+    /// When this connection began receiving the file, and from which byte.
+    began: Instant,
+    began_at: u64,
     last_decile: u64,
 }
 
 impl Transfer {
     pub fn crc_errors(&self) -> u32 {
         self.crc_errors
+    }
+
+    /// "12288 of 20813 bytes" (a packet-counted file's size is known only at its end).
+    pub fn kept(&self) -> String {
+        match self.unit {
+            Unit::Packets => format!(
+                "{} of up to {} bytes (packet {} of {})",
+                self.stored,
+                self.max_bytes(),
+                self.stored / PACKET,
+                self.total
+            ),
+            Unit::Bytes => format!("{} of {} bytes", self.stored, self.total),
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -218,6 +235,8 @@ impl Session<'_> {
             data_frames: 0,
             resumed_from: None,
             first_after_disk_resume: false,
+            began: self.last_rx,
+            began_at: 0,
             last_decile: 0,
         }));
         self.actions.push_back(Action::Open(open));
@@ -237,6 +256,8 @@ impl Session<'_> {
             Ok(stored) => {
                 let stored = stored.min(t.max_bytes().saturating_sub(1));
                 t.stored = stored;
+                t.began = now;
+                t.began_at = stored;
                 if stored > 0 {
                     t.resumed_from = Some(stored);
                     t.first_after_disk_resume = true;
@@ -551,12 +572,18 @@ impl Session<'_> {
         let decile = t.stored * 10 / max;
         if decile > t.last_decile && max >= 10 * PACKET {
             t.last_decile = decile;
+            let secs = now.saturating_duration_since(t.began).as_secs_f64();
+            let rate = (t.stored - t.began_at) as f64 / secs.max(1e-3);
+            let eta = (max - t.stored) as f64 / rate.max(1.0);
             log::info!(
-                "[{}] {} {}% ({})",
+                "[{}] {} {}%: {} of {} bytes, {}/s, about {:.0} s left",
                 self.tag,
                 t.file.spec.display(),
                 decile * 10,
-                t.position()
+                t.stored,
+                max,
+                human_bytes(rate as u64),
+                eta.ceil()
             );
         }
     }
@@ -674,5 +701,15 @@ impl Session<'_> {
             data_frames: t.data_frames,
         };
         self.actions.push_back(Action::Finish(Box::new(record)));
+    }
+}
+
+/// 1.2 MB, 350 kB, 12 B: for people.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
     }
 }
