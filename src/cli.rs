@@ -42,6 +42,12 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., value_name = "HEX")]
         hex: Vec<String>,
     },
+    /// Rebuild <output-dir>/index.html, the gallery of stored files, from their sidecars.
+    Gallery {
+        /// The server's output folder.
+        #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
+        output_dir: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +197,16 @@ pub struct ServeArgs {
     /// Convert each stored video, keeping the .h265: mp4 (needs ffmpeg).
     #[arg(long, env = "DASHCAM_CONVERT", value_enum, value_name = "FORMAT")]
     pub convert: Option<ConvertTo>,
+    /// Seconds cut from the start of each converted mp4. The vendor's recipe
+    /// cuts 0.9 s (`-ss 00:00:0.9`): of a 2 s clip that is 45%. 0 keeps it all;
+    /// the .h265 is always kept whole.
+    #[arg(
+        long,
+        env = "DASHCAM_CONVERT_TRIM",
+        default_value_t = 0.9,
+        value_name = "SECS"
+    )]
+    pub convert_trim: f64,
     /// Frame rate for conversion when the file has no metadata (camera default 30).
     #[arg(long, env = "DASHCAM_FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
@@ -408,13 +424,23 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let cfg = args.to_config()?;
     let mut server = Server::bind(cfg)?;
     let converter = match args.convert {
-        Some(ConvertTo::Mp4) => Converter::start(args.fps),
+        Some(ConvertTo::Mp4) => {
+            if !(0.0..=3600.0).contains(&args.convert_trim) {
+                bail!("--convert-trim must be between 0 and 3600 seconds");
+            }
+            Converter::start(args.fps, args.convert_trim, args.output_dir.clone())
+        }
         None => None,
     };
-    if let Some(c) = &converter {
-        let queue = c.queue();
-        server = server.on_stored(move |s| queue.submit(s));
-    }
+    crate::gallery::start(&args.output_dir);
+    let queue = converter.as_ref().map(|c| c.queue());
+    let root = args.output_dir.clone();
+    server = server.on_stored(move |s| {
+        if let Some(q) = &queue {
+            q.submit(s);
+        }
+        crate::gallery::notify_changed(&root);
+    });
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
     log::info!(
@@ -423,6 +449,13 @@ fn serve(args: &ServeArgs) -> Result<()> {
         args.mode,
         if args.metadata { "on" } else { "off" },
         args.output_dir.display()
+    );
+    log::info!(
+        "gallery: open {} in a browser",
+        std::fs::canonicalize(&args.output_dir)
+            .unwrap_or_else(|_| args.output_dir.clone())
+            .join("index.html")
+            .display()
     );
     let result = server.run();
     if let Some(c) = converter {
@@ -522,6 +555,10 @@ pub fn main() -> i32 {
         Some(Command::Serve(a)) => serve(a).map(|_| true),
         Some(Command::Simulate(a)) => simulate(a),
         Some(Command::Decode { hex }) => decode(hex),
+        Some(Command::Gallery { output_dir }) => crate::gallery::build(output_dir).map(|n| {
+            println!("{n} file(s): {}", output_dir.join("index.html").display());
+            true
+        }),
     };
     match result {
         Ok(true) => 0,

@@ -46,8 +46,10 @@ pub fn ffmpeg_available() -> bool {
 }
 
 impl Converter {
-    /// None (and one warning) when ffmpeg is missing.
-    pub fn start(default_fps: u32) -> Option<Converter> {
+    /// None (and one warning) when ffmpeg is missing. `trim` seconds are cut
+    /// from the start (the vendor's recipe cuts 0.9 s); each result is
+    /// recorded in the index of `root` as a `converted` line.
+    pub fn start(default_fps: u32, trim: f64, root: PathBuf) -> Option<Converter> {
         if !ffmpeg_available() {
             log::warn!("--convert mp4: ffmpeg not found on PATH; videos are stored as .h265 only (install ffmpeg to convert)");
             return None;
@@ -68,7 +70,10 @@ impl Converter {
                     return;
                 }
                 match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(mut stored) => convert_one(&mut stored, default_fps),
+                    Ok(mut stored) => {
+                        convert_one(&mut stored, default_fps, trim, &root);
+                        crate::gallery::notify_changed(&root);
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -105,7 +110,7 @@ fn mp4_name(src: &Path) -> PathBuf {
     out
 }
 
-fn convert_one(stored: &mut Stored, default_fps: u32) {
+fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     let fps = stored
         .sidecar
         .metadata
@@ -116,21 +121,16 @@ fn convert_one(stored: &mut Stored, default_fps: u32) {
     let out = mp4_name(&stored.path);
     // ffmpeg writes beside it under a name no one takes for a result.
     let tmp = out.with_extension("mp4.converting");
-    let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-r"])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-r"])
         .arg(fps.to_string())
         .arg("-i")
-        .arg(&stored.path)
-        .args([
-            "-ss",
-            "00:00:0.9",
-            "-c:a",
-            "copy",
-            "-c:v",
-            "libx264",
-            "-f",
-            "mp4",
-        ])
+        .arg(&stored.path);
+    if trim > 0.0 {
+        cmd.arg("-ss").arg(format!("{trim:.3}"));
+    }
+    let result = cmd
+        .args(["-c:a", "copy", "-c:v", "libx264", "-f", "mp4"])
         .arg(&tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -173,6 +173,28 @@ fn convert_one(stored: &mut Stored, default_fps: u32) {
             );
             stored.sidecar.conversion_error = Some(e);
         }
+    }
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    let event = serde_json::json!({
+        "event": "converted",
+        "path": rel(&stored.path),
+        "imei": stored.sidecar.imei,
+        "mp4": stored.sidecar.mp4.as_ref().map(|m| rel(&stored.path.with_file_name(m))),
+        "fps": fps,
+        "trim_s": trim,
+        "error": stored.sidecar.conversion_error,
+        "at": crate::storage::sidecar::rfc3339(chrono::Utc::now()),
+    });
+    if let Err(e) = storage::publish::append_index_event(root, &event) {
+        log::warn!(
+            "[{}] could not record the conversion in the index: {e:#}",
+            stored.sidecar.imei
+        );
     }
     if let Err(e) = storage::write_sidecar(stored) {
         log::warn!(

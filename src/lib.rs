@@ -11,6 +11,7 @@ pub mod codec;
 pub mod convert;
 pub mod decode;
 pub mod driver;
+pub mod gallery;
 pub mod live;
 pub mod logging;
 pub mod server;

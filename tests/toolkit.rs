@@ -75,11 +75,17 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
-    if !have_ffmpeg() {
-        return;
-    }
+/// Runs `serve --convert mp4` (with extra flags), sends the samples, and
+/// waits for the video's conversion. Returns the output folder, the .h265
+/// and its sidecar.
+fn convert_run(
+    extra: &[&str],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    dashcam_server::storage::Sidecar,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -99,6 +105,7 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
                 "mp4",
                 "--metadata",
             ])
+            .args(extra)
             .arg("--output-dir")
             .arg(&out)
             .stderr(Stdio::null())
@@ -135,7 +142,6 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
         String::from_utf8_lossy(&sim.stderr)
     );
     assert!(String::from_utf8_lossy(&sim.stdout).contains("sent 2 file(s)"));
-
     let video = media(&out, 350612071913857)
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "h265"))
@@ -151,6 +157,31 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    (tmp, out, video, sidecar)
+}
+
+fn duration_of(path: &std::path::Path) -> f64 {
+    let dur = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&dur.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let (_tmp, out, video, sidecar) = convert_run(&[]);
     assert_eq!(sidecar.conversion_error, None);
     let mp4 = video.with_file_name(sidecar.mp4.expect("mp4 recorded in the sidecar"));
     assert_eq!(mp4, video.with_extension("mp4"));
@@ -172,25 +203,50 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
         "{}",
         String::from_utf8_lossy(&play.stderr)
     );
-    // 3 s at 25 fps (from metadata), less the 0.9 s the recipe skips: about 2.1 s.
-    let dur = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&mp4)
-        .output()
-        .unwrap();
-    let secs: f64 = String::from_utf8_lossy(&dur.stdout).trim().parse().unwrap();
+    // 3 s at 25 fps (from metadata), less the 0.9 s the recipe skips: about 2.7 s.
+    let secs = duration_of(&mp4);
     assert!((secs - (90.0 / 25.0 - 0.9)).abs() < 0.3, "duration {secs}");
     // The photo is not converted.
     assert!(!all_files(&out)
         .iter()
         .any(|p| p.to_string_lossy().ends_with("_photof.mp4")));
+}
+
+#[test]
+fn convert_trim_0_keeps_every_frame_and_the_index_records_the_conversion() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let (_tmp, out, video, sidecar) = convert_run(&["--convert-trim", "0"]);
+    let mp4 = video.with_file_name(sidecar.mp4.expect("converted"));
+    let secs = duration_of(&mp4);
+    assert!(
+        (secs - 90.0 / 25.0).abs() < 0.15,
+        "duration {secs}: nothing is cut"
+    );
+    // The index names the media file and its mp4 on a `converted` line.
+    let began = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(out.join("downloads.jsonl")).unwrap();
+        let found = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["event"] == "converted");
+        if found.is_some() || began.elapsed() > Duration::from_secs(20) {
+            break found.expect("a converted line in downloads.jsonl");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(&out)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    assert_eq!(line["path"], rel(&video));
+    assert_eq!(line["mp4"], rel(&mp4));
+    assert_eq!(line["trim_s"], 0.0);
+    assert!(line["error"].is_null());
 }
 
 #[test]

@@ -89,9 +89,21 @@ fn index_line(storage: &Storage, media: &Path, sc: &Sidecar) -> Result<String> {
     Ok(text)
 }
 
+/// Appends one JSON line (an event such as a conversion) to the index of
+/// the output folder `root`.
+pub fn append_index_event(root: &Path, event: &serde_json::Value) -> Result<()> {
+    let mut line = serde_json::to_string(event)?;
+    line.push('\n');
+    append_index_at(&root.join(super::INDEX), &line)
+}
+
 /// One `O_APPEND` write of a whole line, then fsync.
 fn append_index(storage: &Storage, line: &str) -> Result<()> {
-    let path = storage.index_path();
+    append_index_at(&storage.index_path(), line)
+}
+
+fn append_index_at(path: &Path, line: &str) -> Result<()> {
+    let path = path.to_path_buf();
     let mut f = fsx::open_append(&path).with_context(|| format!("opening {}", path.display()))?;
     f.write_all(line.as_bytes())
         .and_then(|_| f.sync_data())

@@ -253,3 +253,15 @@ pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
     v.extend(init.encode());
     v
 }
+
+/// ffmpeg and ffprobe on PATH (CI installs them).
+pub fn have_ffmpeg() -> bool {
+    ["ffmpeg", "ffprobe"].iter().all(|c| {
+        std::process::Command::new(c)
+            .arg("-version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}

@@ -1,0 +1,378 @@
+//! `<output>/index.html`: every stored file at a glance, newest first, grouped
+//! by camera, with thumbnails in `<output>/.thumbs/`. Static files only, so it
+//! opens over `file://`. Rebuilt from the sidecars (after each stored file by
+//! a worker off the cameras' threads, or by `dashcam-server gallery`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset, Utc};
+
+use crate::storage::Sidecar;
+
+const THUMBS: &str = ".thumbs";
+const THUMB_W: u32 = 320;
+const THUMB_H: u32 = 240;
+
+/// One stored file, as the gallery shows it.
+struct Entry {
+    imei: String,
+    media: PathBuf,
+    sidecar_path: PathBuf,
+    sc: Sidecar,
+    when: DateTime<Utc>,
+}
+
+fn read_sidecar(p: &Path) -> Option<Sidecar> {
+    let mut text = Vec::new();
+    fs::File::open(p)
+        .ok()?
+        .take(4 << 20)
+        .read_to_end(&mut text)
+        .ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Every stored file under `root` with its sidecar.
+fn scan(root: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let Ok(cams) = fs::read_dir(root) else {
+        return out;
+    };
+    for cam in cams.flatten() {
+        let dir = cam.path();
+        let imei = cam.file_name().to_string_lossy().into_owned();
+        if !imei.bytes().all(|b| b.is_ascii_digit()) || !dir.is_dir() {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let files: Vec<PathBuf> = files.flatten().map(|e| e.path()).collect();
+        for sp in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        {
+            let Some(sc) = read_sidecar(sp) else { continue };
+            let stem = sp.file_stem().unwrap_or_default();
+            let Some(media) = files
+                .iter()
+                .find(|m| {
+                    m.file_stem() == Some(stem)
+                        && m.extension()
+                            .is_some_and(|e| e != "json" && e != "mp4" && e != "tmp")
+                })
+                .cloned()
+            else {
+                continue;
+            };
+            let when = sc
+                .metadata
+                .as_ref()
+                .and_then(|m| m.timestamp.as_deref())
+                .or(Some(sc.completed_at.as_str()))
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default();
+            out.push(Entry {
+                imei: imei.clone(),
+                media,
+                sidecar_path: sp.clone(),
+                sc,
+                when,
+            });
+        }
+    }
+    out
+}
+
+/// Makes the thumbnail if it is missing: the photo scaled down, or a video's
+/// first frame (with ffmpeg). Returns its path, or None (a placeholder is shown).
+fn thumbnail(root: &Path, e: &Entry) -> Option<PathBuf> {
+    let stem = e.media.file_stem()?.to_string_lossy().into_owned();
+    let dir = root.join(THUMBS).join(&e.imei);
+    let thumb = dir.join(format!("{stem}.jpg"));
+    if thumb.exists() {
+        return Some(thumb);
+    }
+    fs::create_dir_all(&dir).ok()?;
+    let tmp = dir.join(format!("{stem}.jpg.tmp"));
+    let made = match e.sc.media.as_str() {
+        "photo" => image::open(&e.media)
+            .ok()
+            .map(|img| img.thumbnail(THUMB_W, THUMB_H).to_rgb8())
+            .and_then(|img| {
+                let f = fs::File::create(&tmp).ok()?;
+                let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(f, 80);
+                enc.encode_image(&img).ok()
+            })
+            .is_some(),
+        "video" => Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y", "-i"])
+            .arg(&e.media)
+            .args([
+                "-frames:v",
+                "1",
+                "-vf",
+                &format!("scale={THUMB_W}:-2"),
+                "-f",
+                "image2",
+                "-c:v",
+                "mjpeg",
+            ])
+            .arg(&tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        _ => false,
+    };
+    if made && fs::rename(&tmp, &thumb).is_ok() {
+        Some(thumb)
+    } else {
+        let _ = fs::remove_file(&tmp);
+        None
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A link relative to the gallery page, with `/` separators and escaped.
+fn href(root: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(root).unwrap_or(p);
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    b => format!("%{b:02X}"),
+                })
+                .collect()
+        })
+        .collect();
+    parts.join("/")
+}
+
+const PLACEHOLDER: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='320' height='240'%3E%3Crect width='320' height='240' fill='%23ddd'/%3E%3Ctext x='160' y='125' font-size='20' text-anchor='middle' fill='%23777'%3Eno preview%3C/text%3E%3C/svg%3E";
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1em;background:#f6f6f6;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}\
+.grid{display:flex;flex-wrap:wrap;gap:12px}\
+.card{background:#fff;border:1px solid #ccc;border-radius:6px;padding:8px;width:330px;font-size:12px}\
+.card img{width:320px;height:240px;object-fit:contain;background:#222;display:block}\
+.card table{border-collapse:collapse;margin-top:6px;width:100%}\
+.card td{padding:1px 4px;vertical-align:top}.card td:first-child{color:#666;white-space:nowrap}\
+.mono{font-family:monospace;word-break:break-all}.bad{color:#b00}";
+
+/// Marks each thumbnail loaded (or broken, then shows the placeholder), with
+/// its place on the page: what a browser test reads back.
+const SCRIPT: &str = "window.addEventListener('load',function(){\
+document.querySelectorAll('img.thumb').forEach(function(i){\
+var r=i.getBoundingClientRect();\
+i.dataset.rect=[Math.round(r.left),Math.round(r.top),Math.round(r.width),Math.round(r.height)].join(',');\
+i.dataset.loaded=(i.complete&&i.naturalWidth>0)?'1':'0';});\
+document.body.dataset.ready='1';});";
+
+fn local_time(e: &Entry) -> Option<String> {
+    let tz = e.sc.metadata.as_ref()?.timezone_minutes?;
+    let off = FixedOffset::east_opt(tz as i32 * 60)?;
+    Some(
+        e.when
+            .with_timezone(&off)
+            .format("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+    )
+}
+
+fn card(root: &Path, e: &Entry, out: &mut String) {
+    let thumb = thumbnail(root, e);
+    let src = thumb
+        .as_ref()
+        .map_or(PLACEHOLDER.to_string(), |t| href(root, t));
+    let sc = &e.sc;
+    let m = sc.metadata.as_ref();
+    let name = e.media.file_name().unwrap_or_default().to_string_lossy();
+    let _ = write!(
+        out,
+        "<div class=\"card\"><a href=\"{raw}\"><img class=\"thumb\" alt=\"{alt}\" src=\"{src}\" \
+         onerror=\"this.onerror=null;this.classList.add('broken');this.src='{ph}'\"></a><table>",
+        raw = href(root, &e.media),
+        alt = esc(&name),
+        src = src,
+        ph = PLACEHOLDER,
+    );
+    let mut row = |k: &str, v: String| {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), v);
+    };
+    row(
+        "file",
+        format!("<span class=\"mono\">{}</span>", esc(&name)),
+    );
+    row(
+        "requested",
+        format!("<span class=\"mono\">{}</span>", esc(&sc.file)),
+    );
+    row(
+        "time (UTC)",
+        esc(&e.when.format("%Y-%m-%d %H:%M:%S").to_string()),
+    );
+    if let Some(l) = local_time(e) {
+        row("camera time", esc(&l));
+    }
+    row(
+        "family",
+        esc(&format!(
+            "{} ({} flow, protocol {})",
+            sc.family, sc.flow, sc.protocol_id
+        )),
+    );
+    if let Some(t) = m.and_then(|m| m.trigger_name.clone().or(m.trigger.map(|t| t.to_string()))) {
+        row("trigger", esc(&t));
+    }
+    if let Some(d) = m.and_then(|m| m.duration_s).filter(|_| sc.media == "video") {
+        row("duration", format!("{d} s"));
+    }
+    if let Some(f) = m.and_then(|m| m.frame_rate).filter(|_| sc.media == "video") {
+        row("frame rate", format!("{f} fps"));
+    }
+    row("size", esc(&format!("{} bytes", sc.size_bytes)));
+    row("CRC-16", esc(&sc.crc16));
+    row(
+        "SHA-256",
+        format!(
+            "<span class=\"mono\" title=\"{0}\">{1}…</span>",
+            esc(&sc.sha256),
+            esc(sc.sha256.get(..16).unwrap_or(""))
+        ),
+    );
+    if sc.crc_errors > 0 {
+        row("CRC retries", sc.crc_errors.to_string());
+    }
+    if let (Some(lat), Some(lon)) = (m.and_then(|m| m.latitude), m.and_then(|m| m.longitude)) {
+        row(
+            "position",
+            format!(
+                "<a href=\"https://www.openstreetmap.org/?mlat={lat:.6}&amp;mlon={lon:.6}#map=16/{lat:.6}/{lon:.6}\">{lat:.6}, {lon:.6}</a>"
+            ),
+        );
+    }
+    let mut links = format!("<a href=\"{}\">raw</a>", href(root, &e.media));
+    if let Some(mp4) = &sc.mp4 {
+        let _ = write!(
+            links,
+            " · <a href=\"{}\">mp4</a>",
+            href(root, &e.media.with_file_name(mp4))
+        );
+    }
+    if let Some(err) = &sc.conversion_error {
+        let _ = write!(
+            links,
+            " · <span class=\"bad\" title=\"{}\">mp4 failed</span>",
+            esc(err)
+        );
+    }
+    let _ = write!(
+        links,
+        " · <a href=\"{}\">sidecar</a>",
+        href(root, &e.sidecar_path)
+    );
+    row("open", links);
+    out.push_str("</table></div>");
+}
+
+/// Rebuilds `<root>/index.html` from the sidecars; returns how many files it shows.
+pub fn build(root: &Path) -> Result<usize> {
+    let mut entries = scan(root);
+    entries.sort_by(|a, b| b.when.cmp(&a.when).then(b.media.cmp(&a.media)));
+    let mut by_cam: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    for e in &entries {
+        by_cam.entry(e.imei.as_str()).or_default().push(e);
+    }
+    // Cameras with the newest file first.
+    let mut cams: Vec<(&str, Vec<&Entry>)> = by_cam.into_iter().collect();
+    cams.sort_by(|a, b| b.1[0].when.cmp(&a.1[0].when));
+    let mut html = String::with_capacity(4096 + entries.len() * 1500);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>dashcam-server: {n} file(s)</title>\
+         <style>{STYLE}</style><script>{SCRIPT}</script></head><body>\
+         <h1>dashcam-server: {n} file(s) from {c} camera(s)</h1><p>Updated {t} UTC. Newest first.</p>",
+        n = entries.len(),
+        c = cams.len(),
+        t = Utc::now().format("%Y-%m-%d %H:%M:%S"),
+    );
+    for (imei, files) in &cams {
+        let _ = write!(
+            html,
+            "<h2>Camera {} ({} file(s))</h2><div class=\"grid\">",
+            esc(imei),
+            files.len()
+        );
+        for e in files {
+            card(root, e, &mut html);
+        }
+        html.push_str("</div>");
+    }
+    html.push_str("</body></html>\n");
+    crate::storage::publish::write_replace(&root.join("index.html"), html.as_bytes(), false)
+        .context("writing index.html")?;
+    Ok(entries.len())
+}
+
+static WORKER: OnceLock<Mutex<Sender<PathBuf>>> = OnceLock::new();
+
+/// Starts the worker that rebuilds the gallery (at most every half second)
+/// when told a file was stored or converted, and builds it once now.
+pub fn start(root: &Path) {
+    let (tx, rx) = mpsc::channel::<PathBuf>();
+    if WORKER.set(Mutex::new(tx)).is_err() {
+        return;
+    }
+    let first = root.to_path_buf();
+    let _ = std::thread::Builder::new()
+        .name("gallery".into())
+        .spawn(move || {
+            let _ = build(&first);
+            while let Ok(root) = rx.recv() {
+                std::thread::sleep(Duration::from_millis(500));
+                while rx.try_recv().is_ok() {}
+                if let Err(e) = build(&root) {
+                    log::warn!("gallery: {e:#}");
+                }
+            }
+        });
+}
+
+/// A file was stored or converted under `root`: rebuild soon.
+pub fn notify_changed(root: &Path) {
+    if let Some(tx) = WORKER.get() {
+        let _ = tx.lock().unwrap().send(root.to_path_buf());
+    }
+}

@@ -1,0 +1,211 @@
+//! The gallery: every stored file with its thumbnail, checked in a real
+//! headless browser (chromium; CI installs it): the images load, and the
+//! screenshot is not blank where they are.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use dashcam_server::codec::FileKind;
+use dashcam_server::simulator::run_camera;
+
+const IMEI: u64 = 350612071913857;
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+fn browser(bin: &str, profile: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        "--window-size=1400,1000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+/// `data-name="value"` attributes of every `<img ... class="thumb"` tag.
+fn thumbs_in(dom: &str) -> Vec<(String, String)> {
+    dom.split("<img")
+        .skip(1)
+        .filter(|t| t.contains("class=\"thumb"))
+        .map(|t| {
+            let attr = |name: &str| {
+                t.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (attr("data-loaded"), attr("data-rect"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_gallery_shows_every_file_and_a_browser_renders_its_thumbnails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let mut cam = srv.sim(IMEI);
+    cam.frame_rate = 30;
+    cam.files = vec![
+        (FileKind::VideoFront, samples().join("front.h265")),
+        (FileKind::VideoRear, samples().join("rear.h265")),
+        (FileKind::PhotoFront, samples().join("photo.jpg")),
+    ];
+    assert!(run_camera(&cam).unwrap().complete);
+    let mut adas = srv.sim(IMEI + 1);
+    adas.family = dashcam_server::codec::Family::Adas;
+    adas.paths = vec![(
+        b"/mnt/sd/mdas9/picture/<1>.jpg".to_vec(),
+        samples().join("photo.jpg"),
+    )];
+    assert!(run_camera(&adas).unwrap().complete);
+    srv.shutdown();
+
+    let o = Command::new(BIN)
+        .args(["gallery", "--output-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("4 file(s)"));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let stored: Vec<PathBuf> = [IMEI, IMEI + 1]
+        .iter()
+        .flat_map(|i| media(&out, *i))
+        .collect();
+    assert_eq!(stored.len(), 4);
+    for f in &stored {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(html.contains(&name), "{name} missing from the gallery");
+        let sc = sidecar_of(f);
+        assert!(
+            html.contains(&sc.crc16) && html.contains(&sc.sha256),
+            "{name}: CRC and SHA-256 shown"
+        );
+        // Every photo has its thumbnail; videos too when ffmpeg is there.
+        let thumb = out
+            .join(".thumbs")
+            .join(f.parent().unwrap().file_name().unwrap())
+            .join(format!("{}.jpg", f.file_stem().unwrap().to_string_lossy()));
+        if sc.media == "photo" || have_ffmpeg() {
+            assert!(thumb.exists(), "no thumbnail {}", thumb.display());
+        }
+    }
+    // Device text is escaped, never markup.
+    assert!(html.contains("/mnt/sd/mdas9/picture/&lt;1&gt;.jpg"));
+    assert!(html.contains("openstreetmap.org/?mlat=54.700418"));
+    assert!(html.contains("camera time") && html.contains("+02:00"));
+
+    let Some(chrome) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("SKIPPED the browser part: chromium is not installed (CI installs it)");
+        return;
+    };
+    let url = format!("file://{}", out.join("index.html").display());
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browser(chrome, profile.path())
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's load handler did not run"
+    );
+    assert!(!dom.contains("thumb broken"), "a thumbnail failed to load");
+    let thumbs = thumbs_in(&dom);
+    let expected = if have_ffmpeg() { 4 } else { 2 };
+    assert_eq!(thumbs.len(), 4, "{dom}");
+    assert_eq!(
+        thumbs.iter().filter(|t| t.0 == "1").count(),
+        4,
+        "every thumbnail (or placeholder) loaded: {thumbs:?}"
+    );
+    let shot = tmp.path().join("gallery.png");
+    let profile = tempfile::tempdir().unwrap();
+    let o = browser(chrome, profile.path())
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    // Where each image is, the screenshot holds a picture: many colours, not
+    // a flat box or the grey "no preview" placeholder (which has about 30).
+    let mut pictures = 0;
+    for (_, rect) in &thumbs {
+        let v: Vec<u32> = rect.split(',').filter_map(|x| x.parse().ok()).collect();
+        let [x, y, w, h] = v[..] else {
+            panic!("bad rect {rect}")
+        };
+        if y + h > img.height() || x + w > img.width() {
+            continue; // below the fold of the screenshot
+        }
+        let mut colours = std::collections::HashSet::new();
+        for yy in y..y + h {
+            for xx in x..x + w {
+                colours.insert(img.get_pixel(xx, yy).0);
+            }
+        }
+        eprintln!("thumbnail at {rect}: {} colours", colours.len());
+        if colours.len() >= 64 {
+            pictures += 1;
+        }
+    }
+    assert!(
+        pictures >= expected.min(3),
+        "only {pictures} thumbnails rendered as pictures"
+    );
+    // A flat area of the page stays flat: the measure can tell the difference.
+    let mut margin = std::collections::HashSet::new();
+    for yy in 0..5 {
+        for xx in 1300..1390 {
+            margin.insert(img.get_pixel(xx, yy).0);
+        }
+    }
+    assert!(
+        margin.len() <= 2,
+        "page background is not flat: {}",
+        margin.len()
+    );
+    if std::env::var_os("DASHCAM_UPDATE_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::copy(&shot, docs.join("gallery.png")).unwrap();
+    }
+}
