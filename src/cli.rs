@@ -42,6 +42,10 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., value_name = "HEX")]
         hex: Vec<String>,
     },
+    /// The technician's check: wait for one camera, download what it offers,
+    /// and check every file (JPEG, HEVC against its metadata, sane metadata).
+    /// Exits 0 only if everything passes. With --dir, checks stored files instead.
+    Verify(VerifyArgs),
     /// Rebuild <output-dir>/index.html, the gallery of stored files, from their sidecars.
     Gallery {
         /// The server's output folder.
@@ -229,6 +233,23 @@ pub struct ServeArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// serve's flags (metadata is always asked for).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Seconds to wait for a camera.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Files the camera must send, e.g. videof,photof.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub expect: Vec<String>,
+    /// Check the files already stored in this folder (an output folder or a
+    /// camera's folder) instead of waiting for a camera.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct SimulateArgs {
     /// The server to send to.
     #[arg(long, env = "DASHCAM_SERVER", value_name = "HOST:PORT")]
@@ -262,6 +283,17 @@ pub struct SimulateArgs {
     /// Behave like firmware before 03.27.04: never answer METADATA REQ.
     #[arg(long, env = "DASHCAM_NO_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metadata: bool,
+    /// Video length reported in metadata, in seconds.
+    #[arg(
+        long,
+        env = "DASHCAM_DURATION",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub duration: u16,
+    /// Position reported in metadata, LAT,LON in degrees.
+    #[arg(long, env = "DASHCAM_POSITION", value_parser = parse_position, value_name = "LAT,LON", allow_hyphen_values = true)]
+    pub position: Option<(f64, f64)>,
     /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
     #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]
     pub frame_rate: u8,
@@ -318,6 +350,21 @@ fn parse_path_offer(s: &str) -> Result<(String, PathBuf), String> {
         .rsplit_once('=')
         .ok_or("expected PATH=FILE, e.g. /mnt/sd/mdas9/0001.mp4=clip.mp4")?;
     Ok((p.to_string(), PathBuf::from(f)))
+}
+
+fn parse_position(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or("expected LAT,LON, e.g. 54.7004,25.2797")?;
+    let lat: f64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a latitude"))?;
+    let lon: f64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a longitude"))?;
+    Ok((lat, lon))
 }
 
 fn parse_family(s: &str) -> Result<Family, String> {
@@ -464,6 +511,72 @@ fn serve(args: &ServeArgs) -> Result<()> {
     result
 }
 
+fn verify(args: &VerifyArgs) -> Result<bool> {
+    for e in &args.expect {
+        parse_kind(e).map_err(|e| anyhow::anyhow!("--expect: {e}"))?;
+    }
+    if let Some(dir) = &args.dir {
+        let files = crate::verify::files_in(dir);
+        println!(
+            "verify: {} stored file(s) in {}",
+            files.len(),
+            dir.display()
+        );
+        let (table, ok) = crate::verify::report(&files, &args.expect);
+        print!("{table}");
+        return Ok(ok);
+    }
+    let mut cfg = args.serve.to_config()?;
+    cfg.session.metadata = true;
+    let timeout = positive_secs(args.timeout, "--timeout")?;
+    let mut server = Server::bind(cfg)?;
+    let summaries = server.summaries();
+    let stop = server.stop_handle();
+    ctrlc::set_handler({
+        let stop = stop.clone();
+        move || stop.stop()
+    })
+    .context("installing the Ctrl+C handler")?;
+    log::info!(
+        "listening on {} (verify: waiting up to {:.0} s for one camera; metadata on)",
+        server.local_addr(),
+        timeout.as_secs_f64()
+    );
+    let runner = std::thread::spawn(move || server.run());
+    let deadline = std::time::Instant::now() + timeout;
+    let summary = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match summaries.recv_timeout(left) {
+            Ok(s) if s.imei.is_some() => break Some(s),
+            Ok(_) => continue,
+            Err(_) => break None,
+        }
+    };
+    stop.stop();
+    let _ = runner.join();
+    let Some(s) = summary else {
+        println!(
+            "no camera connected within {:.0} s\nOVERALL: FAIL",
+            timeout.as_secs_f64()
+        );
+        return Ok(false);
+    };
+    println!(
+        "verify: camera {} sent {} file(s); session {}",
+        s.imei.unwrap_or_default(),
+        s.stored.len(),
+        s.end
+    );
+    let files: Vec<_> = s
+        .stored
+        .iter()
+        .map(|st| (st.path.clone(), st.sidecar.clone()))
+        .collect();
+    let (table, ok) = crate::verify::report(&files, &args.expect);
+    print!("{table}");
+    Ok(ok)
+}
+
 fn decode(hex: &[String]) -> Result<bool> {
     let bytes = crate::decode::parse_hex(hex).map_err(|e| anyhow::anyhow!("bad hex: {e}"))?;
     match crate::decode::describe(&bytes) {
@@ -502,6 +615,10 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     }
     cfg.metadata = !args.no_metadata;
     cfg.frame_rate = args.frame_rate;
+    cfg.video_duration_s = args.duration;
+    if let Some(p) = args.position {
+        cfg.position = p;
+    }
     cfg.max_write = args.max_write;
     cfg.corrupt_packets = args.corrupt_packet.clone();
     cfg.drop_after = args.drop_after;
@@ -541,6 +658,7 @@ pub fn main() -> i32 {
     let serving = match &cli.command {
         None => Some(&cli.serve),
         Some(Command::Serve(a)) => Some(a),
+        Some(Command::Verify(a)) => Some(&a.serve),
         _ => None,
     };
     if let Err(e) = crate::logging::init(serving.and_then(|a| a.log_file.as_deref())) {
@@ -554,6 +672,7 @@ pub fn main() -> i32 {
         None => serve(&cli.serve).map(|_| true),
         Some(Command::Serve(a)) => serve(a).map(|_| true),
         Some(Command::Simulate(a)) => simulate(a),
+        Some(Command::Verify(a)) => verify(a),
         Some(Command::Decode { hex }) => decode(hex),
         Some(Command::Gallery { output_dir }) => crate::gallery::build(output_dir).map(|n| {
             println!("{n} file(s): {}", output_dir.join("index.html").display());

@@ -19,3 +19,4 @@ pub mod session;
 pub mod simulator;
 pub mod storage;
 pub mod tls;
+pub mod verify;

@@ -516,9 +516,10 @@ impl Camera {
             let now = chrono::Utc::now().timestamp();
             now - now % 60
         });
-        let (lat, lon) = (54.7004183, 25.2797);
+        let (lat, lon) = self.cfg.position;
+        let vdur = self.cfg.video_duration_s;
         if let Some(kind) = FileKind::from_identifier(id) {
-            let dur = if kind.is_video() { 10 } else { 0 };
+            let dur = if kind.is_video() { vdur } else { 0 };
             return encode::dualcam(
                 kind.bit(),
                 now as u64 * 1000,
@@ -537,7 +538,7 @@ impl Camera {
             let json = serde_json::json!({
                 "version": 1,
                 "file": {"file_type": if video { 0 } else { 1 }, "file_timestamp": now,
-                         "duration": if video { 10 } else { 0 }, "framerate": self.cfg.frame_rate},
+                         "duration": if video { vdur } else { 0 }, "framerate": self.cfg.frame_rate},
                 "fm_trigger": {"type": 5},
                 "location": {"latitude": lat, "longitude": lon},
                 "cam_trigger": {"type": 3},
@@ -554,14 +555,14 @@ impl Camera {
                 5,
                 lat,
                 lon,
-                if video { 10 } else { 0 },
+                if video { vdur.min(255) as u8 } else { 0 },
             ),
             Family::Dsm => encode::dsm(now as u32, !video as u8, 13, lat, lon, 0b1001, "JONAS"),
             Family::DualCam => encode::dualcam(
                 0x10,
                 now as u64 * 1000,
                 3,
-                10,
+                vdur,
                 self.cfg.frame_rate,
                 120,
                 lat,

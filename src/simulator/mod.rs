@@ -43,6 +43,10 @@ pub struct SimConfig {
     /// Answer METADATA REQ (firmware 03.27.04 and later); false stays silent.
     pub metadata: bool,
     pub frame_rate: u8,
+    /// Video length metadata reports, in seconds (default 10).
+    pub video_duration_s: u16,
+    /// Position metadata reports (default 54.7004183, 25.2797).
+    pub position: (f64, f64),
     /// Write the stream in random pieces of 1..=max_write bytes (0: whole frames).
     pub max_write: usize,
     /// DATA frames (1-based, counted from the file's start) whose CRC is
@@ -73,6 +77,8 @@ impl SimConfig {
             chunk: 1024,
             metadata: true,
             frame_rate: 25,
+            video_duration_s: 10,
+            position: (54.7004183, 25.2797),
             max_write: 0,
             corrupt_packets: Vec::new(),
             drop_after: None,

@@ -1,0 +1,302 @@
+//! `dashcam-server verify`: the check a technician runs in the van. Each
+//! stored file is checked for what a person would otherwise open by hand: a
+//! photo decodes as JPEG; a video decodes as HEVC with the frame rate and
+//! length its metadata gives; the metadata is sane (time near the server's
+//! clock, a real position); the CRC retries are reported.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+
+use crate::storage::Sidecar;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Info,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub what: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+fn pass(what: &'static str, detail: String) -> Check {
+    Check {
+        what,
+        outcome: Outcome::Pass,
+        detail,
+    }
+}
+
+fn fail(what: &'static str, detail: String) -> Check {
+    Check {
+        what,
+        outcome: Outcome::Fail,
+        detail,
+    }
+}
+
+/// What ffprobe says of a video stream.
+struct Probe {
+    codec: String,
+    frames: u64,
+    fps: Option<f64>,
+}
+
+fn ffprobe(path: &Path) -> Result<Probe, String> {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,r_frame_rate,nb_read_frames",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run ffprobe ({e}): install ffmpeg to check videos"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).map_err(|_| "ffprobe gave no answer".to_string())?;
+    let s = v["streams"].get(0).ok_or_else(|| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        format!(
+            "no video stream ({})",
+            err.lines().next().unwrap_or("not a video")
+        )
+    })?;
+    let fps = s["r_frame_rate"].as_str().and_then(|r| {
+        let (a, b) = r.split_once('/')?;
+        let (a, b): (f64, f64) = (a.parse().ok()?, b.parse().ok()?);
+        (b > 0.0).then(|| a / b)
+    });
+    Ok(Probe {
+        codec: s["codec_name"].as_str().unwrap_or("?").to_string(),
+        frames: s["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        fps,
+    })
+}
+
+fn check_photo(path: &Path) -> Check {
+    let reader = image::ImageReader::open(path).and_then(|r| r.with_guessed_format());
+    match reader {
+        Ok(r) if r.format() == Some(image::ImageFormat::Jpeg) => match r.decode() {
+            Ok(img) => pass("photo", format!("JPEG {}x{}", img.width(), img.height())),
+            Err(e) => fail("photo", format!("JPEG that does not decode: {e}")),
+        },
+        Ok(r) => fail(
+            "photo",
+            format!(
+                "not a JPEG ({})",
+                r.format()
+                    .map_or("unknown format".into(), |f| format!("{f:?}"))
+            ),
+        ),
+        Err(e) => fail("photo", format!("cannot read: {e}")),
+    }
+}
+
+fn check_video(path: &Path, sc: &Sidecar) -> Check {
+    let p = match ffprobe(path) {
+        Ok(p) => p,
+        Err(e) => return fail("video", e),
+    };
+    let want_codec = path.extension().is_some_and(|e| e == "h265");
+    if want_codec && p.codec != "hevc" {
+        return fail("video", format!("codec {}, not HEVC", p.codec));
+    }
+    if p.frames == 0 {
+        return fail("video", format!("{} with no decodable frame", p.codec));
+    }
+    let m = sc.metadata.as_ref();
+    let meta_fps = m.and_then(|m| m.frame_rate);
+    let meta_dur = m.and_then(|m| m.duration_s);
+    // A raw stream has no timing of its own: its length is frames / the metadata's rate.
+    let fps = meta_fps.map(f64::from).or(p.fps).unwrap_or(25.0);
+    let secs = p.frames as f64 / fps;
+    let mut detail = format!(
+        "{}, {} frames at {fps:.0} fps = {secs:.1} s",
+        p.codec, p.frames
+    );
+    let (Some(mf), Some(md)) = (meta_fps, meta_dur) else {
+        let _ = write!(detail, "; no frame rate or length in metadata to compare");
+        return fail("video", detail);
+    };
+    let _ = write!(detail, " (metadata: {md} s, {mf} fps)");
+    if let Some(stream_fps) = p.fps {
+        if (stream_fps - mf as f64).abs() > 0.01 {
+            let _ = write!(detail, "; the stream says {stream_fps:.2} fps");
+            return fail("video", detail);
+        }
+    }
+    if (secs - md as f64).abs() > 1.0 {
+        let _ = write!(detail, "; length differs by more than 1 s");
+        return fail("video", detail);
+    }
+    pass("video", detail)
+}
+
+fn check_metadata(sc: &Sidecar, now: DateTime<Utc>) -> Check {
+    let Some(m) = &sc.metadata else {
+        return fail(
+            "metadata",
+            "none (the server needs --metadata; the camera firmware 03.27.04 or later)".into(),
+        );
+    };
+    let Some(t) = m
+        .timestamp
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return fail("metadata", "no capture time".into());
+    };
+    let hours = (now - t.with_timezone(&Utc)).num_minutes() as f64 / 60.0;
+    let pos = match (m.latitude, m.longitude) {
+        (Some(lat), Some(lon)) => format!("{lat:.6}, {lon:.6}"),
+        _ => "no position".into(),
+    };
+    let detail = format!("{t} ({hours:+.1} h from the server's clock), {pos}");
+    if hours.abs() > 24.0 {
+        return fail("metadata", format!("{detail}: time more than a day off"));
+    }
+    match (m.latitude, m.longitude) {
+        (Some(lat), Some(lon))
+            if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+        {
+            if lat == 0.0 && lon == 0.0 {
+                fail("metadata", format!("{detail}: position 0/0 (no GPS fix)"))
+            } else {
+                pass("metadata", detail)
+            }
+        }
+        (Some(_), Some(_)) => fail("metadata", format!("{detail}: position out of range")),
+        _ => fail("metadata", format!("{detail}: no position")),
+    }
+}
+
+/// Every check of one stored file.
+pub fn check_file(media: &Path, sc: &Sidecar) -> Vec<Check> {
+    let mut v = Vec::new();
+    match sc.media.as_str() {
+        "photo" => v.push(check_photo(media)),
+        "video" => v.push(check_video(media, sc)),
+        other => v.push(Check {
+            what: "content",
+            outcome: Outcome::Info,
+            detail: format!("{other}: not checked"),
+        }),
+    }
+    v.push(check_metadata(sc, Utc::now()));
+    v.push(Check {
+        what: "CRC",
+        outcome: Outcome::Info,
+        detail: format!(
+            "{} retr{}; file CRC {}{}",
+            sc.crc_errors,
+            if sc.crc_errors == 1 { "y" } else { "ies" },
+            sc.crc16,
+            sc.crc_convention
+                .as_deref()
+                .map_or(String::new(), |c| format!(", camera's CRC convention {c}"))
+        ),
+    });
+    v
+}
+
+/// A table of every file's checks; the bool is "all passed".
+pub fn report(files: &[(PathBuf, Sidecar)], expect: &[String]) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = !files.is_empty();
+    let _ = writeln!(out, "{:<44} {:<9} {:<6} DETAIL", "FILE", "CHECK", "RESULT");
+    for (media, sc) in files {
+        let name = media.file_name().unwrap_or_default().to_string_lossy();
+        for (i, c) in check_file(media, sc).into_iter().enumerate() {
+            let result = match c.outcome {
+                Outcome::Pass => "PASS",
+                Outcome::Fail => {
+                    ok = false;
+                    "FAIL"
+                }
+                Outcome::Info => "INFO",
+            };
+            let shown = if i == 0 { name.as_ref() } else { "" };
+            let _ = writeln!(out, "{shown:<44} {:<9} {result:<6} {}", c.what, c.detail);
+        }
+    }
+    for e in expect {
+        let id = format!("%{}", e.trim_start_matches('%'));
+        let got = files.iter().any(|(_, sc)| sc.file == id);
+        ok &= got;
+        let _ = writeln!(
+            out,
+            "{:<44} {:<9} {:<6} {}",
+            format!("expected {id}"),
+            "received",
+            if got { "PASS" } else { "FAIL" },
+            if got {
+                ""
+            } else {
+                "the camera did not send it"
+            }
+        );
+    }
+    if files.is_empty() {
+        let _ = writeln!(out, "no file to check");
+    }
+    let _ = writeln!(
+        out,
+        "OVERALL: {} ({} file(s))",
+        if ok { "PASS" } else { "FAIL" },
+        files.len()
+    );
+    (out, ok)
+}
+
+/// Every stored file (with its sidecar) under an output folder or a camera folder.
+pub fn files_in(dir: &Path) -> Vec<(PathBuf, Sidecar)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        for p in &entries {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            if p.is_dir() && !name.starts_with('.') {
+                stack.push(p.clone());
+            }
+        }
+        for sp in entries
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        {
+            let Ok(text) = std::fs::read(sp) else {
+                continue;
+            };
+            let Ok(sc) = serde_json::from_slice::<Sidecar>(&text) else {
+                continue;
+            };
+            let stem = sp.file_stem();
+            if let Some(m) = entries.iter().find(|m| {
+                m.file_stem() == stem && m.extension().is_some_and(|e| e != "json" && e != "mp4")
+            }) {
+                out.push((m.clone(), sc));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

@@ -1,0 +1,182 @@
+//! `verify`: passes the real samples from a live camera, and fails a video of
+//! random bytes, a photo that is not a JPEG, and metadata at 0/0.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use dashcam_server::codec::FileKind;
+use dashcam_server::simulator::run_camera;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+const IMEI: u64 = 350612071913857;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+#[test]
+fn verify_passes_the_real_samples_from_a_live_camera() {
+    if !have_ffmpeg() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install ffmpeg");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["verify", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--timeout",
+            "60",
+            "--expect",
+            "videof,photof",
+            "--output-dir",
+        ])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "verify did not start"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let mut cam = dashcam_server::simulator::SimConfig::new(format!("127.0.0.1:{port}"), IMEI);
+    cam.timeout = Duration::from_secs(20);
+    cam.frame_rate = 30;
+    cam.video_duration_s = 3;
+    cam.corrupt_packets = vec![7];
+    cam.files = vec![
+        (FileKind::VideoFront, samples().join("front.h265")),
+        (FileKind::PhotoFront, samples().join("photo.jpg")),
+    ];
+    assert!(run_camera(&cam).unwrap().complete);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("hevc, 90 frames at 30 fps = 3.0 s (metadata: 3 s, 30 fps)"),
+        "{text}"
+    );
+    assert!(text.contains("JPEG 320x240"), "{text}");
+    assert!(
+        text.contains("1 retry"),
+        "the spoiled packet is counted: {text}"
+    );
+    assert!(text.contains("OVERALL: PASS (2 file(s))"), "{text}");
+}
+
+fn verify_dir(dir: &Path) -> (bool, String) {
+    let o = Command::new(BIN)
+        .args(["verify", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
+    if !have_ffmpeg() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install ffmpeg");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let cases: [(&str, Vec<(FileKind, PathBuf)>, Option<(f64, f64)>); 4] = [
+        (
+            "good",
+            vec![
+                (FileKind::VideoRear, samples().join("rear.h265")),
+                (FileKind::PhotoRear, samples().join("photo.jpg")),
+            ],
+            None,
+        ),
+        (
+            "random video",
+            vec![(
+                FileKind::VideoFront,
+                write_file(tmp.path(), "random.h265", &content(50_000, 3)),
+            )],
+            None,
+        ),
+        (
+            "png photo",
+            vec![(
+                FileKind::PhotoFront,
+                write_file(tmp.path(), "x.jpg", b"\x89PNG\r\n\x1a\nnot a jpeg at all"),
+            )],
+            None,
+        ),
+        (
+            "position 0/0",
+            vec![(FileKind::PhotoFront, samples().join("photo.jpg"))],
+            Some((0.0, 0.0)),
+        ),
+    ];
+    for (i, (name, files, position)) in cases.into_iter().enumerate() {
+        let imei = IMEI + i as u64;
+        let mut cam = srv.sim(imei);
+        cam.files = files;
+        cam.frame_rate = 25;
+        cam.video_duration_s = 2;
+        if let Some(p) = position {
+            cam.position = p;
+        }
+        assert!(run_camera(&cam).unwrap().complete, "{name}");
+        let (ok, text) = verify_dir(&out.join(imei.to_string()));
+        match name {
+            "good" => assert!(ok && text.contains("OVERALL: PASS (2 file(s))"), "{text}"),
+            "random video" => {
+                assert!(!ok, "{text}");
+                assert!(text.contains("video     FAIL"), "{text}");
+            }
+            "png photo" => {
+                assert!(!ok, "{text}");
+                assert!(text.contains("photo     FAIL   not a JPEG (Png)"), "{text}");
+            }
+            _ => {
+                assert!(!ok, "{text}");
+                assert!(text.contains("position 0/0 (no GPS fix)"), "{text}");
+            }
+        }
+    }
+    // The whole folder: one failure fails it all.
+    let (ok, text) = verify_dir(&out);
+    assert!(!ok && text.contains("OVERALL: FAIL (5 file(s))"), "{text}");
+    // And a camera that never comes.
+    let o = Command::new(BIN)
+        .args([
+            "verify",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--timeout",
+            "0.5",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no camera connected"));
+}
