@@ -80,6 +80,9 @@ fn verify_passes_the_real_samples_from_a_live_camera() {
     assert!(text.contains("OVERALL: PASS (2 file(s))"), "{text}");
 }
 
+/// A camera's name, the files it sends, and the position its metadata reports.
+type Case = (&'static str, Vec<(FileKind, PathBuf)>, Option<(f64, f64)>);
+
 fn verify_dir(dir: &Path) -> (bool, String) {
     let o = Command::new(BIN)
         .args(["verify", "--dir"])
@@ -101,7 +104,7 @@ fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let srv = start(&out, |c| c.session.metadata = true);
-    let cases: [(&str, Vec<(FileKind, PathBuf)>, Option<(f64, f64)>); 4] = [
+    let cases: [Case; 4] = [
         (
             "good",
             vec![
