@@ -391,3 +391,28 @@ fn run_server_sh_passes_the_environment_through_and_writes_its_log_file() {
         "{written}"
     );
 }
+
+/// A bad --bind names the address, not "another server using the port".
+#[test]
+fn a_bad_bind_address_is_blamed_on_the_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (bind, want) in [
+        (
+            "10.255.255.254",
+            "--bind 10.255.255.254 is not an address of this machine",
+        ),
+        (
+            "not an address!",
+            "--bind not an address! is not an address",
+        ),
+    ] {
+        let o = Command::new(BIN)
+            .args(["serve", "--bind", bind, "--port", "0", "--output-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
