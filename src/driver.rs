@@ -244,6 +244,13 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
             session.handle_timeout(now);
             continue;
         }
+        // Nothing buffered: a slow camera's bytes are written before waiting.
+        if let Some(p) = &mut run.partial {
+            if let Err(e) = p.idle(deframer.is_fast()) {
+                session.write_failed(e.to_string());
+                continue;
+            }
+        }
         // Waking early is harmless; a setsockopt per packet is not: only
         // change the socket's timeout when it would oversleep or wake far too soon.
         let wait = (deadline - now).max(Duration::from_millis(1));

@@ -23,9 +23,8 @@ const CAMERA_STACK: usize = 256 * 1024;
 const BACKLOG: i32 = 1024;
 /// How long a stop waits for sessions to save their partials.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// File descriptors per connection: the socket, the handle kept to close it
-/// at stop, and an open partial.
-const FDS_PER_CONNECTION: u64 = 3;
+/// File descriptors per connection: the socket and an open partial.
+const FDS_PER_CONNECTION: u64 = 2;
 /// Kept for the listener, storage, logs and the index.
 const FDS_RESERVED: u64 = 64;
 
@@ -66,7 +65,28 @@ type StoredHook = Box<dyn Fn(&Stored) + Send + Sync>;
 struct Conn {
     imei: Option<u64>,
     ip: IpAddr,
-    stream: TcpStream,
+    /// The camera's socket, shared with its thread (one descriptor, not a clone).
+    stream: Arc<TcpStream>,
+}
+
+/// A socket shared between a camera's thread and the registry that closes it
+/// at stop: `Read`/`Write` through the `Arc`, so TLS can own it too.
+struct SharedSocket(Arc<TcpStream>);
+
+impl std::io::Read for SharedSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedSocket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
 }
 
 struct Shared {
@@ -160,6 +180,22 @@ pub fn raise_fd_limit() -> Option<u64> {
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
             return None;
+        }
+        // Privileged (root, CAP_SYS_RESOURCE): the hard limit can go up to
+        // the kernel's per-process maximum.
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(1 << 20);
+        if (nr_open as libc::rlim_t) > r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: nr_open as libc::rlim_t,
+                rlim_max: nr_open as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r = want;
+            }
         }
         if r.rlim_cur < r.rlim_max {
             let want = libc::rlimit {
@@ -493,19 +529,14 @@ fn admit(
         }
         *n += 1;
     }
-    let Ok(registered) = stream.try_clone() else {
-        release_ip(shared, ip);
-        return refuse(shared, &stream, || {
-            format!("[{peer}] refused: out of file descriptors")
-        });
-    };
+    let stream = Arc::new(stream);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     shared.conns.lock().unwrap().insert(
         id,
         Conn {
             imei: None,
             ip,
-            stream: registered,
+            stream: stream.clone(),
         },
     );
     shared.active.fetch_add(1, Ordering::SeqCst);
@@ -530,7 +561,7 @@ fn admit(
         log::error!("[{peer}] could not start a thread for the camera: {e}");
         if let Some(c) = shared.conns.lock().unwrap().remove(&id) {
             release_ip(shared, c.ip);
-            let _ = (&c.stream).write_all(&Frame::Close.to_vec());
+            let _ = (&*c.stream).write_all(&Frame::Close.to_vec());
         }
         shared.active.fetch_sub(1, Ordering::SeqCst);
     }
@@ -547,16 +578,16 @@ fn release_ip(shared: &Shared, ip: IpAddr) {
 }
 
 /// A TLS stream is a link like a socket: its read timeout is the socket's.
-impl Link for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+impl Link for rustls::StreamOwned<rustls::ServerConnection, SharedSocket> {
     fn set_read_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
-        self.sock.set_read_timeout(Some(timeout))
+        self.sock.0.set_read_timeout(Some(timeout))
     }
 }
 
 fn serve_camera(
     shared: &Shared,
     id: u64,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Summary {
@@ -575,10 +606,10 @@ fn serve_camera(
         on_camera: &on_camera,
     };
     match tls {
-        None => driver::run(&env, &stream, peer.to_string()),
+        None => driver::run(&env, &*stream, peer.to_string()),
         Some(cfg) => match rustls::ServerConnection::new(cfg) {
             Ok(conn) => {
-                let tls_stream = rustls::StreamOwned::new(conn, stream);
+                let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
                 driver::run(&env, tls_stream, format!("{peer} (TLS)"))
             }
             Err(e) => {

@@ -10,8 +10,10 @@ use super::frame::{self, Frame, Limits, HEADER_LEN};
 use super::init::{parse_init, InitPacket, INIT_LEN};
 use super::CodecError;
 
-const INITIAL: usize = 16 * 1024;
-const MIN_READ: usize = 4 * 1024;
+/// Enough for one identifier-flow DATA frame (1030 bytes) and the next header.
+const INITIAL: usize = 2 * 1024;
+/// Reads grow to this while the camera sends fast.
+const MAX_READ: usize = 16 * 1024;
 
 /// What came off the wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +27,12 @@ pub struct Deframer {
     start: usize,
     end: usize,
     limits: Limits,
+    /// How much the next read asks for: doubled while reads come back full,
+    /// halved after a run of small ones, so a camera on a slow link holds
+    /// about 2 KiB and a fast one reads 16 KiB at a time.
+    read_size: usize,
+    last_space: usize,
+    small_reads: u32,
 }
 
 impl Deframer {
@@ -34,6 +42,9 @@ impl Deframer {
             start: 0,
             end: 0,
             limits,
+            read_size: INITIAL / 2,
+            last_space: 0,
+            small_reads: 0,
         }
     }
 
@@ -45,20 +56,44 @@ impl Deframer {
         self.limits
     }
 
+    /// Reads come back full: the peer sends faster than we read.
+    pub fn is_fast(&self) -> bool {
+        self.read_size >= MAX_READ
+    }
+
     /// Bytes received and not yet handed out.
     pub fn buffered(&self) -> usize {
         self.end - self.start
     }
 
-    /// Free space to read into, at least `MIN_READ` bytes (compacting or growing).
+    /// Free space to read into (compacting or growing to the read size).
     pub fn space(&mut self) -> &mut [u8] {
-        self.reserve(MIN_READ);
+        if self.start == self.end && self.buf.len() > INITIAL && self.read_size <= INITIAL / 2 {
+            // Slow again: give the burst's memory back.
+            self.buf = vec![0; INITIAL];
+            self.start = 0;
+            self.end = 0;
+        }
+        self.reserve(self.read_size);
+        self.last_space = self.buf.len() - self.end;
         &mut self.buf[self.end..]
     }
 
     /// `n` bytes were written at the front of [`Deframer::space`].
     pub fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
+        if n >= self.last_space && self.read_size < MAX_READ {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+            self.small_reads = 0;
+        } else if n < self.read_size / 4 {
+            self.small_reads += 1;
+            if self.small_reads >= 16 && self.read_size > INITIAL / 2 {
+                self.read_size /= 2;
+                self.small_reads = 0;
+            }
+        } else {
+            self.small_reads = 0;
+        }
     }
 
     /// Copies bytes in (tests and the in-memory driver).

@@ -5,7 +5,7 @@
 //! the verified prefix, checked against the disk before a resume.
 
 use std::fs;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -145,7 +145,11 @@ pub struct Partial<'s> {
     key: String,
     part_path: PathBuf,
     state_path: PathBuf,
-    file: Option<BufWriter<fs::File>>,
+    file: Option<fs::File>,
+    /// Verified bytes not yet written: one write per read from the camera
+    /// (see [`Partial::idle`]), at most `WRITE_BUFFER`. Its capacity follows
+    /// the camera's bursts, so a slow camera holds only a few KiB.
+    pending: Vec<u8>,
     state: State,
     len: u64,
     crc: u16,
@@ -286,7 +290,7 @@ impl<'s> Partial<'s> {
         self.storage.claim(&self.part_path);
         let f = fsx::create_new(&self.part_path)
             .with_context(|| format!("creating {}", self.part_path.display()))?;
-        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, f));
+        self.file = Some(f);
         self.state.started_at = Utc::now();
         self.len = 0;
         self.crc = 0;
@@ -308,6 +312,7 @@ impl<'s> Partial<'s> {
             crc: 0,
             sha: Sha256::new(),
             checkpointed: 0,
+            pending: Vec::new(),
             discard: false,
             finished: false,
             confirm: None,
@@ -373,7 +378,7 @@ impl<'s> Partial<'s> {
             self.storage.add_partial_bytes(keep as i64 - old_len as i64);
         }
         file.seek(SeekFrom::Start(keep))?;
-        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
+        self.file = Some(file);
         self.len = keep;
         self.crc = kept_crc;
         self.sha = kept_sha.expect("set at keep");
@@ -388,10 +393,46 @@ impl<'s> Partial<'s> {
         publish::write_replace(&self.state_path, &serde_json::to_vec(&self.state)?, false)
     }
 
-    fn writer(&mut self) -> io::Result<&mut BufWriter<fs::File>> {
+    fn writer(&mut self) -> io::Result<&mut fs::File> {
         self.file
             .as_mut()
             .ok_or_else(|| io::Error::other("the partial is closed"))
+    }
+
+    /// Writes what is pending.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the partial is closed"))?;
+        if let Err(e) = file.write_all(&self.pending) {
+            if fsx::is_no_space(&e) {
+                // A full disk: this partial goes, so every other camera keeps working.
+                self.discard = true;
+            }
+            return Err(e);
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The camera has nothing more buffered. A slow camera's bytes are written
+    /// now, and memory a burst left behind is given back; a fast camera's
+    /// gather into writes of up to 64 KiB.
+    pub fn idle(&mut self, fast: bool) -> io::Result<()> {
+        if fast {
+            return Ok(());
+        }
+        let burst = self.pending.len();
+        self.flush_pending()?;
+        let keep = (burst * 2).max(4096);
+        if self.pending.capacity() > 2 * keep {
+            self.pending.shrink_to(keep);
+        }
+        Ok(())
     }
 
     /// Bytes stored (and verified).
@@ -420,12 +461,15 @@ impl<'s> Partial<'s> {
                 self.len
             )));
         }
-        if let Err(e) = self.writer()?.write_all(bytes) {
-            if fsx::is_no_space(&e) {
-                // A full disk: this partial goes, so every other camera keeps working.
-                self.discard = true;
-            }
-            return Err(e);
+        self.writer()?;
+        if self.pending.len() + bytes.len() > WRITE_BUFFER {
+            self.flush_pending()?;
+        }
+        if bytes.len() >= WRITE_BUFFER {
+            self.pending.extend_from_slice(bytes);
+            self.flush_pending()?;
+        } else {
+            self.pending.extend_from_slice(bytes);
         }
         self.len += bytes.len() as u64;
         self.crc = crc16(self.crc, bytes);
@@ -439,12 +483,7 @@ impl<'s> Partial<'s> {
 
     /// Flushes and records the verified length and hash in the state.
     fn checkpoint(&mut self) -> io::Result<()> {
-        if let Err(e) = self.writer()?.flush() {
-            if fsx::is_no_space(&e) {
-                self.discard = true;
-            }
-            return Err(e);
-        }
+        self.flush_pending()?;
         self.checkpointed = self.len;
         self.save_state().map_err(io::Error::other)
     }
@@ -482,9 +521,8 @@ impl<'s> Partial<'s> {
                 self.len
             )));
         }
-        let w = self.writer()?;
-        w.flush()?;
-        let f = w.get_mut();
+        self.flush_pending()?;
+        let f = self.writer()?;
         f.set_len(len)?;
         f.seek(SeekFrom::Start(0))?;
         let mut crc = 0u16;
@@ -540,8 +578,7 @@ impl<'s> Partial<'s> {
         // The whole file is verified: say so in the state first, so a stop
         // during the publish leaves a partial that resumes at its end.
         self.checkpoint()?;
-        let w = self.file.take().context("the partial is closed")?;
-        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        let mut file = self.file.take().context("the partial is closed")?;
         let check = record.check;
         let device_crc = if check.from == 0 {
             self.crc
@@ -677,8 +714,9 @@ impl Drop for Partial<'_> {
             let _ = fs::remove_file(&self.state_path);
             self.storage.add_partial_bytes(-(size as i64));
         } else if !self.finished {
-            let flushed = self.file.take().map(|mut f| f.flush());
-            if let Some(Err(e)) = flushed {
+            let flushed = self.flush_pending();
+            self.file = None;
+            if let Err(e) = flushed {
                 log::warn!("{}: could not flush the partial: {e}", self.imei);
                 return self.storage.release(&self.part_path);
             }
