@@ -2,6 +2,7 @@
 //! also come from a `DASHCAM_*` environment variable.
 
 use std::collections::HashSet;
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -151,6 +152,11 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, HAProxy's
+    /// send-proxy / send-proxy-v2): logs, sidecars and --max-per-ip see the
+    /// camera's address. A connection without one is refused.
+    #[arg(long, env = "DASHCAM_PROXY_PROTOCOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub proxy_protocol: bool,
     /// Write the log to this file as well (appended; its folder is created).
     #[arg(long, env = "DASHCAM_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -297,6 +303,13 @@ pub struct SimulateArgs {
     /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
     #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]
     pub frame_rate: u8,
+    /// With --cameras: a fleet of slow cameras, each sending its file at this
+    /// many bytes per second (a few threads drive them all; one --file each).
+    #[arg(long, env = "DASHCAM_RATE", value_name = "BYTES_PER_S")]
+    pub rate: Option<u64>,
+    /// With --rate: the cameras connect spread evenly over this many seconds.
+    #[arg(long, env = "DASHCAM_RAMP", default_value_t = 5.0, value_name = "SECS")]
+    pub ramp: f64,
     /// Run this many cameras at once, IMEIs counting up from --imei.
     #[arg(long, env = "DASHCAM_CAMERAS", default_value_t = 1, value_name = "N")]
     pub cameras: usize,
@@ -463,6 +476,7 @@ impl ServeArgs {
             max_per_ip: self.max_per_ip,
             tls: self.tls_cert.clone().zip(self.tls_key.clone()),
             tls_port: self.tls_port,
+            proxy_protocol: self.proxy_protocol,
         })
     }
 }
@@ -623,6 +637,38 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.corrupt_packets = args.corrupt_packet.clone();
     cfg.drop_after = args.drop_after;
     cfg.timeout = secs(args.timeout, "--timeout")?;
+    if let Some(rate) = args.rate {
+        let (kind, path) = args
+            .files
+            .first()
+            .context("--rate needs one --file ID=PATH: the file each camera sends")?;
+        let server = args
+            .server
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {}", args.server))?
+            .next()
+            .with_context(|| format!("{} resolves to nothing", args.server))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if bytes.is_empty() {
+            bail!("{} is empty", path.display());
+        }
+        let fleet = simulator::FleetConfig {
+            server,
+            first_imei: args.imei,
+            cameras: args.cameras,
+            rate: rate.max(1),
+            ramp: secs(args.ramp, "--ramp")?,
+            timeout: positive_secs(args.timeout, "--timeout")?,
+            kind: *kind,
+            threads: 4,
+        };
+        let report = simulator::run_fleet(&fleet, bytes);
+        for (imei, why) in report.failures.iter().take(10) {
+            log::warn!("camera {imei}: {why}");
+        }
+        println!("{report}");
+        return Ok(report.failures.is_empty() && report.stored == args.cameras);
+    }
     if args.cameras > 1 {
         let report = simulator::run_many(&cfg, args.cameras);
         for (imei, why) in report.failures.iter().take(10) {

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod gallery;
 pub mod live;
 pub mod logging;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod simulator;

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// plain TCP on `port`; without it, TLS on `port`.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub tls_port: Option<u16>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a
+    /// load balancer; one without it is refused.
+    pub proxy_protocol: bool,
 }
 
 impl ServerConfig {
@@ -56,6 +59,7 @@ impl ServerConfig {
             max_per_ip: 32,
             tls: None,
             tls_port: None,
+            proxy_protocol: false,
         }
     }
 }
@@ -64,7 +68,8 @@ type StoredHook = Box<dyn Fn(&Stored) + Send + Sync>;
 
 struct Conn {
     imei: Option<u64>,
-    ip: IpAddr,
+    /// The address counted against --max-per-ip (the camera's, after a PROXY header).
+    ip: Option<IpAddr>,
     /// The camera's socket, shared with its thread (one descriptor, not a clone).
     stream: Arc<TcpStream>,
 }
@@ -100,6 +105,8 @@ struct Shared {
     on_stored: StoredHook,
     max_connections: usize,
     max_per_ip: usize,
+    proxy_protocol: bool,
+    init_timeout: Duration,
     /// Where to connect to wake a blocking accept at stop.
     wake: Vec<SocketAddr>,
     refusals: RateLimit,
@@ -300,6 +307,7 @@ impl Server {
                 tls: t.clone(),
             }),
         }
+        let init_timeout = cfg.session.init_timeout;
         let wake = listeners
             .iter()
             .filter_map(|l| l.socket.local_addr().ok())
@@ -322,6 +330,8 @@ impl Server {
                 on_stored: Box::new(|_| {}),
                 max_connections,
                 max_per_ip: cfg.max_per_ip,
+                proxy_protocol: cfg.proxy_protocol,
+                init_timeout,
                 wake,
                 refusals: RateLimit::new(),
             }),
@@ -514,12 +524,10 @@ fn admit(
             )
         });
     }
-    let ip = peer.ip();
-    {
-        let mut per_ip = shared.per_ip.lock().unwrap();
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= shared.max_per_ip {
-            drop(per_ip);
+    // Behind a load balancer the address is known only after the PROXY header.
+    let ip = (!shared.proxy_protocol).then(|| peer.ip());
+    if let Some(ip) = ip {
+        if !claim_ip(shared, ip) {
             return refuse(shared, &stream, || {
                 format!(
                     "[{peer}] refused: {} connections from {ip} already (--max-per-ip)",
@@ -527,7 +535,6 @@ fn admit(
                 )
             });
         }
-        *n += 1;
     }
     let stream = Arc::new(stream);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -548,8 +555,8 @@ fn admit(
             move || {
                 let summary = serve_camera(&shared, id, stream, peer, tls);
                 let conn = shared.conns.lock().unwrap().remove(&id);
-                if let Some(c) = conn {
-                    release_ip(&shared, c.ip);
+                if let Some(ip) = conn.and_then(|c| c.ip) {
+                    release_ip(&shared, ip);
                 }
                 shared.active.fetch_sub(1, Ordering::SeqCst);
                 if let Some(tx) = summaries {
@@ -560,11 +567,24 @@ fn admit(
     if let Err(e) = spawned {
         log::error!("[{peer}] could not start a thread for the camera: {e}");
         if let Some(c) = shared.conns.lock().unwrap().remove(&id) {
-            release_ip(shared, c.ip);
+            if let Some(ip) = c.ip {
+                release_ip(shared, ip);
+            }
             let _ = (&*c.stream).write_all(&Frame::Close.to_vec());
         }
         shared.active.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Counts a connection from `ip`; false when it already has --max-per-ip.
+fn claim_ip(shared: &Shared, ip: IpAddr) -> bool {
+    let mut per_ip = shared.per_ip.lock().unwrap();
+    let n = per_ip.entry(ip).or_insert(0);
+    if *n >= shared.max_per_ip {
+        return false;
+    }
+    *n += 1;
+    true
 }
 
 fn release_ip(shared: &Shared, ip: IpAddr) {
@@ -593,6 +613,50 @@ fn serve_camera(
 ) -> Summary {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.session.read_timeout));
+    let mut peer = peer;
+    if shared.proxy_protocol {
+        let _ = stream.set_read_timeout(Some(shared.init_timeout));
+        let header = crate::proxy::read_header(&mut &*stream);
+        let refused = |end: session::End| Summary {
+            imei: None,
+            stored: Vec::new(),
+            bytes: 0,
+            crc_errors: 0,
+            duration: Duration::ZERO,
+            end,
+        };
+        match header {
+            Ok(Some(real)) => {
+                if !claim_ip(shared, real.ip()) {
+                    refuse(shared, &stream, || {
+                        format!(
+                            "[{real} via {peer}] refused: {} connections from {} already (--max-per-ip)",
+                            shared.max_per_ip,
+                            real.ip()
+                        )
+                    });
+                    return refused(session::End::Refused("--max-per-ip".into()));
+                }
+                if let Some(c) = shared.conns.lock().unwrap().get_mut(&id) {
+                    c.ip = Some(real.ip());
+                }
+                log::debug!("[{real}] through the load balancer at {peer}");
+                peer = real;
+            }
+            Ok(None) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return refused(session::End::LinkLost(
+                    "load balancer check (PROXY LOCAL)".into(),
+                ));
+            }
+            Err(e) => {
+                refuse(shared, &stream, || {
+                    format!("[{peer}] refused: {e} (--proxy-protocol)")
+                });
+                return refused(session::End::NotACamera(format!("PROXY protocol: {e}")));
+            }
+        }
+    }
     log::debug!(
         "[{peer}] connected{}",
         if tls.is_some() { " (TLS)" } else { "" }

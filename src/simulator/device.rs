@@ -191,6 +191,26 @@ fn v6_path(kind: FileKind, n: usize) -> Vec<u8> {
     format!("/mnt/sd/{dir}/{}_{n:04}.{ext}", kind.name()).into_bytes()
 }
 
+fn connect(cfg: &SimConfig) -> Result<TcpStream> {
+    let Some(src) = cfg.source_ip else {
+        return Ok(TcpStream::connect(&cfg.server)?);
+    };
+    use std::net::ToSocketAddrs;
+    let to = cfg
+        .server
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow!("{} resolves to nothing", cfg.server))?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.bind(&std::net::SocketAddr::new(src, 0).into())?;
+    s.connect(&to.into())?;
+    Ok(s.into())
+}
+
 /// Runs one camera session to its end.
 pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
     let v6 = cfg.protocol_id >= 6;
@@ -212,8 +232,8 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
     for (n, (k, p)) in cfg.later_files.iter().enumerate() {
         later.push(offer_kind(*k, p, 1000 + n)?);
     }
-    let stream = TcpStream::connect(&cfg.server)
-        .with_context(|| format!("connecting to the server at {}", cfg.server))?;
+    let stream =
+        connect(cfg).with_context(|| format!("connecting to the server at {}", cfg.server))?;
     stream.set_nodelay(true)?;
     let stream = match &cfg.tls {
         None => Wire::Plain(Arc::new(stream)),

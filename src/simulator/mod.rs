@@ -5,9 +5,11 @@
 //! (`dashcam-server simulate`).
 
 mod device;
+mod fleet;
 mod load;
 
 pub use device::run_camera;
+pub use fleet::{run_fleet, FleetConfig, FleetReport};
 pub use load::{run_many, LoadReport};
 
 use std::path::PathBuf;
@@ -61,6 +63,8 @@ pub struct SimConfig {
     pub tls: Option<crate::tls::Trust>,
     /// The capture time metadata reports (Unix seconds); default: this minute.
     pub meta_time: Option<i64>,
+    /// Connect from this local address (loopback tests: 127.0.0.2, ...).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl SimConfig {
@@ -86,6 +90,7 @@ impl SimConfig {
             seed: imei,
             tls: None,
             meta_time: None,
+            source_ip: None,
         }
     }
 }

@@ -43,6 +43,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         max_per_ip: 1024,
         tls: None,
         tls_port: None,
+        proxy_protocol: false,
     }
 }
 
