@@ -70,6 +70,9 @@ for N in "${COUNTS[@]}"; do
         "$N" "${STORED:-?}" "${FAILS:-?}" "$(awk -v h="$HWM" 'BEGIN {print h/1024}')" "$PER" \
         "$(cat "$WORK/threads-$N" 2>/dev/null || echo ?)" "$(awk -v c="$CPU" -v t="$TICK" 'BEGIN {print c/t}')" \
         "$STEADY_PCT" "${P50:-?}" "${P99:-?}" "$(awk -v a="$START" -v b="$END" 'BEGIN {print b-a}')"
-    if [ "${FAILS:-1}" != "0" ]; then head -n 5 "$WORK/fleet-$N.err" >&2; fi
+    if [ "${FAILS:-1}" != "0" ]; then
+        head -n 3 "$WORK/fleet-$N.err" >&2
+        grep -E "refused|could not|WARN|ERROR" "$WORK/server-$N.log" | grep -v "session end" | head -n 5 >&2 || true
+    fi
     rm -rf "$OUT"
 done

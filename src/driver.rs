@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{Deframer, Input, Limits};
@@ -92,33 +92,60 @@ struct Run<'e, 'a> {
 impl<'a> Run<'_, 'a> {
     /// Carries out every pending action; `bytes` are the file bytes of the
     /// frame just handled.
+    // The rare, heavy steps (open, publish) are kept out of line: their stack
+    // frames are then touched only when they run, not by every camera thread
+    // waiting on its socket (stack probes touch a whole frame on entry).
+    #[inline(never)]
+    fn open(&mut self, s: &mut Session<'_>, open: &crate::session::OpenFile, now: Instant) {
+        let imei = s.imei().unwrap_or_default();
+        match self.env.storage.begin(imei, open) {
+            Ok(p) => {
+                let kept = p.stored();
+                self.partial = Some(p);
+                let total = match open.unit {
+                    crate::session::Unit::Packets => open.total as u64 * 1024,
+                    crate::session::Unit::Bytes => open.total as u64,
+                };
+                live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
+                s.opened(now, Ok(kept));
+            }
+            Err(e) => s.opened(now, Err(format!("{e:#}"))),
+        }
+    }
+
+    #[inline(never)]
+    fn finish(&mut self, s: &mut Session<'_>, record: &crate::session::FileRecord, now: Instant) {
+        live::file_ended(self.conn);
+        let r = match self.partial.take() {
+            Some(p) => p.finish(record, &self.remote).map_err(|e| format!("{e:#}")),
+            None => Err("no open file to finish".into()),
+        };
+        match r {
+            Ok(stored) => {
+                if stored.duplicate_of.is_none() {
+                    live::TOTALS.files.fetch_add(1, Ordering::Relaxed);
+                }
+                (self.env.on_stored)(&stored);
+                let published = Published {
+                    path: stored.path.display().to_string(),
+                    size_bytes: stored.sidecar.size_bytes,
+                    crc16: u16::from_str_radix(stored.sidecar.crc16.trim_start_matches("0x"), 16)
+                        .unwrap_or(0),
+                    duplicate: stored.duplicate_of.is_some(),
+                };
+                self.stored.push(stored);
+                s.finished(now, Ok(published));
+            }
+            Err(e) => s.finished(now, Err(e)),
+        }
+    }
+
     fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>) {
         while let Some(action) = s.poll_action() {
             let now = Instant::now();
             match action {
                 Action::Camera(imei) => (self.env.on_camera)(imei),
-                Action::Open(open) => {
-                    let imei = s.imei().unwrap_or_default();
-                    match self.env.storage.begin(imei, &open) {
-                        Ok(p) => {
-                            let kept = p.stored();
-                            self.partial = Some(p);
-                            let total = match open.unit {
-                                crate::session::Unit::Packets => open.total as u64 * 1024,
-                                crate::session::Unit::Bytes => open.total as u64,
-                            };
-                            live::file_started(
-                                self.conn,
-                                s.tag(),
-                                &open.spec.display(),
-                                total,
-                                kept,
-                            );
-                            s.opened(now, Ok(kept));
-                        }
-                        Err(e) => s.opened(now, Err(format!("{e:#}"))),
-                    }
-                }
+                Action::Open(open) => self.open(s, &open, now),
                 Action::Write { offset } => {
                     let r = match (&mut self.partial, bytes) {
                         (Some(p), Some(b)) => p.write_at(offset, b),
@@ -140,36 +167,7 @@ impl<'a> Run<'_, 'a> {
                     };
                     s.rewound(now, r);
                 }
-                Action::Finish(record) => {
-                    live::file_ended(self.conn);
-                    let r = match self.partial.take() {
-                        Some(p) => p
-                            .finish(&record, &self.remote)
-                            .map_err(|e| format!("{e:#}")),
-                        None => Err("no open file to finish".into()),
-                    };
-                    match r {
-                        Ok(stored) => {
-                            if stored.duplicate_of.is_none() {
-                                live::TOTALS.files.fetch_add(1, Ordering::Relaxed);
-                            }
-                            (self.env.on_stored)(&stored);
-                            let published = Published {
-                                path: stored.path.display().to_string(),
-                                size_bytes: stored.sidecar.size_bytes,
-                                crc16: u16::from_str_radix(
-                                    stored.sidecar.crc16.trim_start_matches("0x"),
-                                    16,
-                                )
-                                .unwrap_or(0),
-                                duplicate: stored.duplicate_of.is_some(),
-                            };
-                            self.stored.push(stored);
-                            s.finished(now, Ok(published));
-                        }
-                        Err(e) => s.finished(now, Err(e)),
-                    }
-                }
+                Action::Finish(record) => self.finish(s, &record, now),
                 Action::Abandon { crc_errors } => {
                     live::file_ended(self.conn);
                     if let Some(p) = self.partial.take() {
@@ -178,6 +176,38 @@ impl<'a> Run<'_, 'a> {
                 }
                 Action::End(end) => self.end = Some(end),
             }
+        }
+    }
+}
+
+/// Connections allowed big buffers (16 KiB reads, 64 KiB writes) at once: a
+/// camera that sends fast gets one. When a whole fleet falls behind, every
+/// socket looks fast; the cap keeps memory at a few KiB per camera then.
+const FAST_SLOTS: usize = 64;
+static FAST: AtomicUsize = AtomicUsize::new(0);
+
+/// A fast-buffer slot, given back when the connection ends.
+struct FastSlot(bool);
+
+impl FastSlot {
+    fn try_take(&mut self) -> bool {
+        if !self.0
+            && FAST
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (n < FAST_SLOTS).then_some(n + 1)
+                })
+                .is_ok()
+        {
+            self.0 = true;
+        }
+        self.0
+    }
+}
+
+impl Drop for FastSlot {
+    fn drop(&mut self) {
+        if self.0 {
+            FAST.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -197,6 +227,7 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
         end: None,
     };
     let mut timeout_set: Option<Duration> = None;
+    let mut fast = FastSlot(false);
     loop {
         if !session.output().is_empty() {
             let r = link.write_all(session.output()).and_then(|_| link.flush());
@@ -267,7 +298,12 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
                     format!("connection closed by the camera in the middle of a frame ({pending} bytes pending)")
                 });
             }
-            Ok(n) => deframer.filled(n),
+            Ok(n) => {
+                deframer.filled(n);
+                if deframer.saturated() && !fast.0 && fast.try_take() {
+                    deframer.set_max_read(16 * 1024);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(

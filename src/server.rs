@@ -671,24 +671,36 @@ fn serve_camera(
     };
     match tls {
         None => driver::run(&env, &*stream, peer.to_string()),
-        Some(cfg) => match rustls::ServerConnection::new(cfg) {
-            Ok(conn) => {
-                let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
-                driver::run(&env, tls_stream, format!("{peer} (TLS)"))
+        Some(cfg) => serve_tls(&env, stream, peer, cfg),
+    }
+}
+
+/// Kept out of line: a TLS connection's state is large, and a plain camera's
+/// thread should not carry its stack frame.
+#[inline(never)]
+fn serve_tls(
+    env: &Env<'_>,
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    cfg: Arc<rustls::ServerConfig>,
+) -> Summary {
+    match rustls::ServerConnection::new(cfg) {
+        Ok(conn) => {
+            let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
+            driver::run(env, tls_stream, format!("{peer} (TLS)"))
+        }
+        Err(e) => {
+            log::warn!("[{peer}] TLS setup failed: {e}");
+            let _ = stream.shutdown(Shutdown::Both);
+            Summary {
+                imei: None,
+                stored: Vec::new(),
+                bytes: 0,
+                crc_errors: 0,
+                duration: Duration::ZERO,
+                end: session::End::Protocol(format!("TLS setup failed: {e}")),
             }
-            Err(e) => {
-                log::warn!("[{peer}] TLS setup failed: {e}");
-                let _ = stream.shutdown(Shutdown::Both);
-                Summary {
-                    imei: None,
-                    stored: Vec::new(),
-                    bytes: 0,
-                    crc_errors: 0,
-                    duration: Duration::ZERO,
-                    end: session::End::Protocol(format!("TLS setup failed: {e}")),
-                }
-            }
-        },
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Deframer {
     read_size: usize,
     last_space: usize,
     small_reads: u32,
+    /// The caller's cap on reads (see [`Deframer::set_max_read`]).
+    max_read: usize,
+    /// The last read filled all the space it was given.
+    saturated: bool,
 }
 
 impl Deframer {
@@ -45,6 +49,8 @@ impl Deframer {
             read_size: INITIAL / 2,
             last_space: 0,
             small_reads: 0,
+            max_read: INITIAL,
+            saturated: false,
         }
     }
 
@@ -59,6 +65,18 @@ impl Deframer {
     /// Reads come back full: the peer sends faster than we read.
     pub fn is_fast(&self) -> bool {
         self.read_size >= MAX_READ
+    }
+
+    /// The last read filled the space it was given: more is waiting.
+    pub fn saturated(&self) -> bool {
+        self.saturated
+    }
+
+    /// Lets reads grow up to `n` bytes (at most 16 KiB); the caller decides
+    /// how many connections may hold big buffers at once.
+    pub fn set_max_read(&mut self, n: usize) {
+        self.max_read = n.clamp(INITIAL / 2, MAX_READ);
+        self.read_size = self.read_size.min(self.max_read);
     }
 
     /// Bytes received and not yet handed out.
@@ -82,8 +100,9 @@ impl Deframer {
     /// `n` bytes were written at the front of [`Deframer::space`].
     pub fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
-        if n >= self.last_space && self.read_size < MAX_READ {
-            self.read_size = (self.read_size * 2).min(MAX_READ);
+        self.saturated = n >= self.last_space;
+        if n >= self.last_space && self.read_size < self.max_read {
+            self.read_size = (self.read_size * 2).min(self.max_read);
             self.small_reads = 0;
         } else if n < self.read_size / 4 {
             self.small_reads += 1;
