@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A fleet of slow cameras against one server, as two processes: the server
 # (release build) and `simulate --cameras N --rate 20000 --ramp 5` (a few
-# threads driving non-blocking sockets). For each N, prints the server's peak
+# threads driving non-blocking sockets). The gallery is off (its thumbnails
+# would run ffmpeg once per stored video). For each N, prints the server's peak
 # RSS (VmHWM), peak thread count, CPU seconds, files stored and failures.
 # Usage: benches/fleet.sh [N ...]   (default: 1000 5000 10000)
 set -euo pipefail
@@ -28,7 +29,7 @@ for N in "${COUNTS[@]}"; do
     OUT="$WORK/out-$N"
     PORT=$((20000 + RANDOM % 20000))
     "$BIN" serve --bind 127.0.0.1 --port "$PORT" --output-dir "$OUT" \
-        --max-per-ip 1000000 --min-free-mb 0 2> "$WORK/server-$N.log" &
+        --max-per-ip 1000000 --min-free-mb 0 --gallery false 2> "$WORK/server-$N.log" &
     SPID=$!
     for _ in $(seq 100); do grep -q "listening on" "$WORK/server-$N.log" && break; sleep 0.1; done
     BASE_RSS=$(awk '/VmRSS/ {print $2}' /proc/$SPID/status)

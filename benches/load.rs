@@ -117,6 +117,9 @@ impl ServerProc {
                 "100000",
                 "--min-free-mb",
                 "0",
+                // The gallery's thumbnails run ffmpeg per video: not what is measured.
+                "--gallery",
+                "false",
                 "--output-dir",
             ])
             .arg(out)

@@ -157,6 +157,11 @@ pub struct ServeArgs {
     /// camera's address. A connection without one is refused.
     #[arg(long, env = "DASHCAM_PROXY_PROTOCOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub proxy_protocol: bool,
+    /// Keep <output-dir>/index.html, the gallery, up to date (thumbnails use
+    /// ffmpeg for videos). A large fleet may turn it off and run
+    /// `dashcam-server gallery` when someone wants to look.
+    #[arg(long, env = "DASHCAM_GALLERY", default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub gallery: bool,
     /// Write the log to this file as well (appended; its folder is created).
     #[arg(long, env = "DASHCAM_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -493,14 +498,19 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    crate::gallery::start(&args.output_dir);
+    if args.gallery {
+        crate::gallery::start(&args.output_dir);
+    }
     let queue = converter.as_ref().map(|c| c.queue());
     let root = args.output_dir.clone();
+    let gallery = args.gallery;
     server = server.on_stored(move |s| {
         if let Some(q) = &queue {
             q.submit(s);
         }
-        crate::gallery::notify_changed(&root);
+        if gallery {
+            crate::gallery::notify_changed(&root);
+        }
     });
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
@@ -511,13 +521,15 @@ fn serve(args: &ServeArgs) -> Result<()> {
         if args.metadata { "on" } else { "off" },
         args.output_dir.display()
     );
-    log::info!(
-        "gallery: open {} in a browser",
-        std::fs::canonicalize(&args.output_dir)
-            .unwrap_or_else(|_| args.output_dir.clone())
-            .join("index.html")
-            .display()
-    );
+    if args.gallery {
+        log::info!(
+            "gallery: open {} in a browser",
+            std::fs::canonicalize(&args.output_dir)
+                .unwrap_or_else(|_| args.output_dir.clone())
+                .join("index.html")
+                .display()
+        );
+    }
     let result = server.run();
     if let Some(c) = converter {
         c.stop();

@@ -103,6 +103,11 @@ fn thumbnail(root: &Path, e: &Entry) -> Option<PathBuf> {
     if thumb.exists() {
         return Some(thumb);
     }
+    // A file that gave no thumbnail once is not tried again at every rebuild.
+    let none = dir.join(format!("{stem}.none"));
+    if none.exists() {
+        return None;
+    }
     fs::create_dir_all(&dir).ok()?;
     let tmp = dir.join(format!("{stem}.jpg.tmp"));
     let made = match e.sc.media.as_str() {
@@ -140,6 +145,7 @@ fn thumbnail(root: &Path, e: &Entry) -> Option<PathBuf> {
         Some(thumb)
     } else {
         let _ = fs::remove_file(&tmp);
+        let _ = fs::write(&none, b"");
         None
     }
 }
@@ -348,7 +354,7 @@ pub fn build(root: &Path) -> Result<usize> {
 
 static WORKER: OnceLock<Mutex<Sender<PathBuf>>> = OnceLock::new();
 
-/// Starts the worker that rebuilds the gallery (at most every half second)
+/// Starts the worker that rebuilds the gallery (at most once a second)
 /// when told a file was stored or converted, and builds it once now.
 pub fn start(root: &Path) {
     let (tx, rx) = mpsc::channel::<PathBuf>();
