@@ -209,3 +209,30 @@ fn the_gallery_shows_every_file_and_a_browser_renders_its_thumbnails() {
         std::fs::copy(&shot, docs.join("gallery.png")).unwrap();
     }
 }
+
+/// A video with no decodable frame gets the placeholder, and is not sent to
+/// ffmpeg again at every rebuild.
+#[test]
+fn a_file_without_a_thumbnail_shows_the_placeholder_and_is_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "x.h265", &content(4000, 9)),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 1);
+    let f = &media(&out, IMEI)[0];
+    let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+    let thumbs = out.join(".thumbs").join(IMEI.to_string());
+    assert!(!thumbs.join(format!("{stem}.jpg")).exists());
+    assert!(
+        thumbs.join(format!("{stem}.none")).exists(),
+        "the failure is remembered"
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("no preview"));
+}
