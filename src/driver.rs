@@ -79,6 +79,20 @@ pub struct Summary {
     pub end: End,
 }
 
+impl Summary {
+    /// A connection that ended before any session began (refused, TLS failed).
+    pub fn ended(end: End) -> Summary {
+        Summary {
+            imei: None,
+            stored: Vec::new(),
+            bytes: 0,
+            crc_errors: 0,
+            duration: Duration::ZERO,
+            end,
+        }
+    }
+}
+
 struct Run<'e, 'a> {
     env: &'e Env<'a>,
     /// This connection's number, for the terminal's progress bars.

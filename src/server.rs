@@ -617,14 +617,7 @@ fn serve_camera(
     if shared.proxy_protocol {
         let _ = stream.set_read_timeout(Some(shared.init_timeout));
         let header = crate::proxy::read_header(&mut &*stream);
-        let refused = |end: session::End| Summary {
-            imei: None,
-            stored: Vec::new(),
-            bytes: 0,
-            crc_errors: 0,
-            duration: Duration::ZERO,
-            end,
-        };
+        let refused = Summary::ended;
         match header {
             Ok(Some(real)) => {
                 if !claim_ip(shared, real.ip()) {
@@ -692,14 +685,7 @@ fn serve_tls(
         Err(e) => {
             log::warn!("[{peer}] TLS setup failed: {e}");
             let _ = stream.shutdown(Shutdown::Both);
-            Summary {
-                imei: None,
-                stored: Vec::new(),
-                bytes: 0,
-                crc_errors: 0,
-                duration: Duration::ZERO,
-                end: session::End::Protocol(format!("TLS setup failed: {e}")),
-            }
+            Summary::ended(session::End::Protocol(format!("TLS setup failed: {e}")))
         }
     }
 }

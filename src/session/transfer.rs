@@ -667,8 +667,9 @@ impl Session<'_> {
             return;
         };
         t.phase = Phase::Finish;
+        // The device's last CRC covers the whole file when it chains on (or
+        // never resumed past the start), else the bytes since the last SYNC.
         let check = match self.convention {
-            // Chained (or never resumed past 0): the last CRC is the whole file's.
             Some(Convention::Chained) => CrcCheck {
                 from: 0,
                 crc: t.chain,
@@ -677,14 +678,6 @@ impl Session<'_> {
                 from: t.sync_from,
                 crc: t.chain,
             },
-        };
-        let check = if t.sync_from == 0 {
-            CrcCheck {
-                from: 0,
-                crc: t.chain,
-            }
-        } else {
-            check
         };
         let record = FileRecord {
             spec: t.file.spec.clone(),

@@ -104,6 +104,27 @@ struct Cam {
 
 const TICK: Duration = Duration::from_millis(50);
 
+impl Cam {
+    fn new(imei: u64, at: Instant) -> Cam {
+        Cam {
+            imei,
+            at,
+            sock: None,
+            phase: Phase::Waiting,
+            d: Deframer::new(Limits::SERVER),
+            out: Vec::new(),
+            out_pos: 0,
+            pos: 0,
+            crc: 0,
+            allowance: 0.0,
+            last_rx: at,
+            began: None,
+            why: String::new(),
+            inits: 0,
+        }
+    }
+}
+
 struct Driver<'a> {
     cfg: &'a FleetConfig,
     file: &'a [u8],
@@ -326,50 +347,21 @@ impl Driver<'_> {
 }
 
 fn run_share(cfg: &FleetConfig, file: &[u8], imeis: Vec<(u64, Instant)>) -> (Vec<Cam>, u64, usize) {
+    let cams: Vec<Cam> = imeis
+        .into_iter()
+        .map(|(imei, at)| Cam::new(imei, at))
+        .collect();
     let poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {
-            let cams = imeis
-                .into_iter()
-                .map(|(imei, at)| Cam {
-                    imei,
-                    at,
-                    sock: None,
-                    phase: Phase::Failed,
-                    d: Deframer::new(Limits::SERVER),
-                    out: Vec::new(),
-                    out_pos: 0,
-                    pos: 0,
-                    crc: 0,
-                    allowance: 0.0,
-                    last_rx: at,
-                    began: None,
-                    why: format!("poll: {e}"),
-                    inits: 0,
-                })
-                .collect();
+            let mut cams = cams;
+            for c in &mut cams {
+                c.phase = Phase::Failed;
+                c.why = format!("poll: {e}");
+            }
             return (cams, 0, 0);
         }
     };
-    let cams = imeis
-        .into_iter()
-        .map(|(imei, at)| Cam {
-            imei,
-            at,
-            sock: None,
-            phase: Phase::Waiting,
-            d: Deframer::new(Limits::SERVER),
-            out: Vec::new(),
-            out_pos: 0,
-            pos: 0,
-            crc: 0,
-            allowance: 0.0,
-            last_rx: at,
-            began: None,
-            why: String::new(),
-            inits: 0,
-        })
-        .collect();
     let mut d = Driver {
         cfg,
         file,

@@ -54,6 +54,25 @@ fn unit_name(u: Unit) -> &'static str {
     }
 }
 
+/// Reads `len` bytes of `file` from `from`, handing each chunk to `each`.
+fn read_range(
+    file: &mut fs::File,
+    from: u64,
+    len: u64,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut r = (&mut *file).take(len);
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        each(&buf[..n]);
+    }
+}
+
 fn sha_hex(h: &Sha256) -> String {
     hex(&h.clone().finalize()).replace(' ', "").to_lowercase()
 }
@@ -226,43 +245,6 @@ impl<'s> Partial<'s> {
                 }
             }
         }
-        if let Some(ts) = open.meta_timestamp_ms {
-            let id = open.spec.display();
-            if let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
-            {
-                let file = fsx::open_read(&existing)?;
-                let from = confirm_from(open, size);
-                log::info!(
-                    "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
-                    existing.display(),
-                    size - from
-                );
-                let mut p = Partial::new(
-                    storage,
-                    imei,
-                    &pdir,
-                    unique_key(&open.spec.name),
-                    State {
-                        identity,
-                        started_at: Utc::now(),
-                        verified_bytes: 0,
-                        sha256: String::new(),
-                        crc: 0,
-                        crc_errors: 0,
-                    },
-                );
-                p.name = open.spec.name.clone();
-                p.max_bytes = max_bytes;
-                p.len = from;
-                p.confirm = Some(Confirm {
-                    existing,
-                    file,
-                    size,
-                    matched: true,
-                });
-                return Ok(p);
-            }
-        }
         let mut p = Partial::new(
             storage,
             imei,
@@ -279,6 +261,27 @@ impl<'s> Partial<'s> {
         );
         p.name = open.spec.name.clone();
         p.max_bytes = max_bytes;
+        if let Some(ts) = open.meta_timestamp_ms {
+            let id = open.spec.display();
+            if let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
+            {
+                let file = fsx::open_read(&existing)?;
+                let from = confirm_from(open, size);
+                log::info!(
+                    "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
+                    existing.display(),
+                    size - from
+                );
+                p.len = from;
+                p.confirm = Some(Confirm {
+                    existing,
+                    file,
+                    size,
+                    matched: true,
+                });
+                return Ok(p);
+            }
+        }
         p.start_fresh()?;
         Ok(p)
     }
@@ -497,17 +500,8 @@ impl<'s> Partial<'s> {
                 self.start_fresh().map_err(io::Error::other)?;
                 return Ok(0);
             }
-            c.file.seek(SeekFrom::Start(0))?;
             let mut crc = 0u16;
-            let mut buf = vec![0u8; WRITE_BUFFER];
-            let mut r = (&mut c.file).take(len);
-            loop {
-                let n = r.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                crc = crc16(crc, &buf[..n]);
-            }
+            read_range(&mut c.file, 0, len, |b| crc = crc16(crc, b))?;
             c.matched &= len <= self.len;
             self.len = len;
             return Ok(crc);
@@ -524,19 +518,12 @@ impl<'s> Partial<'s> {
         self.flush_pending()?;
         let f = self.writer()?;
         f.set_len(len)?;
-        f.seek(SeekFrom::Start(0))?;
         let mut crc = 0u16;
         let mut sha = Sha256::new();
-        let mut buf = vec![0u8; WRITE_BUFFER];
-        let mut r = (&mut *f).take(len);
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            crc = crc16(crc, &buf[..n]);
-            sha.update(&buf[..n]);
-        }
+        read_range(f, 0, len, |b| {
+            crc = crc16(crc, b);
+            sha.update(b);
+        })?;
         f.seek(SeekFrom::Start(len))?;
         self.storage.add_partial_bytes(len as i64 - self.len as i64);
         self.len = len;
@@ -583,17 +570,9 @@ impl<'s> Partial<'s> {
         let device_crc = if check.from == 0 {
             self.crc
         } else {
-            file.seek(SeekFrom::Start(check.from))?;
             let mut crc = 0u16;
-            let mut buf = vec![0u8; WRITE_BUFFER];
-            let mut r = (&mut file).take(self.len.saturating_sub(check.from));
-            loop {
-                let n = r.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                crc = crc16(crc, &buf[..n]);
-            }
+            let len = self.len.saturating_sub(check.from);
+            read_range(&mut file, check.from, len, |b| crc = crc16(crc, b))?;
             crc
         };
         if device_crc != check.crc {
