@@ -68,6 +68,19 @@ fn samples_are_real_hevc_and_jpeg() {
 
 struct Child(std::process::Child);
 
+/// The server's "listening on" log line (a few lines come before it).
+fn listening_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    for _ in 0..8 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    line
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -329,14 +342,7 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
         first.contains(&format!("output folder {}", abs.display())),
         "{first}"
     );
-    let mut line = String::new();
-    for _ in 0..5 {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let line = listening_line(&mut reader);
     assert!(
         line.contains(&format!("listening on 127.0.0.1:{port}")),
         "{line}"
@@ -373,14 +379,7 @@ fn run_server_sh_passes_the_environment_through_and_writes_its_log_file() {
             .unwrap(),
     );
     let mut reader = std::io::BufReader::new(child.0.stderr.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..6 {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let line = listening_line(&mut reader);
     assert!(
         line.contains(&format!("listening on 127.0.0.1:{port} (mode Dsm")),
         "{line}"
