@@ -355,7 +355,6 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
 #[cfg(unix)]
 #[test]
 fn run_server_sh_passes_the_environment_through_and_writes_its_log_file() {
-    use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
