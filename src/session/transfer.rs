@@ -12,6 +12,8 @@ use crate::storage::FileSpec;
 /// more than this many without a SYNC is not following the protocol.
 pub(crate) const MAX_IN_FLIGHT: u32 = 4096;
 const PACKET: u64 = MAX_PACKET_BYTES as u64;
+/// Progress lines of one file at most this often.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) fn unit_of(flow: Flow) -> Unit {
     match flow {
@@ -122,6 +124,7 @@ pub(crate) struct Transfer {
     began: Instant,
     began_at: u64,
     last_decile: u64,
+    last_progress: Option<Instant>,
 }
 
 impl Transfer {
@@ -238,6 +241,7 @@ impl Session<'_> {
             began: self.last_rx,
             began_at: 0,
             last_decile: 0,
+            last_progress: None,
         }));
         self.actions.push_back(Action::Open(open));
     }
@@ -570,8 +574,14 @@ impl Session<'_> {
         }
         let max = t.total_bytes().unwrap_or(t.max_bytes());
         let decile = t.stored * 10 / max;
-        if decile > t.last_decile && max >= 10 * PACKET {
+        // Every 10%, but not more often than every few seconds: a fleet of
+        // small files would fill the log with progress.
+        let due = t
+            .last_progress
+            .is_none_or(|at| now.saturating_duration_since(at) >= PROGRESS_EVERY);
+        if decile > t.last_decile && max >= 10 * PACKET && due {
             t.last_decile = decile;
+            t.last_progress = Some(now);
             let secs = now.saturating_duration_since(t.began).as_secs_f64();
             let rate = (t.stored - t.began_at) as f64 / secs.max(1e-3);
             let eta = (max - t.stored) as f64 / rate.max(1.0);
