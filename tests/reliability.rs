@@ -441,10 +441,7 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
     use std::process::{Command, Stdio};
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dashcam-server"))
         .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--output-dir")

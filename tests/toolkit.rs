@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,11 +100,7 @@ fn convert_run(
 ) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _server = Child(
         Command::new(BIN)
             .args([
@@ -315,11 +310,7 @@ fn simulate_exits_nonzero_when_the_server_does_not_take_the_files() {
 fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Child(
         Command::new(BIN)
             .args(["--mode", "dashcam"])
@@ -356,11 +347,7 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
 #[test]
 fn run_server_sh_passes_the_environment_through_and_writes_its_log_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("logs").join("server.log");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run_server.sh");
     let mut child = Child(

@@ -26,11 +26,7 @@ fn verify_passes_the_real_samples_from_a_live_camera() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(BIN)
         .args(["verify", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .args([

@@ -168,20 +168,32 @@ impl Deframer {
     /// so a hostile length fails at once.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CodecError> {
         let p = &self.buf[self.start..self.end];
-        let Some((_, used)) = frame::parse_frame(p, self.limits)? else {
-            if p.len() >= HEADER_LEN {
-                // A frame within the limits that the buffer cannot hold yet.
-                if let (_, Some(len)) = frame::check_header(p, self.limits)? {
-                    self.reserve(HEADER_LEN + len - p.len());
-                }
-            }
+        if p.len() < 2 {
             return Ok(None);
-        };
+        }
+        // REPEAT INIT (server to device) is the two bytes `00 09`.
+        if self.limits.direction == frame::Direction::FromServer && p[..2] == [0, 9] {
+            self.start += 2;
+            return Ok(Some(Frame::RepeatInit));
+        }
+        if p.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        // The header is checked before the payload is awaited: a hostile
+        // length fails at once, and a frame within the limits gets room.
+        let (cmd, len) = frame::check_header(p, self.limits)?;
+        let total = HEADER_LEN + len.unwrap_or(0);
+        if p.len() < total {
+            let missing = total - p.len();
+            self.reserve(missing);
+            return Ok(None);
+        }
         let at = self.start;
-        self.start += used;
-        let (f, _) =
-            frame::parse_frame(&self.buf[at..at + used], self.limits)?.expect("parsed just above");
-        Ok(Some(f))
+        self.start += total;
+        Ok(Some(frame::decode_payload(
+            cmd,
+            &self.buf[at + HEADER_LEN..at + total],
+        )))
     }
 }
 
@@ -189,10 +201,7 @@ impl Deframer {
 mod tests {
     use super::*;
 
-    const REAL_INIT: [u8; 16] = [
-        0x00, 0x00, 0x00, 0x05, 0x00, 0x01, 0x3E, 0xE1, 0x3C, 0x00, 0x19, 0x81, 0x44, 0x00, 0x04,
-        0x00,
-    ];
+    use crate::codec::init::tests::REAL_INIT;
 
     #[test]
     fn one_byte_at_a_time_yields_the_same_inputs() {

@@ -173,10 +173,11 @@ pub fn parse_init(buf: &[u8]) -> Result<Option<InitPacket>, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const REAL_INIT: [u8; 16] = [
+    /// A real device's init packet (PROTOCOL-NOTES.md).
+    pub(crate) const REAL_INIT: [u8; 16] = [
         0x00, 0x00, 0x00, 0x05, 0x00, 0x01, 0x3E, 0xE1, 0x3C, 0x00, 0x19, 0x81, 0x44, 0x00, 0x04,
         0x00,
     ];

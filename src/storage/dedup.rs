@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -46,12 +45,7 @@ fn load(storage: &Storage, imei: u64) -> Vec<Entry> {
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let mut text = Vec::new();
-        let Ok(f) = fsx::open_read(&p) else { continue };
-        if f.take(1 << 20).read_to_end(&mut text).is_err() {
-            continue;
-        }
-        let Ok(sc) = serde_json::from_slice::<Sidecar>(&text) else {
+        let Some(sc) = fsx::read_json::<Sidecar>(&p, 1 << 20) else {
             continue;
         };
         // The media file beside it: same stem, any extension but json.

@@ -89,6 +89,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Reads a small JSON file (a state, a sidecar) of at most `limit` bytes,
+/// never through a symlink; None when it is missing or not that JSON.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, limit: u64) -> Option<T> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    open_read(path)
+        .ok()?
+        .take(limit)
+        .read_to_end(&mut text)
+        .ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 /// Whether a path exists at all (a dangling symlink counts).
 pub fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()

@@ -98,13 +98,7 @@ impl Listed {
 }
 
 fn read_state(path: &Path) -> Option<State> {
-    let mut text = Vec::new();
-    fsx::open_read(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut text)
-        .ok()?;
-    serde_json::from_slice(&text).ok()
+    fsx::read_json(path, 64 * 1024)
 }
 
 /// Every partial in a `.partial` folder. A `.part` without a state is listed
@@ -542,13 +536,8 @@ impl<'s> Partial<'s> {
             self.finished = true;
             if c.matched && self.len == c.size {
                 let mut sc = self.sidecar(record, remote, "");
-                let stored_sc = fsx::open_read(&c.existing.with_extension("json"))
-                    .ok()
-                    .and_then(|mut f| {
-                        let mut t = Vec::new();
-                        f.read_to_end(&mut t).ok()?;
-                        serde_json::from_slice::<Sidecar>(&t).ok()
-                    });
+                let stored_sc: Option<Sidecar> =
+                    fsx::read_json(&c.existing.with_extension("json"), 4 << 20);
                 if let Some(old) = stored_sc {
                     sc.sha256 = old.sha256;
                     sc.crc16 = old.crc16;

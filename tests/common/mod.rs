@@ -266,3 +266,12 @@ pub fn have_ffmpeg() -> bool {
             .is_ok_and(|s| s.success())
     })
 }
+
+/// A port free on loopback now (for a server started as a process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
