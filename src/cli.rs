@@ -61,6 +61,31 @@ pub enum ConvertTo {
     Mp4,
 }
 
+/// `--mode`: which cameras and flows are served (the reference's `--cam`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Per init: protocol >= 6 or bit 0x02 takes the path flow; DualCam bits the identifier flow.
+    Auto,
+    /// DualCam/DashCam only (`%videof` ...; the path flow on protocol >= 6).
+    #[value(alias = "dashcam")]
+    Dualcam,
+    /// ADAS (MDAS9) only: the path flow.
+    Adas,
+    /// DSM only: the path flow.
+    Dsm,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Dualcam => Mode::Dualcam,
+            ModeArg::Adas => Mode::Adas,
+            ModeArg::Dsm => Mode::Dsm,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -74,8 +99,8 @@ pub struct ServeArgs {
     pub output_dir: PathBuf,
     /// auto: per init, the path flow on protocol >= 6 or bit 0x02, else the
     /// DualCam identifier flow; dualcam (alias dashcam), adas, dsm: only that family.
-    #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = Mode::Auto)]
-    pub mode: Mode,
+    #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
     /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later).
     #[arg(long, env = "DASHCAM_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub metadata: bool,
@@ -455,7 +480,7 @@ impl ServeArgs {
             port: self.port,
             output_dir: self.output_dir.clone(),
             session: session::Config {
-                mode: self.mode,
+                mode: self.mode.into(),
                 metadata: self.metadata,
                 metadata_timeout: positive_secs(self.metadata_timeout, "--metadata-timeout")?,
                 read_timeout: positive_secs(self.read_timeout, "--read-timeout")?
@@ -632,8 +657,8 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.chunk = args.chunk as usize;
     if args.tls || args.tls_ca.is_some() || args.tls_insecure {
         cfg.tls = Some(match (&args.tls_ca, args.tls_insecure) {
-            (Some(ca), _) => crate::tls::Trust::Ca(ca.clone()),
-            (None, true) => crate::tls::Trust::Insecure,
+            (Some(ca), _) => crate::simulator::Trust::Ca(ca.clone()),
+            (None, true) => crate::simulator::Trust::Insecure,
             (None, false) => {
                 bail!("--tls needs --tls-ca PEM (or --tls-insecure for a test certificate)")
             }
@@ -674,6 +699,7 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
             kind: *kind,
             threads: 4,
         };
+        crate::server::raise_fd_limit();
         let report = simulator::run_fleet(&fleet, bytes);
         for (imei, why) in report.failures.iter().take(10) {
             log::warn!("camera {imei}: {why}");
@@ -802,8 +828,8 @@ mod tests {
         assert_eq!(c.session.max_files, 1000);
         assert_eq!(c.session.sync_timeout, Duration::from_secs(3));
         // dashcam stays an alias of dualcam.
-        assert_eq!(serve_args(&["--mode", "dashcam"]).mode, Mode::Dualcam);
-        assert_eq!(serve_args(&["--mode", "dsm"]).mode, Mode::Dsm);
+        assert_eq!(serve_args(&["--mode", "dashcam"]).mode, ModeArg::Dualcam);
+        assert_eq!(serve_args(&["--mode", "dsm"]).mode, ModeArg::Dsm);
         assert!(Cli::try_parse_from(["dashcam-server", "serve", "--files", "video"]).is_err());
         // No subcommand is `serve`, with its flags.
         let top = Cli::try_parse_from(["dashcam-server", "--port", "6000"]).unwrap();

@@ -143,8 +143,7 @@ impl<'a> Run<'_, 'a> {
                 let published = Published {
                     path: stored.path.display().to_string(),
                     size_bytes: stored.sidecar.size_bytes,
-                    crc16: u16::from_str_radix(stored.sidecar.crc16.trim_start_matches("0x"), 16)
-                        .unwrap_or(0),
+                    crc16: stored.sidecar.crc16,
                     duplicate: stored.duplicate_of.is_some(),
                 };
                 self.stored.push(stored);

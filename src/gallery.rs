@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Sender};
@@ -16,64 +14,30 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::storage::Sidecar;
+use crate::storage::{catalog, derived, StoredFile};
+use dashcam_protocol::Media;
 
-const THUMBS: &str = ".thumbs";
 const THUMB_W: u32 = 320;
-const THUMB_H: u32 = 240;
 
 /// One stored file, as the gallery shows it.
 struct Entry {
-    imei: String,
-    media: PathBuf,
-    sidecar_path: PathBuf,
-    sc: Sidecar,
+    file: StoredFile,
     when: DateTime<Utc>,
 }
 
-fn read_sidecar(p: &Path) -> Option<Sidecar> {
-    let mut text = Vec::new();
-    fs::File::open(p)
-        .ok()?
-        .take(4 << 20)
-        .read_to_end(&mut text)
-        .ok()?;
-    serde_json::from_slice(&text).ok()
+impl std::ops::Deref for Entry {
+    type Target = StoredFile;
+    fn deref(&self) -> &StoredFile {
+        &self.file
+    }
 }
 
-/// Every stored file under `root` with its sidecar.
+/// Every stored file under `root` (every family, `.mp4` included), with when it was taken.
 fn scan(root: &Path) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let Ok(cams) = fs::read_dir(root) else {
-        return out;
-    };
-    for cam in cams.flatten() {
-        let dir = cam.path();
-        let imei = cam.file_name().to_string_lossy().into_owned();
-        if !imei.bytes().all(|b| b.is_ascii_digit()) || !dir.is_dir() {
-            continue;
-        }
-        let Ok(files) = fs::read_dir(&dir) else {
-            continue;
-        };
-        let files: Vec<PathBuf> = files.flatten().map(|e| e.path()).collect();
-        for sp in files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        {
-            let Some(sc) = read_sidecar(sp) else { continue };
-            let stem = sp.file_stem().unwrap_or_default();
-            let Some(media) = files
-                .iter()
-                .find(|m| {
-                    m.file_stem() == Some(stem)
-                        && m.extension()
-                            .is_some_and(|e| e != "json" && e != "mp4" && e != "tmp")
-                })
-                .cloned()
-            else {
-                continue;
-            };
+    catalog::all_files(root)
+        .into_iter()
+        .map(|file| {
+            let sc = &file.sidecar;
             let when = sc
                 .metadata
                 .as_ref()
@@ -82,71 +46,56 @@ fn scan(root: &Path) -> Vec<Entry> {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default();
-            out.push(Entry {
-                imei: imei.clone(),
-                media,
-                sidecar_path: sp.clone(),
-                sc,
-                when,
-            });
-        }
-    }
-    out
+            Entry { file, when }
+        })
+        .collect()
 }
 
-/// Makes the thumbnail if it is missing: the photo scaled down, or a video's
-/// first frame (with ffmpeg). Returns its path, or None (a placeholder is shown).
-fn thumbnail(root: &Path, e: &Entry) -> Option<PathBuf> {
-    let stem = e.media.file_stem()?.to_string_lossy().into_owned();
-    let dir = root.join(THUMBS).join(&e.imei);
-    let thumb = dir.join(format!("{stem}.jpg"));
-    if thumb.exists() {
-        return Some(thumb);
-    }
-    // A file that gave no thumbnail once is not tried again at every rebuild.
-    let none = dir.join(format!("{stem}.none"));
-    if none.exists() {
-        return None;
-    }
-    fs::create_dir_all(&dir).ok()?;
-    let tmp = dir.join(format!("{stem}.jpg.tmp"));
-    let made = match e.sc.media.as_str() {
-        "photo" => image::open(&e.media)
-            .ok()
-            .map(|img| img.thumbnail(THUMB_W, THUMB_H).to_rgb8())
-            .and_then(|img| {
-                let f = fs::File::create(&tmp).ok()?;
-                let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(f, 80);
-                enc.encode_image(&img).ok()
-            })
-            .is_some(),
-        "video" => Command::new("ffmpeg")
-            .args(["-v", "error", "-nostdin", "-y", "-i"])
-            .arg(&e.media)
-            .args([
-                "-frames:v",
-                "1",
-                "-vf",
-                &format!("scale={THUMB_W}:-2"),
-                "-f",
-                "image2",
-                "-c:v",
-                "mjpeg",
-            ])
-            .arg(&tmp)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success()),
-        _ => false,
-    };
-    if made && fs::rename(&tmp, &thumb).is_ok() {
-        Some(thumb)
-    } else {
-        let _ = fs::remove_file(&tmp);
-        let _ = fs::write(&none, b"");
-        None
+/// ffmpeg scales a photo, or takes a video's first frame, into `out` (JPEG).
+fn make_thumbnail(media: &Path, out: &Path) -> bool {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(media)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("scale='min({THUMB_W},iw)':-2"),
+            "-f",
+            "image2",
+            "-c:v",
+            "mjpeg",
+        ])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The picture a card shows: a thumbnail (made now if missing), else a photo
+/// itself (the browser scales it), else None (a placeholder is shown).
+fn thumbnail(root: &Path, e: &Entry, retry: bool) -> Option<PathBuf> {
+    let photo = (e.sidecar.media == Media::Photo).then(|| e.media.clone());
+    match derived::thumbnail(root, e.imei, &e.media, retry) {
+        Ok(derived::Thumbnail::Ready(t)) => Some(t),
+        Ok(derived::Thumbnail::Failed) => photo,
+        Ok(derived::Thumbnail::Make(d)) => {
+            if e.sidecar.media != Media::File && make_thumbnail(&e.media, d.path()) {
+                if let Ok(t) = d.commit() {
+                    return Some(t);
+                }
+            } else {
+                drop(d);
+                derived::thumbnail_failed(root, e.imei, &e.media);
+            }
+            photo
+        }
+        Err(err) => {
+            log::warn!("gallery: thumbnail of {}: {err}", e.media.display());
+            photo
+        }
     }
 }
 
@@ -207,7 +156,7 @@ i.dataset.loaded=(i.complete&&i.naturalWidth>0)?'1':'0';});\
 document.body.dataset.ready='1';});";
 
 fn local_time(e: &Entry) -> Option<String> {
-    let tz = e.sc.metadata.as_ref()?.timezone_minutes?;
+    let tz = e.sidecar.metadata.as_ref()?.timezone_minutes?;
     let off = FixedOffset::east_opt(tz as i32 * 60)?;
     Some(
         e.when
@@ -217,12 +166,12 @@ fn local_time(e: &Entry) -> Option<String> {
     )
 }
 
-fn card(root: &Path, e: &Entry, out: &mut String) {
-    let thumb = thumbnail(root, e);
+fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
+    let thumb = thumbnail(root, e, retry);
     let src = thumb
         .as_ref()
         .map_or(PLACEHOLDER.to_string(), |t| href(root, t));
-    let sc = &e.sc;
+    let sc = &e.sidecar;
     let m = sc.metadata.as_ref();
     let name = e.media.file_name().unwrap_or_default().to_string_lossy();
     let _ = write!(
@@ -256,26 +205,34 @@ fn card(root: &Path, e: &Entry, out: &mut String) {
         "family",
         esc(&format!(
             "{} ({} flow, protocol {})",
-            sc.family, sc.flow, sc.protocol_id
+            sc.family,
+            sc.flow.name(),
+            sc.protocol_id
         )),
     );
     if let Some(t) = m.and_then(|m| m.trigger_name.clone().or(m.trigger.map(|t| t.to_string()))) {
         row("trigger", esc(&t));
     }
-    if let Some(d) = m.and_then(|m| m.duration_s).filter(|_| sc.media == "video") {
+    if let Some(d) = m
+        .and_then(|m| m.duration_s)
+        .filter(|_| sc.media == Media::Video)
+    {
         row("duration", format!("{d} s"));
     }
-    if let Some(f) = m.and_then(|m| m.frame_rate).filter(|_| sc.media == "video") {
+    if let Some(f) = m
+        .and_then(|m| m.frame_rate)
+        .filter(|_| sc.media == Media::Video)
+    {
         row("frame rate", format!("{f} fps"));
     }
     row("size", esc(&format!("{} bytes", sc.size_bytes)));
-    row("CRC-16", esc(&sc.crc16));
+    row("CRC-16", format!("0x{:04X}", sc.crc16));
     row(
         "SHA-256",
         format!(
             "<span class=\"mono\" title=\"{0}\">{1}…</span>",
-            esc(&sc.sha256),
-            esc(sc.sha256.get(..16).unwrap_or(""))
+            sc.sha256.hex(),
+            sc.sha256.short()
         ),
     );
     if sc.crc_errors > 0 {
@@ -315,14 +272,20 @@ fn card(root: &Path, e: &Entry, out: &mut String) {
 
 /// Rebuilds `<root>/index.html` from the sidecars; returns how many files it shows.
 pub fn build(root: &Path) -> Result<usize> {
+    build_with(root, false)
+}
+
+/// [`build`]; with `retry`, thumbnails that failed before are tried again
+/// (`dashcam-server gallery`: the cause, such as a missing ffmpeg, may be gone).
+pub fn build_with(root: &Path, retry: bool) -> Result<usize> {
     let mut entries = scan(root);
     entries.sort_by(|a, b| b.when.cmp(&a.when).then(b.media.cmp(&a.media)));
-    let mut by_cam: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    let mut by_cam: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
     for e in &entries {
-        by_cam.entry(e.imei.as_str()).or_default().push(e);
+        by_cam.entry(e.imei).or_default().push(e);
     }
     // Cameras with the newest file first.
-    let mut cams: Vec<(&str, Vec<&Entry>)> = by_cam.into_iter().collect();
+    let mut cams: Vec<(u64, Vec<&Entry>)> = by_cam.into_iter().collect();
     cams.sort_by(|a, b| b.1[0].when.cmp(&a.1[0].when));
     let mut html = String::with_capacity(4096 + entries.len() * 1500);
     let _ = write!(
@@ -338,17 +301,16 @@ pub fn build(root: &Path) -> Result<usize> {
         let _ = write!(
             html,
             "<h2>Camera {} ({} file(s))</h2><div class=\"grid\">",
-            esc(imei),
+            imei,
             files.len()
         );
         for e in files {
-            card(root, e, &mut html);
+            card(root, e, retry, &mut html);
         }
         html.push_str("</div>");
     }
     html.push_str("</body></html>\n");
-    crate::storage::publish::write_replace(&root.join("index.html"), html.as_bytes(), false)
-        .context("writing index.html")?;
+    derived::write_page(root, "index.html", html.as_bytes()).context("writing index.html")?;
     Ok(entries.len())
 }
 

@@ -1,13 +1,18 @@
-//! dashcam-server: downloads video and photos from DashCam/DualCam and ADAS
-//! cameras over their TCP file-transfer protocol.
+//! dashcam-server: downloads video and photos from DualCam/DashCam, ADAS and
+//! DSM cameras over their TCP file-transfer protocol.
 //!
-//! `codec` is the protocol's bytes (pure); `session` is one camera's
-//! conversation as a pure state machine; `driver` runs it over a socket and
-//! `storage` (the only code that touches the output folder); `server` is the
-//! listener; `simulator` a camera built on the codec alone.
+//! The layers are crates of their own: `dashcam_protocol` (codec and session,
+//! pure), `dashcam_storage` (everything under the output folder),
+//! `dashcam_simulator` (a camera on the codec alone). This package is the
+//! server around them: `driver` (the one place where a socket meets a
+//! session), `server` (listener and admission), TLS, PROXY, the CLI and the
+//! technician's tools.
+
+pub use dashcam_protocol::{codec, session};
+pub use dashcam_simulator as simulator;
+pub use dashcam_storage as storage;
 
 pub mod cli;
-pub mod codec;
 pub mod convert;
 pub mod decode;
 pub mod driver;
@@ -16,8 +21,5 @@ pub mod live;
 pub mod logging;
 pub mod proxy;
 pub mod server;
-pub mod session;
-pub mod simulator;
-pub mod storage;
 pub mod tls;
 pub mod verify;

@@ -12,7 +12,7 @@ use common::*;
 use dashcam_server::codec::{FileKind, InitPacket};
 use dashcam_server::session::End;
 use dashcam_server::simulator::run_camera;
-use dashcam_server::tls::Trust;
+use dashcam_server::simulator::Trust;
 
 const IMEI: u64 = 350612071913857;
 

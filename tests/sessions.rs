@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 const IMEI: u64 = 350612071913857;
 
+use serde_json::json;
+
 fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()
@@ -103,14 +105,15 @@ fn matrix_of_family_protocol_and_crc_convention() {
                 assert_eq!(f.extension().unwrap(), ext, "{cell}");
                 let sc = sidecar_of(f);
                 let path_flow = protocol >= 6 || family != Family::DualCam;
-                assert_eq!(sc.family, family.name(), "{cell}");
+                let j = sidecar_json(f);
+                assert_eq!(j["family"], family.name(), "{cell}");
                 assert_eq!(
-                    sc.flow,
+                    j["flow"],
                     if path_flow { "path" } else { "identifier" },
                     "{cell}"
                 );
                 assert_eq!(
-                    sc.unit,
+                    j["unit"],
                     if path_flow { "bytes" } else { "packets" },
                     "{cell}"
                 );
@@ -138,9 +141,9 @@ fn matrix_of_family_protocol_and_crc_convention() {
                     CrcMode::Restart => "restart",
                     CrcMode::Chained => "chained",
                 };
-                assert_eq!(sc.crc_convention.as_deref(), Some(conv), "{cell}");
-                assert_eq!(sc.crc16, format!("0x{:04X}", crc16(0, &bytes)), "{cell}");
-                assert_eq!(sc.sha256, sha256_hex(&bytes), "{cell}");
+                assert_eq!(j["crc_convention"], conv, "{cell}");
+                assert_eq!(j["crc16"], format!("0x{:04X}", crc16(0, &bytes)), "{cell}");
+                assert_eq!(j["sha256"], sha256_hex(&bytes), "{cell}");
                 assert_eq!(sc.crc_errors, 1, "{cell}: the spoiled frame");
                 let m = sc.metadata.as_ref().expect("metadata");
                 assert_eq!(
@@ -350,17 +353,18 @@ fn one_file_lands_byte_exact_with_its_sidecar_and_index_line() {
     let sc = sidecar_of(&files[0]);
     assert_eq!(sc.imei, "350612071913857");
     assert_eq!(sc.file, "%videof");
+    let j = sidecar_json(&files[0]);
     assert_eq!(
-        (sc.media.as_str(), sc.camera.as_deref()),
-        ("video", Some("front"))
+        (&j["media"], &j["camera"]),
+        (&json!("video"), &json!("front"))
     );
     assert_eq!((sc.size_bytes, sc.data_frames, sc.crc_errors), (5000, 5, 0));
     assert_eq!(
-        (sc.family.as_str(), sc.flow.as_str(), sc.unit.as_str()),
-        ("dualcam", "identifier", "packets")
+        (&j["family"], &j["flow"], &j["unit"]),
+        (&json!("dualcam"), &json!("identifier"), &json!("packets"))
     );
-    assert_eq!(sc.sha256, sha256_hex(&bytes));
-    assert_eq!(sc.crc16, format!("0x{:04X}", crc16(0, &bytes)));
+    assert_eq!(j["sha256"], sha256_hex(&bytes));
+    assert_eq!(j["crc16"], format!("0x{:04X}", crc16(0, &bytes)));
     assert_eq!(sc.protocol_id, 5);
     assert!(sc.remote_addr.starts_with("127.0.0.1:"));
     assert!(sc.metadata.is_none());

@@ -184,7 +184,11 @@ fn symlinks_planted_where_the_server_writes_are_never_followed() {
     let now = chrono::Utc::now();
     for dt in -2..=5 {
         let t = now + chrono::Duration::seconds(dt);
-        let stem = format!("{}_{}", t.format("%Y%m%d_%H%M%S"), open.spec.name);
+        let stem = format!(
+            "{}_{}",
+            t.format("%Y%m%d_%H%M%S"),
+            dashcam_server::storage::names::stem(&open.spec)
+        );
         for ext in ["mp4", "json", "json.tmp"] {
             symlink(&victim, cam.join(format!("{stem}.{ext}"))).unwrap();
         }

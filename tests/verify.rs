@@ -150,7 +150,10 @@ fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
             }
             "png photo" => {
                 assert!(!ok, "{text}");
-                assert!(text.contains("photo     FAIL   not a JPEG (Png)"), "{text}");
+                assert!(
+                    text.contains("photo     FAIL   not a JPEG (a PNG)"),
+                    "{text}"
+                );
             }
             _ => {
                 assert!(!ok, "{text}");

@@ -135,6 +135,12 @@ pub fn sidecar_of(media: &Path) -> Sidecar {
     serde_json::from_str(&text).expect("sidecar JSON")
 }
 
+/// The sidecar as it is on disk: what a user's script reads.
+pub fn sidecar_json(media: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(media.with_extension("json")).expect("sidecar");
+    serde_json::from_str(&text).expect("sidecar JSON")
+}
+
 /// Every regular file under `dir`, recursively.
 pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

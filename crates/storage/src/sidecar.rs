@@ -1,36 +1,35 @@
 //! The JSON written beside each stored file, and the line appended to the index.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{hex, names, Family, Metadata, MetadataFormat};
+use dashcam_protocol::codec::{hex, names, Family, Metadata, MetadataFormat};
+use dashcam_protocol::session::{Convention, Flow};
+use dashcam_protocol::{Camera, Media, Unit};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Sidecar {
     pub imei: String,
     /// The identifier as requested: `%videof`, or the device's path.
     pub file: String,
-    /// `dualcam`, `adas` or `dsm`.
-    pub family: String,
-    /// `identifier` or `path`.
-    pub flow: String,
-    /// `video`, `photo` or `file`.
-    pub media: String,
-    /// `front`, `rear`, or null when unknown.
-    pub camera: Option<String>,
+    pub family: Family,
+    pub flow: Flow,
+    pub media: Media,
+    /// None when the device's words do not say.
+    pub camera: Option<Camera>,
     pub size_bytes: u64,
-    /// What START counted: `packets` or `bytes`, and its value.
-    pub unit: String,
+    /// What START counted, and its value.
+    pub unit: Unit,
     pub start_total: u32,
     /// DATA frames that carried the file on this connection.
     pub data_frames: u32,
-    /// The server's own CRC-16 of the whole stored file from 0, e.g. `0x27CA`.
-    pub crc16: String,
-    /// SHA-256 of the whole stored file, hex.
-    pub sha256: String,
+    /// The server's own CRC-16 of the whole stored file from 0: `"0x27CA"` on disk.
+    #[serde(with = "crc_hex")]
+    pub crc16: u16,
+    /// SHA-256 of the whole stored file: lowercase hex on disk.
+    pub sha256: Sha256Digest,
     pub crc_errors: u32,
-    /// How the camera chains its CRC after a SYNC: `restart`, `chained`, or null (not seen).
-    pub crc_convention: Option<String>,
+    /// How the camera chains its CRC after a SYNC, or None (not seen).
+    pub crc_convention: Option<Convention>,
     pub protocol_id: u16,
     pub remote_addr: String,
     pub started_at: String,
@@ -48,6 +47,77 @@ pub struct Sidecar {
     /// path (same identifier, size and SHA-256), and was not stored again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+}
+
+/// A SHA-256, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    pub fn hex(&self) -> String {
+        use std::fmt::Write;
+        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// The first 16 hex digits, for log lines.
+    pub fn short(&self) -> String {
+        self.hex()[..16].to_string()
+    }
+
+    pub fn parse(text: &str) -> Option<Sha256Digest> {
+        let t = text.as_bytes();
+        if t.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in t.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some(Sha256Digest(out))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Sha256Digest::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom("sha256: not 64 hex digits"))
+    }
+}
+
+/// `0x27CA` on disk, a u16 in memory.
+mod crc_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(crc: &u16, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("0x{crc:04X}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+        let text = String::deserialize(d)?;
+        let digits = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .unwrap_or(&text);
+        u16::from_str_radix(digits, 16)
+            .map_err(|_| serde::de::Error::custom(format!("crc16: {text:?} is not 0xHHHH")))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,13 +151,7 @@ pub struct MetadataJson {
     pub raw_hex: Option<String>,
 }
 
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-pub fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(i64::try_from(ms).ok()?).single()
-}
+pub use dashcam_protocol::time::{from_millis, rfc3339};
 
 impl MetadataJson {
     /// `m` is the payload `raw` parsed for `family`.
@@ -135,7 +199,9 @@ pub struct IndexLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::metadata::{encode, parse_adas, parse_dsm, parse_dualcam, parse_json};
+    use dashcam_protocol::codec::metadata::{
+        encode, parse_adas, parse_dsm, parse_dualcam, parse_json,
+    };
 
     #[test]
     fn dualcam_metadata_json_has_every_field_and_names() {

@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Ctx, Result, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::{fsx, IndexLine, Sidecar, Storage, Stored, PARTIAL_DIR};
@@ -66,14 +66,14 @@ pub fn write_replace(path: &Path, body: &[u8], durable: bool) -> Result<()> {
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     let _ = fs::remove_file(&tmp);
-    let mut f = fsx::create_new(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f = fsx::create_new(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
     f.write_all(body)
         .and_then(|_| if durable { f.sync_all() } else { Ok(()) })
-        .with_context(|| format!("writing {}", tmp.display()))?;
+        .ctx(|| format!("writing {}", tmp.display()))?;
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    fs::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))?;
     if let Some(dir) = path.parent().filter(|_| durable) {
-        fsx::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+        fsx::sync_dir(dir).ctx(|| format!("syncing {}", dir.display()))?;
     }
     Ok(())
 }
@@ -104,10 +104,10 @@ fn append_index(storage: &Storage, line: &str) -> Result<()> {
 
 fn append_index_at(path: &Path, line: &str) -> Result<()> {
     let path = path.to_path_buf();
-    let mut f = fsx::open_append(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = fsx::open_append(&path).ctx(|| format!("opening {}", path.display()))?;
     f.write_all(line.as_bytes())
         .and_then(|_| f.sync_data())
-        .with_context(|| format!("appending to {}", path.display()))
+        .ctx(|| format!("appending to {}", path.display()))
 }
 
 pub(super) fn publish(
@@ -136,7 +136,10 @@ pub(super) fn publish(
             (name, media, sidecar)
         })
         .find(|(_, m, s)| !fsx::exists(m) && !fsx::exists(s))
-        .with_context(|| format!("no free file name for {stem}.{ext} in {}", dir.display()))?;
+        .ok_or_else(|| StoreError::Io {
+            kind: std::io::ErrorKind::AlreadyExists,
+            what: format!("no free file name for {stem}.{ext} in {}", dir.display()),
+        })?;
     sc.duplicate_of = None;
     let intent = Intent {
         media: format!("{name}.{ext}"),
@@ -147,7 +150,7 @@ pub(super) fn publish(
     storage.fault(PublishStep::WriteIntent)?;
     write_atomic(&intent_path, &serde_json::to_vec(&intent)?)?;
     storage.fault(PublishStep::RenameMedia)?;
-    fs::rename(&part, &media).with_context(|| format!("storing {}", media.display()))?;
+    fs::rename(&part, &media).ctx(|| format!("storing {}", media.display()))?;
     fsx::sync_dir(&dir)?;
     fsx::sync_dir(&pdir)?;
     let stored = Stored {
@@ -181,7 +184,7 @@ pub(super) fn record_duplicate(
         "[{imei}] already have {} ({} bytes, SHA-256 {}): not stored again",
         existing.display(),
         sc.size_bytes,
-        &sc.sha256[..16]
+        sc.sha256.short()
     );
     let line = index_line(storage, existing, &sc)?;
     append_index(storage, &line)?;
@@ -261,7 +264,7 @@ pub(super) fn recover(storage: &Storage) -> usize {
 fn recover_one(storage: &Storage, pdir: &Path, intent_path: &Path) -> Result<()> {
     let dir = pdir
         .parent()
-        .context("partial folder without a camera folder")?;
+        .ok_or_else(|| StoreError::Unsafe("partial folder without a camera folder".into()))?;
     let part = intent_path.with_extension("part");
     let state = intent_path.with_extension("state");
     let mut text = Vec::new();
@@ -272,7 +275,10 @@ fn recover_one(storage: &Storage, pdir: &Path, intent_path: &Path) -> Result<()>
         return Ok(());
     };
     if intent.media.contains(['/', '\\']) || intent.sidecar.contains(['/', '\\']) {
-        bail!("intent names a path outside the camera folder");
+        return Err(StoreError::Unsafe(format!(
+            "{} names a path outside the camera folder",
+            intent_path.display()
+        )));
     }
     let media = dir.join(&intent.media);
     let sidecar = dir.join(&intent.sidecar);

@@ -4,7 +4,7 @@
 //! file system: every protocol decision, and every timeout, is made here from
 //! the instants it is given, so tests drive it frame by frame without sleeping.
 //!
-//! The [`crate::driver`] runs it over a socket and storage.
+//! The server's driver runs it over a socket and storage.
 
 mod choose;
 #[cfg(test)]
@@ -16,17 +16,16 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, status_name, CodecError, Family, FileKind, Frame, Input, Limits};
-use crate::storage::FileSpec;
+pub use crate::file::{FileSpec, Unit};
 
 pub use transfer::{human_bytes, CrcCheck, FileRecord, OpenFile};
 
 /// Which cameras and flows the server serves (the reference's `--cam`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Per init: protocol >= 6 or bit 0x02 takes the path flow; DualCam bits the identifier flow.
     Auto,
     /// DualCam/DashCam only (`%videof` ...; the path flow on protocol >= 6).
-    #[value(alias = "dashcam")]
     Dualcam,
     /// ADAS (MDAS9) only: the path flow.
     Adas,
@@ -35,7 +34,8 @@ pub enum Mode {
 }
 
 /// How files are asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Flow {
     /// FILE REQ `%videof` ...; START/RESUME/SYNC in 1024-byte packets, 1-based.
     Identifier,
@@ -52,15 +52,9 @@ impl Flow {
     }
 }
 
-/// What START, RESUME and SYNC count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Packets,
-    Bytes,
-}
-
 /// Where a device starts its CRC chain after a SYNC past the file's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Convention {
     /// From 0 after every SYNC (current firmware, the reference server since 0.2.5).
     Restart,

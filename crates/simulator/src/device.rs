@@ -10,10 +10,12 @@ use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{CrcMode, Rng, SimConfig, SimReport};
-use crate::codec::metadata::encode;
-use crate::codec::{crc16, Deframer, Family, FileKind, Frame, InitPacket, Limits, PATH_BIT};
+use super::{unix_now, CrcMode, Rng, SimConfig, SimReport};
 use crate::tls::SharedTls;
+use dashcam_protocol::codec::metadata::encode;
+use dashcam_protocol::codec::{
+    crc16, Deframer, Family, FileKind, Frame, InitPacket, Limits, PATH_BIT,
+};
 
 /// A command from the server, owned so it can cross from the reader thread.
 #[derive(Debug)]
@@ -533,7 +535,7 @@ impl Camera {
 
     fn metadata_for(&self, id: &[u8]) -> Vec<u8> {
         let now = self.cfg.meta_time.unwrap_or_else(|| {
-            let now = chrono::Utc::now().timestamp();
+            let now = unix_now() as i64;
             now - now % 60
         });
         let (lat, lon) = self.cfg.position;

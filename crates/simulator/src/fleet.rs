@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::codec::metadata::encode;
-use crate::codec::{crc16, Deframer, FileKind, Frame, InitPacket, Limits};
+use dashcam_protocol::codec::metadata::encode;
+use dashcam_protocol::codec::{crc16, Deframer, FileKind, Frame, InitPacket, Limits};
 
 /// How a fleet run is set up.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ impl Driver<'_> {
                     self.cams[i].phase = Phase::Commands;
                 }
                 4 => {
-                    let now_s = chrono::Utc::now().timestamp() as u64;
+                    let now_s = crate::unix_now();
                     let m = encode::dualcam(
                         self.cfg.kind.bit(),
                         now_s * 1000,
@@ -417,9 +417,8 @@ fn run_share(cfg: &FleetConfig, file: &[u8], imeis: Vec<(u64, Instant)>) -> (Vec
     (d.cams, d.sent, d.peak)
 }
 
-/// Runs the fleet to its end.
+/// Runs the fleet to its end (the caller raises the open-file limit first).
 pub fn run_fleet(cfg: &FleetConfig, file: Vec<u8>) -> FleetReport {
-    crate::server::raise_fd_limit();
     let began = Instant::now();
     let file = Arc::new(file);
     let threads = cfg.threads.clamp(1, 64);

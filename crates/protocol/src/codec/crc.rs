@@ -41,7 +41,7 @@ static TABLES: [[u16; 256]; 16] = build_tables();
 /// CRC of `data` starting from `init` (the previous packet's CRC, 0 for packet 1).
 ///
 /// ```
-/// use dashcam_server::codec::crc16;
+/// use dashcam_protocol::codec::crc16;
 /// // PROTOCOL-NOTES.md: packet 1 is bytes 0..=255 four times, packet 2 is 100 x 0xAA.
 /// let packet1: Vec<u8> = (0..4).flat_map(|_| 0..=255u8).collect();
 /// assert_eq!(crc16(0, &packet1), 0x0033);

@@ -5,13 +5,12 @@
 use std::time::Instant;
 
 use super::{Action, Convention, End, Flow, Pending, Published, Session, State, Unit};
-use crate::codec::{crc16, frame::MAX_PACKET_BYTES, Family, Frame};
-use crate::storage::FileSpec;
+use crate::codec::{crc16, Family, Frame};
+use crate::file::{Extent, FileSpec};
 
 /// DATA frames still in flight after a RESUME are discarded; a device that sends
 /// more than this many without a SYNC is not following the protocol.
 pub(crate) const MAX_IN_FLIGHT: u32 = 4096;
-const PACKET: u64 = MAX_PACKET_BYTES as u64;
 /// Progress lines of one file at most this often.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -34,21 +33,8 @@ pub struct OpenFile {
 }
 
 impl OpenFile {
-    /// Most bytes that can be kept for a resume: one unit short of the end, so
-    /// the last packet (whose size is unknown in the identifier flow) comes again.
-    pub fn keep_at_most(&self) -> u64 {
-        match self.unit {
-            Unit::Packets => (self.total as u64 - 1) * PACKET,
-            Unit::Bytes => self.total as u64 - 1,
-        }
-    }
-
-    /// Offsets a resume may start at are multiples of this.
-    pub fn align(&self) -> u64 {
-        match self.unit {
-            Unit::Packets => PACKET,
-            Unit::Bytes => 1,
-        }
+    pub fn extent(&self) -> Extent {
+        Extent::new(self.unit, self.total)
     }
 }
 
@@ -132,18 +118,13 @@ impl Transfer {
         self.crc_errors
     }
 
+    fn extent(&self) -> Extent {
+        Extent::new(self.unit, self.total)
+    }
+
     /// "12288 of 20813 bytes" (a packet-counted file's size is known only at its end).
     pub fn kept(&self) -> String {
-        match self.unit {
-            Unit::Packets => format!(
-                "{} of up to {} bytes (packet {} of {})",
-                self.stored,
-                self.max_bytes(),
-                self.stored / PACKET,
-                self.total
-            ),
-            Unit::Bytes => format!("{} of {} bytes", self.stored, self.total),
-        }
+        self.extent().kept(self.stored)
     }
 
     pub fn is_open(&self) -> bool {
@@ -155,49 +136,29 @@ impl Transfer {
     }
 
     fn total_bytes(&self) -> Option<u64> {
-        match self.unit {
-            Unit::Packets => None,
-            Unit::Bytes => Some(self.total as u64),
-        }
+        self.extent().exact_bytes()
     }
 
     fn max_bytes(&self) -> u64 {
-        match self.unit {
-            Unit::Packets => self.total as u64 * PACKET,
-            Unit::Bytes => self.total as u64,
-        }
+        self.extent().max_bytes()
     }
 
     fn complete(&self) -> bool {
-        match self.unit {
-            Unit::Packets => self.stored.div_ceil(PACKET) >= self.total as u64 && self.stored > 0,
-            Unit::Bytes => self.stored == self.total as u64,
-        }
+        self.extent().is_complete(self.stored)
     }
 
     /// The RESUME value for what is stored.
     fn resume_value(&self) -> u32 {
-        match self.unit {
-            Unit::Packets => (self.stored / PACKET) as u32 + 1,
-            Unit::Bytes => self.stored as u32,
-        }
+        self.extent().resume_offset(self.stored)
     }
 
     /// A SYNC offset in bytes, or None when it is outside the file.
     fn sync_bytes(&self, offset: u32) -> Option<u64> {
-        match self.unit {
-            Unit::Packets if offset <= 1 => Some(0),
-            Unit::Packets if offset <= self.total => Some((offset as u64 - 1) * PACKET),
-            Unit::Bytes if offset < self.total => Some(offset as u64),
-            _ => None,
-        }
+        self.extent().byte_of(offset)
     }
 
     fn position(&self) -> String {
-        match self.unit {
-            Unit::Packets => format!("packet {} of {}", self.stored / PACKET + 1, self.total),
-            Unit::Bytes => format!("byte {} of {}", self.stored, self.total),
-        }
+        self.extent().position(self.stored)
     }
 }
 
@@ -213,10 +174,7 @@ impl Session<'_> {
             "[{}] receiving {}: {total} {}",
             self.tag,
             file.spec.display(),
-            match unit {
-                Unit::Packets => "packets",
-                Unit::Bytes => "bytes",
-            }
+            unit.name()
         );
         let flow = file.flow;
         self.state = State::Transfer(Box::new(Transfer {
@@ -247,7 +205,7 @@ impl Session<'_> {
     }
 
     /// The driver opened the partial: `stored` bytes are kept (aligned, at most
-    /// [`OpenFile::keep_at_most`]).
+    /// [`Extent::keep_at_most`]).
     pub fn opened(&mut self, now: Instant, result: Result<u64, String>) {
         let State::Transfer(t) = &mut self.state else {
             return;
@@ -517,13 +475,8 @@ impl Session<'_> {
             return;
         };
         let n = payload.len() as u64;
-        let shape_ok = match t.unit {
-            Unit::Packets => {
-                let last = t.stored / PACKET + 1 == t.total as u64;
-                n <= PACKET && (last || n == PACKET)
-            }
-            Unit::Bytes => t.stored + n <= t.total as u64,
-        } && offset.is_none_or(|o| o as u64 == t.stored);
+        let shape_ok =
+            t.extent().accepts(t.stored, n) && offset.is_none_or(|o| o as u64 == t.stored);
         let matched = if shape_ok {
             let c0 = crc16(t.inits[0], payload);
             if c0 == crc {
@@ -579,7 +532,7 @@ impl Session<'_> {
         let due = t
             .last_progress
             .is_none_or(|at| now.saturating_duration_since(at) >= PROGRESS_EVERY);
-        if decile > t.last_decile && max >= 10 * PACKET && due {
+        if decile > t.last_decile && max >= 10 * crate::file::PACKET_BYTES && due {
             t.last_decile = decile;
             t.last_progress = Some(now);
             let secs = now.saturating_duration_since(t.began).as_secs_f64();

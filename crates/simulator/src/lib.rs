@@ -7,15 +7,17 @@
 mod device;
 mod fleet;
 mod load;
+mod tls;
 
 pub use device::run_camera;
 pub use fleet::{run_fleet, FleetConfig, FleetReport};
 pub use load::{run_many, LoadReport};
+pub use tls::{client_config, SharedTls, Trust};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::codec::{Family, FileKind};
+use dashcam_protocol::codec::{Family, FileKind};
 
 /// Where the simulated camera starts its CRC chain after a SYNC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -126,4 +128,11 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

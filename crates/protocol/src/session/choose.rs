@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Action, End, Flow, Mode, Pending, Session, State};
 use crate::codec::{self, Family, FileKind, Frame, InitPacket};
-use crate::storage::FileSpec;
+use crate::file::FileSpec;
 
 /// Late METADATA frames tolerated while waiting for START.
 const MAX_STRAY_METADATA: u32 = 4;
@@ -327,10 +327,7 @@ impl Session<'_> {
             return;
         }
         let unit = transfer::unit_of(file.flow);
-        let bytes = match unit {
-            super::Unit::Packets => total as u64 * 1024,
-            super::Unit::Bytes => total as u64,
-        };
+        let bytes = crate::file::Extent::new(unit, total).max_bytes();
         if bytes > self.cfg.max_file_bytes {
             let why = format!(
                 "{} announces up to {} MiB, over the --max-file-mb limit of {} MiB",
@@ -374,8 +371,8 @@ fn log_metadata(tag: &str, file: &Pending, len: usize, m: &codec::Metadata) {
     let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
     let time = m
         .timestamp_ms
-        .and_then(crate::storage::sidecar::from_millis)
-        .map(crate::storage::sidecar::rfc3339);
+        .and_then(crate::time::from_millis)
+        .map(crate::time::rfc3339);
     let trigger = m.trigger.map(|t| {
         codec::names::trigger_name(file.family, t)
             .map_or_else(|| t.to_string(), |n| format!("{t} ({n})"))

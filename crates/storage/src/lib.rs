@@ -12,18 +12,23 @@
 //! Nothing here is opened through a symlink, and a media file never appears
 //! without its sidecar and index line: see [`publish`].
 
+pub mod catalog;
 mod dedup;
+pub mod derived;
+pub mod error;
 mod fsx;
-mod names;
+pub mod names;
 mod partial;
 pub mod publish;
 pub mod sidecar;
 
+pub use catalog::StoredFile;
+pub use dashcam_protocol::FileSpec;
+pub use error::StoreError;
 pub use fsx::{free_space, is_no_space};
-pub use names::FileSpec;
 pub use partial::Partial;
 pub use publish::PublishStep;
-pub use sidecar::{IndexLine, MetadataJson, Sidecar};
+pub use sidecar::{IndexLine, MetadataJson, Sha256Digest, Sidecar};
 
 use std::collections::HashSet;
 use std::fs;
@@ -32,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Ctx, Result};
 
 const PARTIAL_DIR: &str = ".partial";
 const INDEX: &str = "downloads.jsonl";
@@ -111,13 +116,13 @@ impl Storage {
     ) -> Result<Storage> {
         let root = root.into();
         fs::create_dir_all(&root)
-            .with_context(|| format!("cannot create the output folder {}", root.display()))?;
+            .ctx(|| format!("cannot create the output folder {}", root.display()))?;
         let probe = root.join(format!(".probe-{}.tmp", std::process::id()));
         let _ = fs::remove_file(&probe);
         fsx::create_new(&probe)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"))
             .and_then(|_| fs::remove_file(&probe))
-            .with_context(|| format!("the output folder {} is not writable", root.display()))?;
+            .ctx(|| format!("the output folder {} is not writable", root.display()))?;
         let s = Storage {
             root,
             cfg,
@@ -157,9 +162,9 @@ impl Storage {
     /// The camera's folder and its `.partial`, created, never symlinks.
     fn camera_dirs(&self, imei: u64) -> Result<(PathBuf, PathBuf)> {
         let dir = self.camera_dir(imei);
-        fsx::ensure_dir(&dir).with_context(|| format!("camera folder {}", dir.display()))?;
+        fsx::ensure_dir(&dir).ctx(|| format!("camera folder {}", dir.display()))?;
         let pdir = dir.join(PARTIAL_DIR);
-        fsx::ensure_dir(&pdir).with_context(|| format!("partial folder {}", pdir.display()))?;
+        fsx::ensure_dir(&pdir).ctx(|| format!("partial folder {}", pdir.display()))?;
         Ok((dir, pdir))
     }
 
@@ -225,13 +230,10 @@ impl Storage {
             return Ok(());
         };
         if free < need.saturating_add(self.cfg.min_free_bytes) {
-            bail!(
-                "not enough free space in {}: {} MiB free, the file needs up to {} MiB and --min-free-mb keeps {} MiB",
-                self.root.display(),
-                free >> 20,
-                need.div_ceil(1 << 20),
-                self.cfg.min_free_bytes >> 20
-            );
+            return Err(StoreError::NoSpace {
+                needed: need + self.cfg.min_free_bytes,
+                free,
+            });
         }
         Ok(())
     }
@@ -294,7 +296,11 @@ impl Storage {
     /// Opens the partial for one file of one camera: resumes a matching one
     /// (same identifier, unit, total and metadata time; young enough; its
     /// verified prefix unchanged on disk), else starts a new one.
-    pub fn begin(&self, imei: u64, open: &crate::session::OpenFile) -> Result<Partial<'_>> {
+    pub fn begin(
+        &self,
+        imei: u64,
+        open: &dashcam_protocol::session::OpenFile,
+    ) -> Result<Partial<'_>> {
         Partial::open(self, imei, open)
     }
 
@@ -308,7 +314,10 @@ impl Storage {
 
     fn fault(&self, step: PublishStep) -> Result<()> {
         if self.fault.as_ref().is_some_and(|f| f(step)) {
-            bail!("stopped before {step:?} (injected fault)");
+            return Err(StoreError::Io {
+                kind: std::io::ErrorKind::Interrupted,
+                what: format!("stopped before {step:?} (injected fault)"),
+            });
         }
         Ok(())
     }

@@ -148,7 +148,7 @@ impl InitPacket {
 /// port scanner is turned away without waiting for 16 bytes.
 ///
 /// ```
-/// use dashcam_server::codec::{parse_init, FileKind};
+/// use dashcam_protocol::codec::{parse_init, FileKind};
 /// // A real device's init packet (PROTOCOL-NOTES.md).
 /// let bytes = [0, 0, 0, 5, 0, 1, 0x3E, 0xE1, 0x3C, 0, 0x19, 0x81, 0x44, 0, 4, 0];
 /// let init = parse_init(&bytes).unwrap().unwrap();

@@ -3,17 +3,16 @@
 //! time the camera finishes a file in this process, then kept up to date.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::{fsx, Sidecar, Storage, Stored};
+use super::{catalog, fsx, Sha256Digest, Sidecar, Storage, Stored};
 
 #[derive(Debug, Clone)]
 struct Entry {
     file: String,
     size: u64,
-    sha256: String,
+    sha256: Sha256Digest,
     path: PathBuf,
     /// The metadata timestamp, when the file had metadata.
     meta_ms: Option<u64>,
@@ -35,39 +34,17 @@ pub(super) struct Known {
 }
 
 fn load(storage: &Storage, imei: u64) -> Vec<Entry> {
-    let dir = storage.camera_dir(imei);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let Some(sc) = fsx::read_json::<Sidecar>(&p, 1 << 20) else {
-            continue;
-        };
-        // The media file beside it: same stem, any extension but json.
-        let stem = p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
-        let media = fs::read_dir(&dir).ok().and_then(|rd| {
-            rd.flatten().map(|e| e.path()).find(|m| {
-                m.file_stem() == Some(stem.as_os_str())
-                    && m.extension().is_some_and(|x| x != "json" && x != "mp4")
-            })
-        });
-        if let Some(path) = media {
-            out.push(Entry {
-                meta_ms: meta_ms(&sc),
-                file: sc.file,
-                size: sc.size_bytes,
-                sha256: sc.sha256,
-                path,
-                by_time: true,
-            });
-        }
-    }
-    out
+    catalog::camera_files(&storage.camera_dir(imei), imei)
+        .into_iter()
+        .map(|f| Entry {
+            meta_ms: meta_ms(&f.sidecar),
+            file: f.sidecar.file,
+            size: f.sidecar.size_bytes,
+            sha256: f.sidecar.sha256,
+            path: f.media,
+            by_time: true,
+        })
+        .collect()
 }
 
 impl Known {
@@ -86,7 +63,7 @@ impl Known {
             list.push(Entry {
                 file: stored.sidecar.file.clone(),
                 size: stored.sidecar.size_bytes,
-                sha256: stored.sidecar.sha256.clone(),
+                sha256: stored.sidecar.sha256,
                 path: stored.path.clone(),
                 meta_ms: meta_ms(&stored.sidecar),
                 by_time: true,
@@ -102,21 +79,18 @@ impl Known {
         imei: u64,
         file: &str,
         ts_ms: u64,
-        open: &crate::session::OpenFile,
+        open: &dashcam_protocol::session::OpenFile,
     ) -> Option<(PathBuf, u64)> {
         let mut map = self.by_imei.lock().unwrap();
         let list = map.entry(imei).or_insert_with(|| load(storage, imei));
-        let fits = |size: u64| match open.unit {
-            crate::session::Unit::Packets => size.div_ceil(1024) == open.total as u64,
-            crate::session::Unit::Bytes => size == open.total as u64,
-        };
+        let extent = open.extent();
         list.iter()
             .find(|e| {
                 e.by_time
                     && e.file == file
                     && e.meta_ms == Some(ts_ms)
                     && e.size > 0
-                    && fits(e.size)
+                    && extent.fits(e.size)
             })
             .filter(|e| fsx::exists(&e.path))
             .map(|e| (e.path.clone(), e.size))

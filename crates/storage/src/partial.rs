@@ -9,14 +9,14 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Ctx, Result, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{fsx, publish, sidecar, MetadataJson, Sidecar, Storage, Stored};
-use crate::codec::{crc16, hex};
-use crate::session::{FileRecord, OpenFile, Unit};
+use super::{fsx, names, publish, sidecar, MetadataJson, Sha256Digest, Sidecar, Storage, Stored};
+use dashcam_protocol::codec::{crc16, hex};
+use dashcam_protocol::session::{FileRecord, OpenFile};
 
 const WRITE_BUFFER: usize = 64 * 1024;
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -47,13 +47,6 @@ pub(super) struct State {
     crc_errors: u32,
 }
 
-fn unit_name(u: Unit) -> &'static str {
-    match u {
-        Unit::Packets => "packets",
-        Unit::Bytes => "bytes",
-    }
-}
-
 /// Reads `len` bytes of `file` from `from`, handing each chunk to `each`.
 fn read_range(
     file: &mut fs::File,
@@ -73,8 +66,12 @@ fn read_range(
     }
 }
 
+fn digest(h: &Sha256) -> Sha256Digest {
+    Sha256Digest(h.clone().finalize().into())
+}
+
 fn sha_hex(h: &Sha256) -> String {
-    hex(&h.clone().finalize()).replace(' ', "").to_lowercase()
+    digest(h).hex()
 }
 
 /// A partial found on disk (for sweeping and the size cap).
@@ -174,7 +171,6 @@ pub struct Partial<'s> {
     /// Set when the camera offers a file already stored (same identifier,
     /// metadata time and size): only its end is fetched and compared.
     confirm: Option<Confirm>,
-    name: String,
     max_bytes: u64,
 }
 
@@ -186,27 +182,16 @@ struct Confirm {
     matched: bool,
 }
 
-/// How much of the end is fetched to confirm a file already stored.
-fn confirm_from(open: &OpenFile, size: u64) -> u64 {
-    match open.unit {
-        Unit::Packets => (open.total as u64 - 1) * 1024,
-        Unit::Bytes => size - size.min(1024),
-    }
-}
-
 impl<'s> Partial<'s> {
     pub(super) fn open(storage: &'s Storage, imei: u64, open: &OpenFile) -> Result<Partial<'s>> {
         let (_, pdir) = storage.camera_dirs(imei)?;
         let identity = Identity {
             identifier_hex: hex(&open.spec.identifier),
-            unit: unit_name(open.unit).to_string(),
+            unit: open.unit.name().to_string(),
             total: open.total,
             meta_timestamp_ms: open.meta_timestamp_ms,
         };
-        let max_bytes = match open.unit {
-            Unit::Packets => open.total as u64 * 1024,
-            Unit::Bytes => open.total as u64,
-        };
+        let max_bytes = open.extent().max_bytes();
         // Resume a partial of the same file, if one is there and still good.
         for listed in list(&pdir) {
             let Some(state) = read_state(&listed.state) else {
@@ -216,10 +201,7 @@ impl<'s> Partial<'s> {
                 continue;
             }
             if !claim_within(storage, &listed.part) {
-                bail!(
-                    "{} is already being received on another connection",
-                    open.spec.display()
-                );
+                return Err(StoreError::Busy);
             }
             let key = listed
                 .part
@@ -243,7 +225,7 @@ impl<'s> Partial<'s> {
             storage,
             imei,
             &pdir,
-            unique_key(&open.spec.name),
+            unique_key(&names::stem(&open.spec)),
             State {
                 identity,
                 started_at: Utc::now(),
@@ -253,14 +235,13 @@ impl<'s> Partial<'s> {
                 crc_errors: 0,
             },
         );
-        p.name = open.spec.name.clone();
         p.max_bytes = max_bytes;
         if let Some(ts) = open.meta_timestamp_ms {
             let id = open.spec.display();
             if let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
             {
                 let file = fsx::open_read(&existing)?;
-                let from = confirm_from(open, size);
+                let from = open.extent().last_unit_from(size);
                 log::info!(
                     "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
                     existing.display(),
@@ -286,7 +267,7 @@ impl<'s> Partial<'s> {
         self.storage.make_room_for_partial(self.max_bytes);
         self.storage.claim(&self.part_path);
         let f = fsx::create_new(&self.part_path)
-            .with_context(|| format!("creating {}", self.part_path.display()))?;
+            .ctx(|| format!("creating {}", self.part_path.display()))?;
         self.file = Some(f);
         self.state.started_at = Utc::now();
         self.len = 0;
@@ -313,7 +294,6 @@ impl<'s> Partial<'s> {
             discard: false,
             finished: false,
             confirm: None,
-            name: String::new(),
             max_bytes: 0,
         }
     }
@@ -333,8 +313,9 @@ impl<'s> Partial<'s> {
         if verified == 0 || file.metadata()?.len() < verified {
             return Ok(false);
         }
-        let keep = verified.min(open.keep_at_most());
-        let keep = keep - keep % open.align();
+        let extent = open.extent();
+        let keep = verified.min(extent.keep_at_most());
+        let keep = keep - keep % extent.align();
         if keep == 0 {
             return Ok(false);
         }
@@ -387,7 +368,8 @@ impl<'s> Partial<'s> {
         self.state.verified_bytes = self.len;
         self.state.sha256 = sha_hex(&self.sha);
         self.state.crc = self.crc;
-        publish::write_replace(&self.state_path, &serde_json::to_vec(&self.state)?, false)
+        let body = serde_json::to_vec(&self.state).ctx(|| "partial state")?;
+        publish::write_replace(&self.state_path, &body, false)
     }
 
     fn writer(&mut self) -> io::Result<&mut fs::File> {
@@ -535,26 +517,40 @@ impl<'s> Partial<'s> {
         if let Some(c) = self.confirm.take() {
             self.finished = true;
             if c.matched && self.len == c.size {
-                let mut sc = self.sidecar(record, remote, "");
+                // The stored file's own digests: from its sidecar, or
+                // computed again when the sidecar is gone.
                 let stored_sc: Option<Sidecar> =
                     fsx::read_json(&c.existing.with_extension("json"), 4 << 20);
-                if let Some(old) = stored_sc {
-                    sc.sha256 = old.sha256;
-                    sc.crc16 = old.crc16;
-                }
+                let (sha, crc) = match stored_sc {
+                    Some(old) => (old.sha256, old.crc16),
+                    None => {
+                        let (mut sha, mut crc) = (Sha256::new(), 0u16);
+                        let mut f = c.file;
+                        read_range(&mut f, 0, c.size, |b| {
+                            sha.update(b);
+                            crc = crc16(crc, b);
+                        })?;
+                        (digest(&sha), crc)
+                    }
+                };
+                let mut sc = self.sidecar(record, remote, sha);
+                sc.crc16 = crc;
                 sc.size_bytes = c.size;
                 return publish::record_duplicate(self.storage, self.imei, &c.existing, sc);
             }
             self.storage.known.forget_time(self.imei, &c.existing);
-            bail!(
-                "its last bytes differ from {}: not the same file after all; it will be downloaded whole next time",
+            return Err(StoreError::NotSameFile(format!(
+                "its last bytes differ from {}; it will be downloaded whole next time",
                 c.existing.display()
-            );
+            )));
         }
         // The whole file is verified: say so in the state first, so a stop
         // during the publish leaves a partial that resumes at its end.
         self.checkpoint()?;
-        let mut file = self.file.take().context("the partial is closed")?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("the partial is closed"))?;
         let check = record.check;
         let device_crc = if check.from == 0 {
             self.crc
@@ -567,14 +563,18 @@ impl<'s> Partial<'s> {
         if device_crc != check.crc {
             drop(file);
             self.discard = true;
-            bail!(
-                "the stored bytes from offset {} have CRC 0x{device_crc:04X}, the camera's chain says 0x{:04X}: discarded",
+            log::warn!(
+                "[{}] the stored bytes from offset {} have CRC 0x{device_crc:04X}, the camera's chain says 0x{:04X}: discarded",
+                self.imei,
                 check.from,
                 check.crc
             );
+            return Err(StoreError::CrcMismatch {
+                expected: check.crc,
+                found: device_crc,
+            });
         }
-        let sha = sha_hex(&self.sha);
-        let sc = self.sidecar(record, remote, &sha);
+        let sc = self.sidecar(record, remote, digest(&self.sha));
         if let Some(existing) = self.storage.known.find(self.storage, self.imei, &sc) {
             drop(file);
             let stored = publish::record_duplicate(self.storage, self.imei, &existing, sc)?;
@@ -593,7 +593,11 @@ impl<'s> Partial<'s> {
             .and_then(|(_, m)| m.timestamp_ms)
             .and_then(sidecar::from_millis);
         let name_time = meta_time.unwrap_or(self.state.started_at);
-        let stem = format!("{}_{}", name_time.format("%Y%m%d_%H%M%S"), record.spec.name);
+        let stem = format!(
+            "{}_{}",
+            name_time.format("%Y%m%d_%H%M%S"),
+            names::stem(&record.spec)
+        );
         let size = self.len;
         let result = publish::publish(
             self.storage,
@@ -618,22 +622,22 @@ impl<'s> Partial<'s> {
         }
     }
 
-    fn sidecar(&self, record: &FileRecord, remote: &str, sha: &str) -> Sidecar {
+    fn sidecar(&self, record: &FileRecord, remote: &str, sha256: Sha256Digest) -> Sidecar {
         Sidecar {
             imei: self.imei.to_string(),
             file: record.spec.display(),
-            family: record.family.name().to_string(),
-            flow: record.flow.name().to_string(),
-            media: record.spec.media.to_string(),
-            camera: record.spec.camera.map(str::to_string),
+            family: record.family,
+            flow: record.flow,
+            media: record.spec.media,
+            camera: record.spec.camera,
             size_bytes: self.len,
-            unit: unit_name(record.unit).to_string(),
+            unit: record.unit,
             start_total: record.start_total,
             data_frames: record.data_frames,
-            crc16: format!("0x{:04X}", self.crc),
-            sha256: sha.to_string(),
+            crc16: self.crc,
+            sha256,
             crc_errors: self.state.crc_errors + record.crc_errors,
-            crc_convention: record.convention.map(|c| c.name().to_string()),
+            crc_convention: record.convention,
             protocol_id: record.protocol_id,
             remote_addr: remote.to_string(),
             started_at: sidecar::rfc3339(self.state.started_at),

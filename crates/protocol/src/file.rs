@@ -1,0 +1,409 @@
+//! The vocabulary the session shares with storage: what a file is (from the
+//! device's own words), how far into it a transfer is, and why storing failed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::FileKind;
+
+/// Bytes in one identifier-flow packet.
+pub const PACKET_BYTES: u64 = 1024;
+
+/// `video`, `photo` or `file`: what the identifier or path says the file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Media {
+    Video,
+    Photo,
+    File,
+}
+
+impl Media {
+    pub fn name(self) -> &'static str {
+        match self {
+            Media::Video => "video",
+            Media::Photo => "photo",
+            Media::File => "file",
+        }
+    }
+}
+
+/// Which camera of a DualCam took the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Camera {
+    Front,
+    Rear,
+}
+
+impl Camera {
+    pub fn name(self) -> &'static str {
+        match self {
+            Camera::Front => "front",
+            Camera::Rear => "rear",
+        }
+    }
+}
+
+/// A file the server asks for: the identifier sent back to the device, and
+/// what the device's words say about it. Device text is never a path: storage
+/// derives its own name from this (see `dashcam_storage::names`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Sent in FILE REQ: `%videof`, or the device's path exactly as it sent it.
+    pub identifier: Vec<u8>,
+    /// `videof` for a DualCam identifier; None for a path.
+    pub kind: Option<FileKind>,
+    pub extension: &'static str,
+    pub media: Media,
+    /// None when the path does not say.
+    pub camera: Option<Camera>,
+}
+
+impl FileSpec {
+    pub fn dualcam(kind: FileKind) -> FileSpec {
+        FileSpec {
+            identifier: kind.identifier().as_bytes().to_vec(),
+            kind: Some(kind),
+            extension: if kind.is_video() { "h265" } else { "jpg" },
+            media: if kind.is_video() {
+                Media::Video
+            } else {
+                Media::Photo
+            },
+            camera: Some(if kind.is_front() {
+                Camera::Front
+            } else {
+                Camera::Rear
+            }),
+        }
+    }
+
+    /// A path from a PATH (0x000D) frame, already checked by the session.
+    /// Absolute paths, `..` and spaces are fine: the path is only an identifier.
+    pub fn from_path(path: &[u8]) -> FileSpec {
+        let text = String::from_utf8_lossy(path);
+        let lower = text.to_ascii_lowercase();
+        let lower = lower.trim_end_matches('\0');
+        let last = lower.rsplit(['/', '\\']).next().unwrap_or_default();
+        let ext = match last.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => e,
+            _ => "",
+        };
+        let extension = match ext {
+            "mp4" => "mp4",
+            "h265" => "h265",
+            "jpg" | "jpeg" => "jpg",
+            _ if lower.contains("picture") => "jpg",
+            _ => "bin",
+        };
+        let media = match extension {
+            "mp4" | "h265" => Media::Video,
+            "jpg" => Media::Photo,
+            _ => Media::File,
+        };
+        let camera = if lower.contains("dualcam_front") {
+            Some(Camera::Front)
+        } else if lower.contains("dualcam_rear") {
+            Some(Camera::Rear)
+        } else {
+            None
+        };
+        FileSpec {
+            identifier: path.to_vec(),
+            kind: None,
+            extension,
+            media,
+            camera,
+        }
+    }
+
+    /// The identifier as text, for logs and sidecars.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.identifier).into_owned()
+    }
+}
+
+/// What START, RESUME and SYNC count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// 1024-byte packets, 1-based (identifier flow).
+    Packets,
+    /// Bytes, 0-based (path flow).
+    Bytes,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Packets => "packets",
+            Unit::Bytes => "bytes",
+        }
+    }
+}
+
+/// How long a file is, as START says it: `total` packets or bytes. Every
+/// conversion between the protocol's offsets and bytes on disk goes through here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Extent {
+    pub unit: Unit,
+    pub total: u32,
+}
+
+impl Extent {
+    pub fn new(unit: Unit, total: u32) -> Extent {
+        Extent { unit, total }
+    }
+
+    /// Most bytes the file can hold (exact in bytes; the last packet may be short).
+    pub fn max_bytes(self) -> u64 {
+        match self.unit {
+            Unit::Packets => self.total as u64 * PACKET_BYTES,
+            Unit::Bytes => self.total as u64,
+        }
+    }
+
+    /// The exact size when START tells it (path flow only).
+    pub fn exact_bytes(self) -> Option<u64> {
+        match self.unit {
+            Unit::Packets => None,
+            Unit::Bytes => Some(self.total as u64),
+        }
+    }
+
+    /// Could a file of `size` bytes be this one?
+    pub fn fits(self, size: u64) -> bool {
+        match self.unit {
+            Unit::Packets => size > 0 && size.div_ceil(PACKET_BYTES) == self.total as u64,
+            Unit::Bytes => size == self.total as u64,
+        }
+    }
+
+    /// Every byte of the file is stored.
+    pub fn is_complete(self, stored: u64) -> bool {
+        match self.unit {
+            Unit::Packets => stored > 0 && stored.div_ceil(PACKET_BYTES) >= self.total as u64,
+            Unit::Bytes => stored == self.total as u64,
+        }
+    }
+
+    /// Most bytes that can be kept for a resume: one unit short of the end, so
+    /// the last packet (whose size is unknown in the identifier flow) comes again.
+    pub fn keep_at_most(self) -> u64 {
+        match self.unit {
+            Unit::Packets => (self.total as u64).saturating_sub(1) * PACKET_BYTES,
+            Unit::Bytes => (self.total as u64).saturating_sub(1),
+        }
+    }
+
+    /// Offsets a resume may start at are multiples of this.
+    pub fn align(self) -> u64 {
+        match self.unit {
+            Unit::Packets => PACKET_BYTES,
+            Unit::Bytes => 1,
+        }
+    }
+
+    /// The RESUME offset that continues after `stored` bytes (packet `n+1`, or bytes).
+    pub fn resume_offset(self, stored: u64) -> u32 {
+        match self.unit {
+            Unit::Packets => (stored / PACKET_BYTES) as u32 + 1,
+            Unit::Bytes => stored as u32,
+        }
+    }
+
+    /// The byte a SYNC (or RESUME) offset points at, or None outside the file.
+    /// In packets, 0 and 1 both mean the first packet.
+    pub fn byte_of(self, offset: u32) -> Option<u64> {
+        match self.unit {
+            Unit::Packets if offset <= 1 => Some(0),
+            Unit::Packets if offset <= self.total => Some((offset as u64 - 1) * PACKET_BYTES),
+            Unit::Bytes if offset < self.total => Some(offset as u64),
+            _ => None,
+        }
+    }
+
+    /// Where the last unit of a file of `size` stored bytes begins: the part
+    /// fetched again to confirm it is the same file.
+    pub fn last_unit_from(self, size: u64) -> u64 {
+        match self.unit {
+            Unit::Packets => (self.total as u64).saturating_sub(1) * PACKET_BYTES,
+            Unit::Bytes => size - size.min(PACKET_BYTES),
+        }
+    }
+
+    /// Is `n` file bytes a valid DATA payload at byte `stored`?
+    pub fn accepts(self, stored: u64, n: u64) -> bool {
+        match self.unit {
+            Unit::Packets => {
+                let last = stored / PACKET_BYTES + 1 == self.total as u64;
+                n <= PACKET_BYTES && (last || n == PACKET_BYTES)
+            }
+            Unit::Bytes => stored + n <= self.total as u64,
+        }
+    }
+
+    /// "packet 13 of 40" or "byte 12288 of 40960", for the unit at `stored`.
+    pub fn position(self, stored: u64) -> String {
+        match self.unit {
+            Unit::Packets => format!("packet {} of {}", stored / PACKET_BYTES + 1, self.total),
+            Unit::Bytes => format!("byte {} of {}", stored, self.total),
+        }
+    }
+
+    /// "12288 of 20813 bytes" (a packet-counted file's size is known only at its end).
+    pub fn kept(self, stored: u64) -> String {
+        match self.unit {
+            Unit::Packets => format!(
+                "{} of up to {} bytes (packet {} of {})",
+                stored,
+                self.max_bytes(),
+                stored / PACKET_BYTES,
+                self.total
+            ),
+            Unit::Bytes => format!("{} of {} bytes", stored, self.total),
+        }
+    }
+}
+
+/// Why storage could not do what the session asked: each cause a variant a
+/// caller (and a test) can match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another link of the same camera holds this file's partial.
+    Busy,
+    /// Too little free space (or the partials budget is spent).
+    NoSpace { needed: u64, free: u64 },
+    /// The file is larger than `--max-file-mb`.
+    TooLarge { bytes: u64, limit: u64 },
+    /// The bytes stored are not this file's (a confirm or resume check failed).
+    NotSameFile(String),
+    /// The bytes on disk do not give the CRC the camera sent.
+    CrcMismatch { expected: u16, found: u16 },
+    /// A camera or partial folder is a symlink or not a folder.
+    Unsafe(String),
+    /// The write or publish step that failed, and the system's reason.
+    Io {
+        kind: std::io::ErrorKind,
+        what: String,
+    },
+}
+
+impl StoreError {
+    pub fn io(what: impl fmt::Display, e: &std::io::Error) -> StoreError {
+        if is_no_space(e) {
+            return StoreError::NoSpace { needed: 0, free: 0 };
+        }
+        StoreError::Io {
+            kind: e.kind(),
+            what: format!("{what}: {e}"),
+        }
+    }
+}
+
+/// ENOSPC or a quota: the disk is full for this process.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Busy => write!(f, "the file is being received on another link"),
+            StoreError::NoSpace { needed: 0, .. } => write!(f, "no space left on the disk"),
+            StoreError::NoSpace { needed, free } => write!(
+                f,
+                "not enough free space: {needed} bytes needed, {free} free (--min-free-mb)"
+            ),
+            StoreError::TooLarge { bytes, limit } => write!(
+                f,
+                "{bytes} bytes is more than --max-file-mb allows ({limit} bytes)"
+            ),
+            StoreError::NotSameFile(why) => write!(f, "not the same file: {why}"),
+            StoreError::CrcMismatch { expected, found } => write!(
+                f,
+                "the stored bytes give CRC 0x{found:04X}, the camera's is 0x{expected:04X}"
+            ),
+            StoreError::Unsafe(why) => write!(f, "refused: {why}"),
+            StoreError::Io { what, .. } => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> StoreError {
+        StoreError::Io {
+            kind: std::io::ErrorKind::InvalidData,
+            what: format!("JSON: {e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        StoreError::io("I/O error", &e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dualcam_specs() {
+        let s = FileSpec::dualcam(FileKind::PhotoRear);
+        assert_eq!((s.extension, s.media), ("jpg", Media::Photo));
+        assert_eq!(s.camera, Some(Camera::Rear));
+        assert_eq!(FileSpec::dualcam(FileKind::VideoFront).extension, "h265");
+    }
+
+    #[test]
+    fn paths_say_what_the_file_is() {
+        let s = FileSpec::from_path(b"/mnt/sd/mdas9/video/event 01.MP4");
+        assert_eq!(s.identifier, b"/mnt/sd/mdas9/video/event 01.MP4");
+        assert_eq!((s.extension, s.media), ("mp4", Media::Video));
+        let pic = FileSpec::from_path(b"/sd/dsm/picture/0001");
+        assert_eq!((pic.extension, pic.media), ("jpg", Media::Photo));
+        assert_eq!(FileSpec::from_path(b"x.exe").extension, "bin");
+        // The real DSM PATH frame ends in a NUL: the extension is still seen.
+        let nul = FileSpec::from_path(b"dsm/picture/231020/231452.jpg\0");
+        assert_eq!((nul.extension, nul.media), ("jpg", Media::Photo));
+        assert_eq!(nul.identifier.last(), Some(&0), "kept exactly as sent");
+        let front = FileSpec::from_path(b"/sd/dualcam_front/0001.h265");
+        assert_eq!(front.camera, Some(Camera::Front));
+    }
+
+    #[test]
+    fn extents_in_packets_and_bytes() {
+        let p = Extent::new(Unit::Packets, 29);
+        assert_eq!(p.max_bytes(), 29 * 1024);
+        assert!(p.fits(28 * 1024 + 723) && !p.fits(28 * 1024) && !p.fits(0));
+        assert_eq!(p.keep_at_most(), 28 * 1024);
+        assert_eq!(p.resume_offset(5 * 1024), 6);
+        assert_eq!(
+            (p.byte_of(0), p.byte_of(1), p.byte_of(2)),
+            (Some(0), Some(0), Some(1024))
+        );
+        assert_eq!(p.byte_of(30), None);
+        assert!(p.accepts(28 * 1024, 723) && !p.accepts(0, 723) && p.accepts(0, 1024));
+        assert!(p.is_complete(28 * 1024 + 1) && !p.is_complete(28 * 1024));
+        let b = Extent::new(Unit::Bytes, 10_500);
+        assert_eq!(
+            (b.max_bytes(), b.keep_at_most(), b.resume_offset(7)),
+            (10_500, 10_499, 7)
+        );
+        assert_eq!((b.byte_of(10_499), b.byte_of(10_500)), (Some(10_499), None));
+        assert_eq!(b.last_unit_from(10_500), 10_500 - 1024);
+        assert!(b.accepts(10_000, 500) && !b.accepts(10_000, 501));
+        // A hostile START of 0 never underflows.
+        assert_eq!(Extent::new(Unit::Packets, 0).keep_at_most(), 0);
+    }
+}

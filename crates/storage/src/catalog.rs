@@ -1,0 +1,120 @@
+//! What is stored: each camera's files with their sidecars, found in one pass
+//! over the camera's folder. The one rule that pairs a sidecar with its media
+//! lives here; de-duplication, the gallery, verify and convert all use it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dashcam_protocol::FileSpec;
+
+use super::{fsx, Sidecar};
+
+/// A stored file: its media, its sidecar, and the derived mp4 when there is one.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub imei: u64,
+    pub media: PathBuf,
+    pub sidecar_path: PathBuf,
+    pub sidecar: Sidecar,
+}
+
+/// The extension the server gave a file: what its identifier says, as at publish.
+fn extension_of(sc: &Sidecar) -> &'static str {
+    match sc.flow {
+        dashcam_protocol::session::Flow::Identifier => match sc.media {
+            dashcam_protocol::Media::Video => "h265",
+            _ => "jpg",
+        },
+        dashcam_protocol::session::Flow::Path => FileSpec::from_path(sc.file.as_bytes()).extension,
+    }
+}
+
+/// Sidecars larger than this are not sidecars.
+const MAX_SIDECAR: u64 = 4 << 20;
+
+/// Every stored file of one camera folder, in name order. One `read_dir`; a
+/// sidecar whose media is gone (or that does not parse) is left out.
+pub fn camera_files(dir: &Path, imei: u64) -> Vec<StoredFile> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    // stem -> extensions present
+    let mut by_stem: HashMap<OsString, Vec<OsString>> = HashMap::new();
+    for e in entries.flatten() {
+        let name = PathBuf::from(e.file_name());
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let (Some(stem), Some(ext)) = (name.file_stem(), name.extension()) else {
+            continue;
+        };
+        by_stem
+            .entry(stem.to_os_string())
+            .or_default()
+            .push(ext.to_os_string());
+    }
+    let mut out = Vec::new();
+    for (stem, exts) in &by_stem {
+        if !exts.iter().any(|e| e == "json") {
+            continue;
+        }
+        let sidecar_path = dir.join(stem).with_extension("json");
+        let Some(sidecar) = fsx::read_json::<Sidecar>(&sidecar_path, MAX_SIDECAR) else {
+            continue;
+        };
+        let ext = extension_of(&sidecar);
+        if !exts.iter().any(|e| e == ext) {
+            continue;
+        }
+        let mut media = dir.join(stem);
+        media.as_mut_os_string().push(format!(".{ext}"));
+        out.push(StoredFile {
+            imei,
+            media,
+            sidecar_path,
+            sidecar,
+        });
+    }
+    out.sort_by(|a, b| a.media.cmp(&b.media));
+    out
+}
+
+/// The camera folders under an output folder: (IMEI, folder), in IMEI order.
+pub fn cameras(root: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let imei = name.parse::<u64>().ok()?;
+            (name.bytes().all(|b| b.is_ascii_digit())).then_some((imei, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every stored file under `dir`: an output folder (every camera) or one
+/// camera's folder (its name is the IMEI).
+pub fn all_files(dir: &Path) -> Vec<StoredFile> {
+    let own = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse::<u64>().ok());
+    let mut out = Vec::new();
+    if let Some(imei) = own {
+        out.extend(camera_files(dir, imei));
+    }
+    for (imei, cam) in cameras(dir) {
+        out.extend(camera_files(&cam, imei));
+    }
+    out
+}
