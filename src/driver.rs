@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{Deframer, Input, Limits};
 use crate::live;
 use crate::session::{Action, Config, End, Published, Session};
-use crate::storage::{Partial, Storage, Stored};
+use crate::storage::{Partial, Storage, StoreError, Stored};
 
 /// A byte stream whose reads can wait at most a given time.
 pub trait Link: Read + Write {
@@ -123,7 +123,7 @@ impl<'a> Run<'_, 'a> {
                 live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
                 s.opened(now, Ok(kept));
             }
-            Err(e) => s.opened(now, Err(format!("{e:#}"))),
+            Err(e) => s.opened(now, Err(e)),
         }
     }
 
@@ -131,8 +131,8 @@ impl<'a> Run<'_, 'a> {
     fn finish(&mut self, s: &mut Session<'_>, record: &crate::session::FileRecord, now: Instant) {
         live::file_ended(self.conn);
         let r = match self.partial.take() {
-            Some(p) => p.finish(record, &self.remote).map_err(|e| format!("{e:#}")),
-            None => Err("no open file to finish".into()),
+            Some(p) => p.finish(record, &self.remote),
+            None => Err(io::Error::other("no open file to finish").into()),
         };
         match r {
             Ok(stored) => {
@@ -165,7 +165,7 @@ impl<'a> Run<'_, 'a> {
                         _ => Err(io::Error::other("no open file for DATA")),
                     };
                     match r {
-                        Err(e) => s.write_failed(e.to_string()),
+                        Err(e) => s.write_failed(StoreError::io("writing the partial", &e)),
                         Ok(()) => {
                             let n = bytes.map_or(0, |b| b.len() as u64);
                             live::TOTALS.bytes_received.fetch_add(n, Ordering::Relaxed);
@@ -175,8 +175,8 @@ impl<'a> Run<'_, 'a> {
                 }
                 Action::Rewind { len } => {
                     let r = match &mut self.partial {
-                        Some(p) => p.rewind(len).map_err(|e| e.to_string()),
-                        None => Err("no open file to rewind".into()),
+                        Some(p) => p.rewind(len).map_err(|e| StoreError::io("rewinding", &e)),
+                        None => Err(io::Error::other("no open file to rewind").into()),
                     };
                     s.rewound(now, r);
                 }
@@ -291,7 +291,7 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
         // Nothing buffered: a slow camera's bytes are written before waiting.
         if let Some(p) = &mut run.partial {
             if let Err(e) = p.idle(deframer.is_fast()) {
-                session.write_failed(e.to_string());
+                session.write_failed(StoreError::io("writing the partial", &e));
                 continue;
             }
         }

@@ -628,7 +628,7 @@ fn serve_camera(
                             real.ip()
                         )
                     });
-                    return refused(session::End::Refused("--max-per-ip".into()));
+                    return refused(session::End::Refused(session::Refusal::MaxPerIp));
                 }
                 if let Some(c) = shared.conns.lock().unwrap().get_mut(&id) {
                     c.ip = Some(real.ip());
@@ -646,7 +646,9 @@ fn serve_camera(
                 refuse(shared, &stream, || {
                     format!("[{peer}] refused: {e} (--proxy-protocol)")
                 });
-                return refused(session::End::NotACamera(format!("PROXY protocol: {e}")));
+                return refused(session::End::NotACamera(session::NotACamera::Proxy(
+                    e.to_string(),
+                )));
             }
         }
     }
@@ -685,7 +687,9 @@ fn serve_tls(
         Err(e) => {
             log::warn!("[{peer}] TLS setup failed: {e}");
             let _ = stream.shutdown(Shutdown::Both);
-            Summary::ended(session::End::Protocol(format!("TLS setup failed: {e}")))
+            Summary::ended(session::End::NotACamera(session::NotACamera::Tls(
+                e.to_string(),
+            )))
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dashcam_server::codec::{FileKind, InitPacket};
-use dashcam_server::session::End;
+use dashcam_server::session::{End, Timeout};
 use dashcam_server::simulator::run_camera;
 use dashcam_server::simulator::Trust;
 
@@ -80,7 +80,7 @@ fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while timed_out < 1120 && Instant::now() < deadline {
         if let Ok(s) = srv.summaries.recv_timeout(Duration::from_secs(5)) {
-            timed_out += (s.end == End::TimedOut) as usize;
+            timed_out += (s.end == End::TimedOut(Timeout::Init)) as usize;
         }
     }
     assert_eq!(timed_out, 1120);

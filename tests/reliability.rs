@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dashcam_server::codec::{FileKind, Frame};
-use dashcam_server::session::{End, Mode};
+use dashcam_server::session::{End, Mode, Refusal, Timeout};
 use dashcam_server::simulator::{run_camera, run_many};
 
 const IMEI: u64 = 350612071913857;
@@ -129,7 +129,7 @@ fn a_silent_peer_is_dropped_after_the_read_timeout() {
     ));
     assert!(got.ends_with(&Frame::Close.to_vec()));
     assert!(began.elapsed() < Duration::from_secs(10));
-    assert_eq!(srv.summary().end, End::TimedOut);
+    assert_eq!(srv.summary().end, End::TimedOut(Timeout::Silent));
 
     // A silent peer mid-file keeps its partial for resume.
     let mut raw = Raw::connect(srv.addr);
@@ -144,7 +144,7 @@ fn a_silent_peer_is_dropped_after_the_read_timeout() {
         crc: dashcam_server::codec::crc16(0, &data),
     });
     raw.rest();
-    assert_eq!(srv.summary().end, End::TimedOut);
+    assert_eq!(srv.summary().end, End::TimedOut(Timeout::Silent));
     assert_eq!(partials(&out).len(), 2);
 }
 
@@ -160,7 +160,10 @@ fn a_file_over_max_file_mb_is_refused_before_any_byte() {
     assert!(!r.complete);
     assert_eq!(r.ended_by, "CLOSE");
     assert!(r.resumes.is_empty());
-    assert!(matches!(srv.summary().end, End::Refused(_)));
+    assert!(matches!(
+        srv.summary().end,
+        End::Refused(Refusal::TooLarge { limit: 1048576, .. })
+    ));
     assert!(all_files(&out).is_empty());
 }
 

@@ -11,6 +11,7 @@ use common::*;
 use dashcam_server::codec::{crc16, Family, FileKind};
 use dashcam_server::session::{CrcCheck, End, FileRecord, Flow, OpenFile, Unit};
 use dashcam_server::simulator::run_camera;
+use dashcam_server::storage::StoreError;
 use dashcam_server::storage::{FileSpec, PublishStep, Storage, StorageConfig};
 
 const IMEI: u64 = 350612071913857;
@@ -327,7 +328,7 @@ fn a_full_disk_refuses_cleanly_and_the_next_camera_is_served() {
     assert_eq!(r.ended_by, "CLOSE");
     assert!(r.resumes.is_empty(), "no RESUME: nothing is written");
     assert!(
-        matches!(srv.summary().end, End::Storage(ref e) if e.contains("not enough free space"))
+        matches!(srv.summary().end, End::Storage(StoreError::NoSpace { free, .. }) if free <= 4 << 20)
     );
     // The next camera, with a photo, right after.
     let photo = content(50_000, 21);
@@ -481,7 +482,10 @@ fn a_file_already_stored_is_confirmed_by_its_last_packet_only() {
     )];
     let r = run_camera(&cam).unwrap();
     assert!(!r.complete, "{r:?}");
-    assert!(matches!(srv.summary().end, End::Storage(_)));
+    assert!(matches!(
+        srv.summary().end,
+        End::Storage(StoreError::NotSameFile(_))
+    ));
     let r = run_camera(&cam).unwrap();
     assert!(r.complete, "{r:?}");
     assert_eq!(r.resumes, vec![("%videof".to_string(), 1)]);

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Action, End, Flow, Mode, Pending, Session, State};
+use super::{Action, End, Flow, Mode, Pending, ProtocolError, Refusal, Session, State};
 use crate::codec::{self, Family, FileKind, Frame, InitPacket};
 use crate::file::FileSpec;
 
@@ -23,7 +23,7 @@ impl Session<'_> {
         let first = match self.state {
             State::Init { first, .. } => first,
             _ => {
-                self.finish_session(End::Protocol("unexpected init packet".into()), true);
+                self.finish_session(End::Protocol(ProtocolError::UnexpectedInit), true);
                 return;
             }
         };
@@ -53,7 +53,7 @@ impl Session<'_> {
             self.actions.push_back(Action::Camera(init.imei));
         } else {
             if Some(init.imei) != self.imei {
-                let end = End::Protocol(format!("IMEI changed to {} after REPEAT INIT", init.imei));
+                let end = End::Protocol(ProtocolError::ImeiChanged(init.imei));
                 log::warn!("[{}] {end}", self.tag);
                 self.finish_session(end, true);
                 return;
@@ -205,17 +205,17 @@ impl Session<'_> {
         }
         let shown = String::from_utf8_lossy(path).escape_debug().to_string();
         let refuse = if path.len() > codec::frame::MAX_PATH_BYTES {
-            Some(format!("{} bytes, over 255", path.len()))
+            Some("over 255 bytes")
         } else if path.contains(&0) {
-            Some("a NUL inside".to_string())
+            Some("a NUL inside")
         } else if !path.iter().all(|b| (0x20..=0x7E).contains(b)) {
-            Some("not printable ASCII".to_string())
+            Some("not printable ASCII")
         } else {
             None
         };
         if let Some(why) = refuse {
             log::warn!("[{}] refusing path \"{shown}\": {why}; CLOSE", self.tag);
-            self.finish_session(End::Refused(format!("path \"{shown}\": {why}")), true);
+            self.finish_session(End::Refused(Refusal::Path { shown, why }), true);
             return;
         }
         if self.skip.contains(path) || self.stored_paths.contains(path) {
@@ -329,12 +329,11 @@ impl Session<'_> {
         let unit = transfer::unit_of(file.flow);
         let bytes = crate::file::Extent::new(unit, total).max_bytes();
         if bytes > self.cfg.max_file_bytes {
-            let why = format!(
-                "{} announces up to {} MiB, over the --max-file-mb limit of {} MiB",
-                file.spec.display(),
-                bytes >> 20,
-                self.cfg.max_file_bytes >> 20
-            );
+            let why = Refusal::TooLarge {
+                file: file.spec.display(),
+                bytes,
+                limit: self.cfg.max_file_bytes,
+            };
             log::warn!("[{}] {why}: CLOSE", self.tag);
             self.finish_session(End::Refused(why), true);
             return;

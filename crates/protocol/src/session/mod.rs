@@ -7,17 +7,18 @@
 //! The server's driver runs it over a socket and storage.
 
 mod choose;
+mod end;
 #[cfg(test)]
 mod tests;
 mod transfer;
 
 use std::collections::{HashSet, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, status_name, CodecError, Family, FileKind, Frame, Input, Limits};
 pub use crate::file::{FileSpec, Unit};
 
+pub use end::{End, GiveUp, NotACamera, ProtocolError, Refusal, Timeout};
 pub use transfer::{human_bytes, CrcCheck, FileRecord, OpenFile};
 
 /// Which cameras and flows the server serves (the reference's `--cam`).
@@ -113,41 +114,6 @@ impl Default for Config {
             allow: None,
             max_files: 1000,
             max_crc_retries: 8,
-        }
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    Completed,
-    NotACamera(String),
-    NotAllowed,
-    /// The device sent STATUS 0x11 (it disconnects after it).
-    DeviceStatus(u32),
-    Refused(String),
-    Protocol(String),
-    LinkLost(String),
-    TimedOut,
-    GaveUp(String),
-    Storage(String),
-    Shutdown,
-}
-
-impl fmt::Display for End {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            End::Completed => write!(f, "completed"),
-            End::NotACamera(why) => write!(f, "not a camera: {why}"),
-            End::NotAllowed => write!(f, "IMEI not in the allow-list"),
-            End::DeviceStatus(c) => write!(f, "device status 0x{c:02X} ({})", status_name(*c)),
-            End::Refused(why) => write!(f, "refused: {why}"),
-            End::Protocol(why) => write!(f, "protocol error: {why}"),
-            End::LinkLost(why) => write!(f, "link lost: {why}"),
-            End::TimedOut => write!(f, "timed out: the camera went silent"),
-            End::GaveUp(why) => write!(f, "gave up: {why}"),
-            End::Storage(why) => write!(f, "storage error: {why}"),
-            End::Shutdown => write!(f, "server shutting down"),
         }
     }
 }
@@ -411,9 +377,9 @@ impl<'c> Session<'c> {
     pub fn handle_codec_error(&mut self, e: CodecError) {
         let end = match (&self.state, &e) {
             (State::Init { first: true, .. }, _) | (_, CodecError::NotACamera(_)) => {
-                End::NotACamera(e.to_string())
+                End::NotACamera(NotACamera::Codec(e))
             }
-            _ => End::Protocol(e.to_string()),
+            _ => End::Protocol(ProtocolError::Codec(e)),
         };
         log::warn!("[{}] {end}", self.tag);
         self.finish_session(end, true);
@@ -451,7 +417,7 @@ impl<'c> Session<'c> {
                     self.tag,
                     self.cfg.init_timeout
                 );
-                self.finish_session(End::TimedOut, true);
+                self.finish_session(End::TimedOut(Timeout::Init), true);
                 return;
             }
         }
@@ -462,7 +428,7 @@ impl<'c> Session<'c> {
                     self.tag,
                     self.cfg.frame_timeout
                 );
-                self.finish_session(End::TimedOut, true);
+                self.finish_session(End::TimedOut(Timeout::Frame), true);
                 return;
             }
         }
@@ -477,7 +443,7 @@ impl<'c> Session<'c> {
                     ""
                 }
             );
-            self.finish_session(End::TimedOut, true);
+            self.finish_session(End::TimedOut(Timeout::Silent), true);
             return;
         }
         match std::mem::replace(&mut self.state, State::Done) {
@@ -516,12 +482,9 @@ impl<'c> Session<'c> {
             return;
         }
         let end = if first {
-            End::NotACamera(format!("{} before the init packet", frame.name()))
+            End::NotACamera(NotACamera::FrameBeforeInit(frame.name()))
         } else {
-            End::Protocol(format!(
-                "{} instead of the repeated init packet",
-                frame.name()
-            ))
+            End::Protocol(ProtocolError::NotRepeatedInit(frame.name()))
         };
         log::warn!("[{}] {end}", self.tag);
         self.finish_session(end, true);
@@ -542,8 +505,11 @@ impl<'c> Session<'c> {
         }
     }
 
-    fn unexpected(&mut self, frame: &Frame<'_>, waiting_for: &str) {
-        let end = End::Protocol(format!("expected {waiting_for}, got {}", frame.name()));
+    fn unexpected(&mut self, frame: &Frame<'_>, waiting_for: &'static str) {
+        let end = End::Protocol(ProtocolError::Unexpected {
+            expected: waiting_for,
+            got: frame.name(),
+        });
         log::warn!("[{}] {end}", self.tag);
         self.finish_session(end, true);
     }

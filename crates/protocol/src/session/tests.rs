@@ -67,7 +67,10 @@ impl<'c> H<'c> {
                             duplicate: false,
                         })
                     } else {
-                        Err("whole-file check failed".into())
+                        Err(crate::file::StoreError::CrcMismatch {
+                            expected: rec.check.crc,
+                            found: crc16(0, &self.file[from..]),
+                        })
                     };
                     self.s.finished(self.now, r);
                 }
@@ -333,7 +336,7 @@ fn a_silent_peer_is_dropped_at_the_read_timeout_with_its_partial_kept() {
     h.at(Duration::from_secs(119));
     assert!(h.ends.is_empty());
     h.at(Duration::from_secs(1));
-    assert_eq!(h.ends, [End::TimedOut]);
+    assert_eq!(h.ends, [End::TimedOut(Timeout::Silent)]);
     assert_eq!(h.take(), ["CLOSE"]);
     assert_eq!(h.abandoned, 1);
     assert_eq!(h.file.len(), 2048);
@@ -620,7 +623,7 @@ fn the_init_packet_and_every_frame_have_their_deadlines() {
     h.at(Duration::from_millis(9999));
     assert!(h.ends.is_empty());
     h.at(Duration::from_millis(1));
-    assert_eq!(h.ends, [End::TimedOut]);
+    assert_eq!(h.ends, [End::TimedOut(Timeout::Init)]);
     // Part of a frame, then nothing more for 60 s (a slow sender).
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::VideoFront]));
@@ -629,7 +632,7 @@ fn the_init_packet_and_every_frame_have_their_deadlines() {
     h.s.handle_bytes(h.now, true);
     assert!(h.ends.is_empty());
     h.at(Duration::from_secs(30));
-    assert_eq!(h.ends, [End::TimedOut]);
+    assert_eq!(h.ends, [End::TimedOut(Timeout::Frame)]);
     // A frame completed in time clears the deadline.
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::VideoFront]));

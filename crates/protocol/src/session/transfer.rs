@@ -4,8 +4,11 @@
 
 use std::time::Instant;
 
-use super::{Action, Convention, End, Flow, Pending, Published, Session, State, Unit};
+use super::{
+    Action, Convention, End, Flow, GiveUp, Pending, ProtocolError, Published, Session, State, Unit,
+};
 use crate::codec::{crc16, Family, Frame};
+use crate::file::StoreError;
 use crate::file::{Extent, FileSpec};
 
 /// DATA frames still in flight after a RESUME are discarded; a device that sends
@@ -206,7 +209,7 @@ impl Session<'_> {
 
     /// The driver opened the partial: `stored` bytes are kept (aligned, at most
     /// [`Extent::keep_at_most`]).
-    pub fn opened(&mut self, now: Instant, result: Result<u64, String>) {
+    pub fn opened(&mut self, now: Instant, result: Result<u64, StoreError>) {
         let State::Transfer(t) = &mut self.state else {
             return;
         };
@@ -249,7 +252,7 @@ impl Session<'_> {
 
     /// The driver kept the first `len` bytes asked by [`Action::Rewind`]; `crc`
     /// is their CRC from 0.
-    pub fn rewound(&mut self, now: Instant, result: Result<u16, String>) {
+    pub fn rewound(&mut self, now: Instant, result: Result<u16, StoreError>) {
         let State::Transfer(t) = &mut self.state else {
             return;
         };
@@ -285,7 +288,7 @@ impl Session<'_> {
     }
 
     /// The driver published the file (or could not: the file failed).
-    pub fn finished(&mut self, _now: Instant, result: Result<Published, String>) {
+    pub fn finished(&mut self, _now: Instant, result: Result<Published, StoreError>) {
         let State::Transfer(t) = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
@@ -322,7 +325,7 @@ impl Session<'_> {
     }
 
     /// Writing the file failed: the session cannot go on.
-    pub fn write_failed(&mut self, e: String) {
+    pub fn write_failed(&mut self, e: StoreError) {
         log::error!("[{}] writing: {e}", self.tag);
         self.finish_session(End::Storage(e), true);
     }
@@ -337,11 +340,10 @@ impl Session<'_> {
             return;
         };
         if t.resends >= self.cfg.max_resends {
-            let why = format!(
-                "no SYNC after {} RESUMEs for {}; partial kept for a later resume",
-                t.resends + 1,
-                t.file.spec.display()
-            );
+            let why = GiveUp::NoSync {
+                file: t.file.spec.display(),
+                resumes: t.resends + 1,
+            };
             log::warn!("[{}] {why}", self.tag);
             self.finish_session(End::GaveUp(why), true);
             return;
@@ -368,9 +370,7 @@ impl Session<'_> {
                 t.in_flight += 1;
                 if t.in_flight > MAX_IN_FLIGHT {
                     self.state = State::Transfer(t);
-                    let end = End::Protocol(format!(
-                        "{MAX_IN_FLIGHT} DATA frames without the SYNC after RESUME"
-                    ));
+                    let end = End::Protocol(ProtocolError::NoSyncInFlight(MAX_IN_FLIGHT));
                     log::warn!("[{}] {end}", self.tag);
                     self.finish_session(end, true);
                 } else {
@@ -460,10 +460,9 @@ impl Session<'_> {
                     t.resends += 1;
                     self.send_resume(now);
                 } else {
-                    let why = format!(
-                        "SYNC never matched the RESUME for {}",
-                        t.file.spec.display()
-                    );
+                    let why = GiveUp::SyncNeverMatched {
+                        file: t.file.spec.display(),
+                    };
                     self.finish_session(End::GaveUp(why), true);
                 }
             }
