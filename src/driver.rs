@@ -4,12 +4,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{Deframer, Input, Limits};
 use crate::live;
-use crate::session::{Action, Config, End, Published, Session};
+use crate::metrics::{FastBudget, FastSlot, Metrics};
+use crate::session::{Action, Config, End, FileRecord, OpenFile, Published, Session};
 use crate::storage::{Partial, Storage, StoreError, Stored};
 
 /// A byte stream whose reads can wait at most a given time.
@@ -29,35 +30,6 @@ impl Link for &TcpStream {
     }
 }
 
-/// Bytes in, bytes out, all in memory: for tests and fuzzing. Reading past the
-/// input is the peer closing the link.
-pub struct MemoryLink<'a> {
-    pub input: &'a [u8],
-    pub output: Vec<u8>,
-}
-
-impl Read for MemoryLink<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for MemoryLink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Link for MemoryLink<'_> {
-    fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything a session needs from the server around it.
 pub struct Env<'a> {
     pub config: &'a Config,
@@ -66,6 +38,9 @@ pub struct Env<'a> {
     pub on_stored: &'a (dyn Fn(&Stored) + Sync),
     /// Told the IMEI once the camera is admitted.
     pub on_camera: &'a (dyn Fn(u64) + Sync),
+    pub metrics: &'a Metrics,
+    /// Big buffers for fast cameras, shared by the server's connections.
+    pub fast: &'a FastBudget,
 }
 
 /// What the summary line reports.
@@ -93,7 +68,59 @@ impl Summary {
     }
 }
 
-struct Run<'e, 'a> {
+/// Reads start small; they double while they come back full (the camera
+/// sends faster than we read) and halve after a run of small ones, so a
+/// camera on a slow link holds about 2 KiB and a fast one reads 16 KiB at a time.
+struct ReadSize {
+    size: usize,
+    /// 16 KiB only while this connection holds a fast slot.
+    max: usize,
+    small_reads: u32,
+    /// The last read filled all the space it was given.
+    saturated: bool,
+}
+
+impl ReadSize {
+    const SLOW: usize = 1024;
+    const SLOW_MAX: usize = 2 * 1024;
+    const FAST: usize = 16 * 1024;
+
+    fn new() -> ReadSize {
+        ReadSize {
+            size: Self::SLOW,
+            max: Self::SLOW_MAX,
+            small_reads: 0,
+            saturated: false,
+        }
+    }
+
+    fn filled(&mut self, n: usize, space: usize) {
+        self.saturated = n >= space;
+        if self.saturated && self.size < self.max {
+            self.size = (self.size * 2).min(self.max);
+            self.small_reads = 0;
+        } else if n < self.size / 4 {
+            self.small_reads += 1;
+            if self.small_reads >= 16 && self.size > Self::SLOW {
+                self.size /= 2;
+                self.small_reads = 0;
+            }
+        } else {
+            self.small_reads = 0;
+        }
+    }
+
+    fn is_fast(&self) -> bool {
+        self.size >= Self::FAST
+    }
+
+    fn is_slow(&self) -> bool {
+        self.size <= Self::SLOW
+    }
+}
+
+/// The files side of a connection: the open partial and what was stored.
+struct Files<'e, 'a> {
     env: &'e Env<'a>,
     /// This connection's number, for the terminal's progress bars.
     conn: u64,
@@ -103,23 +130,18 @@ struct Run<'e, 'a> {
     end: Option<End>,
 }
 
-impl<'a> Run<'_, 'a> {
-    /// Carries out every pending action; `bytes` are the file bytes of the
-    /// frame just handled.
+impl<'a> Files<'_, 'a> {
     // The rare, heavy steps (open, publish) are kept out of line: their stack
     // frames are then touched only when they run, not by every camera thread
     // waiting on its socket (stack probes touch a whole frame on entry).
     #[inline(never)]
-    fn open(&mut self, s: &mut Session<'_>, open: &crate::session::OpenFile, now: Instant) {
+    fn open(&mut self, s: &mut Session<'_>, open: &OpenFile, now: Instant) {
         let imei = s.imei().unwrap_or_default();
         match self.env.storage.begin(imei, open) {
             Ok(p) => {
                 let kept = p.stored();
                 self.partial = Some(p);
-                let total = match open.unit {
-                    crate::session::Unit::Packets => open.total as u64 * 1024,
-                    crate::session::Unit::Bytes => open.total as u64,
-                };
+                let total = open.extent().max_bytes();
                 live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
                 s.opened(now, Ok(kept));
             }
@@ -128,7 +150,7 @@ impl<'a> Run<'_, 'a> {
     }
 
     #[inline(never)]
-    fn finish(&mut self, s: &mut Session<'_>, record: &crate::session::FileRecord, now: Instant) {
+    fn finish(&mut self, s: &mut Session<'_>, record: &FileRecord, now: Instant) {
         live::file_ended(self.conn);
         let r = match self.partial.take() {
             Some(p) => p.finish(record, &self.remote),
@@ -137,7 +159,7 @@ impl<'a> Run<'_, 'a> {
         match r {
             Ok(stored) => {
                 if stored.duplicate_of.is_none() {
-                    live::TOTALS.files.fetch_add(1, Ordering::Relaxed);
+                    Metrics::add(&self.env.metrics.files, 1);
                 }
                 (self.env.on_stored)(&stored);
                 let published = Published {
@@ -153,26 +175,30 @@ impl<'a> Run<'_, 'a> {
         }
     }
 
+    fn write(&mut self, s: &mut Session<'_>, offset: u64, bytes: Option<&[u8]>) {
+        let r = match (&mut self.partial, bytes) {
+            (Some(p), Some(b)) => p.write_at(offset, b),
+            _ => Err(io::Error::other("no open file for DATA")),
+        };
+        match r {
+            Err(e) => s.write_failed(StoreError::io("writing the partial", &e)),
+            Ok(()) => {
+                let n = bytes.map_or(0, |b| b.len() as u64);
+                Metrics::add(&self.env.metrics.bytes_received, n);
+                live::file_progress(self.conn, offset + n);
+            }
+        }
+    }
+
+    /// Carries out every pending action; `bytes` are the file bytes of the
+    /// frame just handled.
     fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>) {
         while let Some(action) = s.poll_action() {
             let now = Instant::now();
             match action {
                 Action::Camera(imei) => (self.env.on_camera)(imei),
                 Action::Open(open) => self.open(s, &open, now),
-                Action::Write { offset } => {
-                    let r = match (&mut self.partial, bytes) {
-                        (Some(p), Some(b)) => p.write_at(offset, b),
-                        _ => Err(io::Error::other("no open file for DATA")),
-                    };
-                    match r {
-                        Err(e) => s.write_failed(StoreError::io("writing the partial", &e)),
-                        Ok(()) => {
-                            let n = bytes.map_or(0, |b| b.len() as u64);
-                            live::TOTALS.bytes_received.fetch_add(n, Ordering::Relaxed);
-                            live::file_progress(self.conn, offset + n);
-                        }
-                    }
-                }
+                Action::Write { offset } => self.write(s, offset, bytes),
                 Action::Rewind { len } => {
                     let r = match &mut self.partial {
                         Some(p) => p.rewind(len).map_err(|e| StoreError::io("rewinding", &e)),
@@ -193,74 +219,39 @@ impl<'a> Run<'_, 'a> {
     }
 }
 
-/// Connections allowed big buffers (16 KiB reads, 64 KiB writes) at once: a
-/// camera that sends fast gets one. When a whole fleet falls behind, every
-/// socket looks fast; the cap keeps memory at a few KiB per camera then.
-const FAST_SLOTS: usize = 64;
-static FAST: AtomicUsize = AtomicUsize::new(0);
-
-/// A fast-buffer slot, given back when the connection ends.
-struct FastSlot(bool);
-
-impl FastSlot {
-    fn try_take(&mut self) -> bool {
-        if !self.0
-            && FAST
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                    (n < FAST_SLOTS).then_some(n + 1)
-                })
-                .is_ok()
-        {
-            self.0 = true;
-        }
-        self.0
-    }
+/// One connection: the session, the bytes not yet framed, and the files.
+struct Conn<'e, 'a> {
+    session: Session<'a>,
+    deframer: Deframer,
+    files: Files<'e, 'a>,
+    read: ReadSize,
+    fast: Option<FastSlot<'a>>,
+    timeout_set: Option<Duration>,
 }
 
-impl Drop for FastSlot {
-    fn drop(&mut self) {
-        if self.0 {
-            FAST.fetch_sub(1, Ordering::AcqRel);
+impl<'a> Conn<'_, 'a> {
+    /// Sends what the session has for the camera.
+    fn send<L: Link>(&mut self, link: &mut L) {
+        if self.session.output().is_empty() {
+            return;
+        }
+        let r = link
+            .write_all(self.session.output())
+            .and_then(|_| link.flush());
+        self.session.sent();
+        if let Err(e) = r {
+            self.session.handle_link_lost(format!("sending: {e}"));
         }
     }
-}
 
-/// Runs one camera's session over `link` to its end, and logs its summary line.
-pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
-    let began = Instant::now();
-    let mut session = Session::new(env.config, remote.clone(), began);
-    let mut deframer = Deframer::new(Limits::PATH);
-    static CONNS: AtomicU64 = AtomicU64::new(0);
-    let mut run = Run {
-        env,
-        conn: CONNS.fetch_add(1, Ordering::Relaxed),
-        remote,
-        partial: None,
-        stored: Vec::new(),
-        end: None,
-    };
-    let mut timeout_set: Option<Duration> = None;
-    let mut fast = FastSlot(false);
-    loop {
-        if !session.output().is_empty() {
-            let r = link.write_all(session.output()).and_then(|_| link.flush());
-            session.sent();
-            if let Err(e) = r {
-                session.handle_link_lost(format!("sending: {e}"));
-            }
-        }
-        run.apply(&mut session, None);
-        if session.is_over() {
-            if !session.output().is_empty() {
-                let _ = link.write_all(session.output()).and_then(|_| link.flush());
-                session.sent();
-            }
-            break;
-        }
-        if env.shutdown.load(Ordering::Relaxed) {
-            session.handle_shutdown();
-            continue;
-        }
+    /// Hands the session the next whole init packet or frame, if one is buffered.
+    fn next_input(&mut self) -> bool {
+        let Conn {
+            session,
+            deframer,
+            files,
+            ..
+        } = self;
         deframer.set_limits(session.limits());
         match deframer.next(session.expects_init()) {
             Ok(Some(input)) => {
@@ -269,52 +260,65 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
                     Input::Frame(f) => f.file_bytes(),
                     Input::Init(_) => None,
                 };
-                run.apply(&mut session, bytes);
-                continue;
+                files.apply(session, bytes);
+                true
             }
-            Ok(None) => {}
+            Ok(None) => false,
             Err(e) => {
                 session.handle_codec_error(e);
-                continue;
+                true
             }
         }
+    }
+
+    /// Nothing buffered: runs a due deadline, or waits for bytes until the next one.
+    fn wait_and_read<L: Link>(&mut self, link: &mut L, fast: &'a FastBudget) {
         let now = Instant::now();
         // Part of a frame is waiting for the rest: the frame deadline runs.
-        session.handle_bytes(now, deframer.buffered() > 0);
-        let Some(deadline) = session.poll_timeout() else {
-            continue;
+        self.session.handle_bytes(now, self.deframer.buffered() > 0);
+        let Some(deadline) = self.session.poll_timeout() else {
+            return;
         };
         if now >= deadline {
-            session.handle_timeout(now);
-            continue;
+            return self.session.handle_timeout(now);
         }
-        // Nothing buffered: a slow camera's bytes are written before waiting.
-        if let Some(p) = &mut run.partial {
-            if let Err(e) = p.idle(deframer.is_fast()) {
-                session.write_failed(StoreError::io("writing the partial", &e));
-                continue;
+        // A slow camera's bytes are written before waiting.
+        if let Some(p) = &mut self.files.partial {
+            if let Err(e) = p.idle(self.read.is_fast()) {
+                return self
+                    .session
+                    .write_failed(StoreError::io("writing the partial", &e));
             }
         }
         // Waking early is harmless; a setsockopt per packet is not: only
         // change the socket's timeout when it would oversleep or wake far too soon.
         let wait = (deadline - now).max(Duration::from_millis(1));
-        if timeout_set.is_none_or(|t| t > wait || t < wait / 2) {
+        if self.timeout_set.is_none_or(|t| t > wait || t < wait / 2) {
             let _ = link.set_read_timeout(wait);
-            timeout_set = Some(wait);
+            self.timeout_set = Some(wait);
         }
-        match link.read(deframer.space()) {
+        if self.read.is_slow() {
+            self.deframer.shrink();
+        }
+        let space = self.deframer.space(self.read.size);
+        let asked = space.len();
+        match link.read(space) {
             Ok(0) => {
-                let pending = deframer.buffered();
-                session.handle_link_lost(if pending == 0 {
+                let pending = self.deframer.buffered();
+                self.session.handle_link_lost(if pending == 0 {
                     "connection closed by the camera".into()
                 } else {
                     format!("connection closed by the camera in the middle of a frame ({pending} bytes pending)")
                 });
             }
             Ok(n) => {
-                deframer.filled(n);
-                if deframer.saturated() && !fast.0 && fast.try_take() {
-                    deframer.set_max_read(16 * 1024);
+                self.deframer.filled(n);
+                self.read.filled(n, asked);
+                if self.read.saturated && self.fast.is_none() {
+                    self.fast = fast.try_take();
+                    if self.fast.is_some() {
+                        self.read.max = ReadSize::FAST;
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -324,22 +328,65 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                session.handle_timeout(Instant::now())
+                self.session.handle_timeout(Instant::now())
             }
-            Err(e) => session.handle_link_lost(format!("read failed: {e}")),
+            Err(e) => self.session.handle_link_lost(format!("read failed: {e}")),
         }
     }
-    run.partial = None;
-    live::file_ended(run.conn);
+}
+
+/// Runs one camera's session over `link` to its end, and logs its summary
+/// line. `conn` numbers the connection (for the terminal's progress bars).
+pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String, conn: u64) -> Summary {
+    let began = Instant::now();
+    let mut c = Conn {
+        session: Session::new(env.config, remote.clone(), began),
+        deframer: Deframer::new(Limits::PATH),
+        files: Files {
+            env,
+            conn,
+            remote,
+            partial: None,
+            stored: Vec::new(),
+            end: None,
+        },
+        read: ReadSize::new(),
+        fast: None,
+        timeout_set: None,
+    };
+    loop {
+        c.send(&mut link);
+        c.files.apply(&mut c.session, None);
+        if c.session.is_over() {
+            c.send(&mut link);
+            break;
+        }
+        if env.shutdown.load(Ordering::Relaxed) {
+            c.session.handle_shutdown();
+        } else if !c.next_input() {
+            c.wait_and_read(&mut link, env.fast);
+        }
+    }
+    c.files.partial = None;
+    live::file_ended(conn);
+    summarize(env, c.session, c.files.stored, c.files.end, began)
+}
+
+fn summarize(
+    env: &Env<'_>,
+    session: Session<'_>,
+    stored: Vec<Stored>,
+    end: Option<End>,
+    began: Instant,
+) -> Summary {
     let stats = session.stats().clone();
     let summary = Summary {
         imei: session.imei(),
-        bytes: run.stored.iter().map(|s| s.sidecar.size_bytes).sum(),
-        stored: run.stored,
+        bytes: stored.iter().map(|s| s.sidecar.size_bytes).sum(),
+        stored,
         crc_errors: stats.crc_errors,
         duration: began.elapsed(),
-        end: run
-            .end
+        end: end
             .or_else(|| session.ended().cloned())
             .unwrap_or(End::Completed),
     };
@@ -353,11 +400,11 @@ pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String) -> Summary {
         summary.duration.as_secs_f64(),
         summary.end
     );
-    live::TOTALS.sessions.fetch_add(1, Ordering::Relaxed);
+    Metrics::add(&env.metrics.sessions, 1);
     match summary.end {
         End::Completed => log::info!("{line}"),
         _ => {
-            live::TOTALS.failed_sessions.fetch_add(1, Ordering::Relaxed);
+            Metrics::add(&env.metrics.failed_sessions, 1);
             log::warn!("{line}")
         }
     }

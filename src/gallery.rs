@@ -341,6 +341,9 @@ pub fn start(root: &Path) {
 /// A file was stored or converted under `root`: rebuild soon.
 pub fn notify_changed(root: &Path) {
     if let Some(tx) = WORKER.get() {
-        let _ = tx.lock().unwrap().send(root.to_path_buf());
+        let _ = tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(root.to_path_buf());
     }
 }

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod gallery;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod tls;

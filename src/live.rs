@@ -2,29 +2,14 @@
 //! downloads (IMEI, file, bytes, %, speed, time left), log lines above them,
 //! and the counters behind the status line and the shutdown summary. When
 //! stderr is not a terminal (a service, CI, a pipe) there are no bars: log
-//! lines only.
+//! lines only. (The counters are the server's `Metrics`.)
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// Counters since start, for the status line and the shutdown summary.
-pub struct Totals {
-    pub sessions: AtomicU64,
-    pub failed_sessions: AtomicU64,
-    pub files: AtomicU64,
-    pub bytes_received: AtomicU64,
-}
-
-pub static TOTALS: Totals = Totals {
-    sessions: AtomicU64::new(0),
-    failed_sessions: AtomicU64::new(0),
-    files: AtomicU64::new(0),
-    bytes_received: AtomicU64::new(0),
-};
 
 struct Bars {
     multi: MultiProgress,
@@ -82,7 +67,12 @@ pub fn file_started(conn: u64, tag: &str, file: &str, total: u64, kept: u64) {
     bar.set_message(file.to_string());
     bar.set_position(kept);
     bar.reset_eta();
-    if let Some(old) = b.bars.lock().unwrap().insert(conn, bar) {
+    if let Some(old) = b
+        .bars
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(conn, bar)
+    {
         old.finish_and_clear();
     }
 }
@@ -90,7 +80,12 @@ pub fn file_started(conn: u64, tag: &str, file: &str, total: u64, kept: u64) {
 /// Bytes of the current file are stored up to `pos`.
 pub fn file_progress(conn: u64, pos: u64) {
     let Some(b) = bars() else { return };
-    if let Some(bar) = b.bars.lock().unwrap().get(&conn) {
+    if let Some(bar) = b
+        .bars
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&conn)
+    {
         bar.set_position(pos);
     }
 }
@@ -98,7 +93,12 @@ pub fn file_progress(conn: u64, pos: u64) {
 /// The connection's file is done (stored, given up or the link ended).
 pub fn file_ended(conn: u64) {
     let Some(b) = bars() else { return };
-    if let Some(bar) = b.bars.lock().unwrap().remove(&conn) {
+    if let Some(bar) = b
+        .bars
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&conn)
+    {
         bar.finish_and_clear();
         b.multi.remove(&bar);
     }

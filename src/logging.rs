@@ -16,7 +16,10 @@ impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // The file first: whoever reads a line on the terminal finds it in the file.
         if let Some(f) = &self.file {
-            let _ = f.lock().unwrap().write_all(buf);
+            let _ = f
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .write_all(buf);
         }
         crate::live::write_log(buf);
         Ok(buf.len())
@@ -24,7 +27,10 @@ impl Write for Tee {
 
     fn flush(&mut self) -> io::Result<()> {
         if let Some(f) = &self.file {
-            let _ = f.lock().unwrap().flush();
+            let _ = f
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .flush();
         }
         Ok(())
     }

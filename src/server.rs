@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -16,6 +16,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::codec::Frame;
 use crate::driver::{self, Env, Link, Summary};
+use crate::metrics::{FastBudget, Metrics};
 use crate::session;
 use crate::storage::{Storage, StorageConfig, Stored};
 
@@ -94,9 +95,17 @@ impl Write for SharedSocket {
     }
 }
 
+/// A poisoned lock (a thread panicked holding it) is still usable: the
+/// registries hold plain counts and handles, valid after any panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Shared {
     session: session::Config,
     storage: Storage,
+    metrics: Metrics,
+    fast: FastBudget,
     stopping: AtomicBool,
     active: AtomicUsize,
     next_id: AtomicU64,
@@ -155,7 +164,7 @@ impl RateLimit {
     }
 
     fn warn(&self, line: impl FnOnce() -> String) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = lock(&self.state);
         let now = Instant::now();
         if now.duration_since(s.0) >= Self::WINDOW {
             if s.2 > 0 {
@@ -322,6 +331,8 @@ impl Server {
             shared: Arc::new(Shared {
                 session: cfg.session,
                 storage,
+                metrics: Metrics::default(),
+                fast: FastBudget::default(),
                 stopping: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
@@ -337,6 +348,30 @@ impl Server {
             }),
             summaries: None,
         })
+    }
+
+    /// Storage calls this before each publish step (tests inject crashes and panics).
+    pub fn fault_hook(mut self, hook: crate::storage::FaultHook) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("not running yet")
+            .storage
+            .set_fault(Some(hook));
+        self
+    }
+
+    /// The output folder.
+    pub fn output_dir(&self) -> &Path {
+        self.shared.storage.root()
+    }
+
+    /// This server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Connections holding a slot now.
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
     }
 
     /// Called (on the camera's thread) for each file stored.
@@ -399,7 +434,7 @@ impl Server {
         }
         let _ = status.join();
         let open: Vec<TcpStream> = {
-            let conns = self.shared.conns.lock().unwrap();
+            let conns = lock(&self.shared.conns);
             conns
                 .values()
                 .filter_map(|c| c.stream.try_clone().ok())
@@ -416,13 +451,13 @@ impl Server {
         while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        let t = &crate::live::TOTALS;
+        let m = &self.shared.metrics;
         log::info!(
             "server stopped; since start: {} session(s), {} file(s) stored, {} received, {} session(s) ended in error",
-            t.sessions.load(Ordering::Relaxed),
-            t.files.load(Ordering::Relaxed),
-            crate::session::human_bytes(t.bytes_received.load(Ordering::Relaxed)),
-            t.failed_sessions.load(Ordering::Relaxed)
+            Metrics::get(&m.sessions),
+            Metrics::get(&m.files),
+            crate::session::human_bytes(Metrics::get(&m.bytes_received)),
+            Metrics::get(&m.failed_sessions)
         );
         Ok(())
     }
@@ -431,16 +466,13 @@ impl Server {
 /// Every 60 s while cameras are connected: how many, and the bytes per second.
 fn status_loop(shared: &Shared) {
     const EVERY: Duration = Duration::from_secs(60);
-    let mut last = (
-        Instant::now(),
-        crate::live::TOTALS.bytes_received.load(Ordering::Relaxed),
-    );
+    let mut last = (Instant::now(), Metrics::get(&shared.metrics.bytes_received));
     while !shared.stopping.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(250));
         if last.0.elapsed() < EVERY {
             continue;
         }
-        let bytes = crate::live::TOTALS.bytes_received.load(Ordering::Relaxed);
+        let bytes = Metrics::get(&shared.metrics.bytes_received);
         let rate = (bytes - last.1) as f64 / last.0.elapsed().as_secs_f64();
         last = (Instant::now(), bytes);
         let active = shared.active.load(Ordering::SeqCst);
@@ -448,7 +480,7 @@ fn status_loop(shared: &Shared) {
             log::info!(
                 "status: {active} camera(s) connected, {}/s over the last minute, {} file(s) stored since start",
                 crate::session::human_bytes(rate as u64),
-                crate::live::TOTALS.files.load(Ordering::Relaxed)
+                Metrics::get(&shared.metrics.files)
             );
         }
     }
@@ -537,48 +569,84 @@ fn admit(
         }
     }
     let stream = Arc::new(stream);
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    shared.conns.lock().unwrap().insert(
-        id,
-        Conn {
-            imei: None,
-            ip,
-            stream: stream.clone(),
-        },
-    );
-    shared.active.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot::take(shared, ip, stream.clone());
+    let id = slot.id;
     let spawned = thread::Builder::new()
         .name(format!("camera-{peer}"))
         .stack_size(CAMERA_STACK)
         .spawn({
             let shared = shared.clone();
+            let stream = stream.clone();
             move || {
-                let summary = serve_camera(&shared, id, stream, peer, tls);
-                let conn = shared.conns.lock().unwrap().remove(&id);
-                if let Some(ip) = conn.and_then(|c| c.ip) {
-                    release_ip(&shared, ip);
-                }
-                shared.active.fetch_sub(1, Ordering::SeqCst);
+                // The slot goes back when this closure ends, however it ends
+                // (and before the summary is out: whoever reads it may connect at once).
+                let slot = slot;
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_camera(&shared, id, stream, peer, tls)
+                }));
+                let summary = served.unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    Metrics::add(&shared.metrics.panics, 1);
+                    log::error!("[{peer}] the camera's thread failed ({what}): this is a bug; its slot is given back");
+                    Summary::ended(session::End::Internal(what))
+                });
+                drop(slot);
                 if let Some(tx) = summaries {
                     let _ = tx.send(summary);
                 }
             }
         });
     if let Err(e) = spawned {
+        // The closure (and the slot in it) is dropped: the slot is back.
         log::error!("[{peer}] could not start a thread for the camera: {e}");
-        if let Some(c) = shared.conns.lock().unwrap().remove(&id) {
-            if let Some(ip) = c.ip {
-                release_ip(shared, ip);
-            }
-            let _ = (&*c.stream).write_all(&Frame::Close.to_vec());
+        let _ = (&*stream).write_all(&Frame::Close.to_vec());
+    }
+}
+
+/// A connection's claim on the server: its entry in the registry, its place
+/// in the connection count and its per-address count. All of it is given
+/// back when the slot drops, also when the camera's thread panics.
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, ip: Option<IpAddr>, stream: Arc<TcpStream>) -> Slot {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.conns).insert(
+            id,
+            Conn {
+                imei: None,
+                ip,
+                stream,
+            },
+        );
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Slot {
+            shared: shared.clone(),
+            id,
         }
-        shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let conn = lock(&self.shared.conns).remove(&self.id);
+        if let Some(ip) = conn.and_then(|c| c.ip) {
+            release_ip(&self.shared, ip);
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// Counts a connection from `ip`; false when it already has --max-per-ip.
 fn claim_ip(shared: &Shared, ip: IpAddr) -> bool {
-    let mut per_ip = shared.per_ip.lock().unwrap();
+    let mut per_ip = lock(&shared.per_ip);
     let n = per_ip.entry(ip).or_insert(0);
     if *n >= shared.max_per_ip {
         return false;
@@ -588,7 +656,7 @@ fn claim_ip(shared: &Shared, ip: IpAddr) -> bool {
 }
 
 fn release_ip(shared: &Shared, ip: IpAddr) {
-    let mut per_ip = shared.per_ip.lock().unwrap();
+    let mut per_ip = lock(&shared.per_ip);
     if let Some(n) = per_ip.get_mut(&ip) {
         *n -= 1;
         if *n == 0 {
@@ -630,7 +698,7 @@ fn serve_camera(
                     });
                     return refused(session::End::Refused(session::Refusal::MaxPerIp));
                 }
-                if let Some(c) = shared.conns.lock().unwrap().get_mut(&id) {
+                if let Some(c) = lock(&shared.conns).get_mut(&id) {
                     c.ip = Some(real.ip());
                 }
                 log::debug!("[{real}] through the load balancer at {peer}");
@@ -663,10 +731,12 @@ fn serve_camera(
         shutdown: &shared.stopping,
         on_stored: &*shared.on_stored,
         on_camera: &on_camera,
+        metrics: &shared.metrics,
+        fast: &shared.fast,
     };
     match tls {
-        None => driver::run(&env, &*stream, peer.to_string()),
-        Some(cfg) => serve_tls(&env, stream, peer, cfg),
+        None => driver::run(&env, &*stream, peer.to_string(), id),
+        Some(cfg) => serve_tls(&env, stream, peer, cfg, id),
     }
 }
 
@@ -678,11 +748,12 @@ fn serve_tls(
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     cfg: Arc<rustls::ServerConfig>,
+    id: u64,
 ) -> Summary {
     match rustls::ServerConnection::new(cfg) {
         Ok(conn) => {
             let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
-            driver::run(env, tls_stream, format!("{peer} (TLS)"))
+            driver::run(env, tls_stream, format!("{peer} (TLS)"), id)
         }
         Err(e) => {
             log::warn!("[{peer}] TLS setup failed: {e}");
@@ -697,7 +768,7 @@ fn serve_tls(
 /// A camera keeps one link: when it reconnects (a cellular drop the server has
 /// not noticed yet), the older link is closed so its partial is freed for resume.
 fn replace_older_links(shared: &Shared, id: u64, imei: u64) {
-    let mut conns = shared.conns.lock().unwrap();
+    let mut conns = lock(&shared.conns);
     for (other, c) in conns.iter_mut() {
         if *other != id && c.imei == Some(imei) {
             log::info!("[{imei}] reconnected: closing its older link");

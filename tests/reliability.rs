@@ -536,3 +536,84 @@ fn max_files_bounds_a_session() {
     want.extend(Frame::Close.to_vec());
     assert_eq!(sent, want);
 }
+
+/// A bug that panics a camera's thread must not cost the server a slot:
+/// with one connection allowed (and one per address), the next camera is
+/// served as if nothing happened.
+#[test]
+fn a_panicking_camera_thread_gives_its_slot_back() {
+    use dashcam_server::server::Server;
+    use dashcam_server::storage::PublishStep;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut cfg = config(&out);
+    cfg.max_connections = Some(1);
+    cfg.max_per_ip = 1;
+    let armed = Arc::new(AtomicBool::new(true));
+    let hook = {
+        let armed = armed.clone();
+        Arc::new(move |step: PublishStep| {
+            if step == PublishStep::SyncPartial && armed.swap(false, Ordering::SeqCst) {
+                panic!("injected panic before {step:?}");
+            }
+            false
+        })
+    };
+    let srv = start_server(Server::bind(cfg).unwrap().fault_hook(hook));
+    let (k, p, bytes) = kind_file(tmp.path(), FileKind::PhotoFront, 5000, 41);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(k, p)];
+    assert!(
+        !run_camera(&cam).unwrap().complete,
+        "the first try panicked"
+    );
+    assert!(
+        matches!(srv.summary().end, End::Internal(ref what) if what.contains("injected panic")),
+        "the panic is reported"
+    );
+    // The same camera again, through the one slot: served, byte-exact.
+    let again = run_camera(&cam).unwrap();
+    assert!(again.complete, "{again:?}");
+    assert_eq!(srv.summary().end, End::Completed);
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), bytes);
+    // And another camera after it.
+    let mut other = srv.sim(IMEI + 1);
+    other.files = vec![kind_file(tmp.path(), FileKind::PhotoRear, 3000, 42)]
+        .into_iter()
+        .map(|(k, p, _)| (k, p))
+        .collect();
+    assert!(run_camera(&other).unwrap().complete);
+    srv.shutdown();
+}
+
+/// With metadata on, a camera offers again a file the server stored but whose
+/// sidecar was deleted: recognised (its digests computed again), not a panic.
+#[test]
+fn a_stored_file_whose_sidecar_is_gone_is_recognised_when_offered_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let (k, p, bytes) = kind_file(tmp.path(), FileKind::VideoFront, 10 * 1024 + 77, 43);
+    let mut cam = srv.sim(IMEI);
+    cam.meta_time = Some(1_764_000_000);
+    cam.files = vec![(k, p)];
+    assert!(run_camera(&cam).unwrap().complete);
+    assert_eq!(srv.summary().end, End::Completed);
+    let stored = media(&out, IMEI);
+    std::fs::remove_file(stored[0].with_extension("json")).unwrap();
+    let mut cam = srv.sim(IMEI);
+    cam.meta_time = Some(1_764_000_000);
+    cam.files = vec![(k, tmp.path().join(format!("{}-43.bin", k.name())))];
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    let s = srv.summary();
+    assert_eq!(s.end, End::Completed);
+    assert_eq!(media(&out, IMEI), stored, "stored once");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), bytes);
+    srv.shutdown();
+}

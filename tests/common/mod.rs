@@ -10,12 +10,45 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dashcam_server::codec::{FileKind, Frame, InitPacket};
-use dashcam_server::driver::{self, Env, MemoryLink, Summary};
+use dashcam_server::driver::{self, Env, Link, Summary};
+use dashcam_server::metrics::{FastBudget, Metrics};
 use dashcam_server::server::{Server, ServerConfig, StopHandle};
 use dashcam_server::session;
 use dashcam_server::simulator::SimConfig;
 use dashcam_server::storage::Sidecar;
 use dashcam_server::storage::Storage;
+
+/// Every test runs with logging at `trace`: each log line's arguments are
+/// evaluated (a panic hiding in one shows), then dropped, or printed to
+/// stderr with `DASHCAM_TEST_LOG=1`.
+struct EveryLine {
+    print: bool,
+}
+
+impl log::Log for EveryLine {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}", record.level(), record.args());
+        if self.print {
+            eprintln!("{line}");
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+pub fn trace_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let print = std::env::var_os("DASHCAM_TEST_LOG").is_some_and(|v| v == "1");
+        if log::set_boxed_logger(Box::new(EveryLine { print })).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -48,8 +81,13 @@ pub fn config(dir: &Path) -> ServerConfig {
 }
 
 pub fn start_with(cfg: ServerConfig) -> TestServer {
-    let dir = cfg.output_dir.clone();
-    let mut server = Server::bind(cfg).expect("bind");
+    start_server(Server::bind(cfg).expect("bind"))
+}
+
+/// Runs a server built by the test (with hooks) on a thread.
+pub fn start_server(mut server: Server) -> TestServer {
+    trace_logging();
+    let dir = server.output_dir().to_path_buf();
     let summaries = server.summaries();
     let addr = server.local_addr();
     let stop = server.stop_handle();
@@ -225,23 +263,56 @@ impl Raw {
     }
 }
 
+/// Bytes in, bytes out, all in memory. Reading past the input is the peer
+/// closing the link.
+pub struct MemoryLink<'a> {
+    pub input: &'a [u8],
+    pub output: Vec<u8>,
+}
+
+impl Read for MemoryLink<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for MemoryLink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Link for MemoryLink<'_> {
+    fn set_read_timeout(&mut self, _: Duration) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One server session over in-memory bytes, storing under `dir`: what it
 /// reports, and every byte it sent back.
 pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (Summary, Vec<u8>) {
+    trace_logging();
     let storage = Storage::new(dir, Duration::from_secs(3600)).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let (metrics, fast) = (Metrics::default(), FastBudget::default());
     let env = Env {
         config: cfg,
         storage: &storage,
         shutdown: &stop,
         on_stored: &|_| {},
         on_camera: &|_| {},
+        metrics: &metrics,
+        fast: &fast,
     };
     let mut link = MemoryLink {
         input,
         output: Vec::new(),
     };
-    let summary = driver::run(&env, &mut link, "in-memory".into());
+    let summary = driver::run(&env, &mut link, "in-memory".into(), 0);
     (summary, link.output)
 }
 

@@ -96,7 +96,7 @@ fn reader_thread(mut stream: Wire, tx: mpsc::Sender<Cmd>) {
                 return;
             }
         }
-        match stream.read(d.space()) {
+        match stream.read(d.space(16 * 1024)) {
             Ok(0) => {
                 let _ = tx.send(Cmd::Gone("server closed the link".into()));
                 return;

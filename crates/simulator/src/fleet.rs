@@ -201,7 +201,7 @@ impl Driver<'_> {
         loop {
             let c = &mut self.cams[i];
             let Some(s) = c.sock.as_mut() else { return };
-            match s.read(c.d.space()) {
+            match s.read(c.d.space(2048)) {
                 Ok(0) => {
                     eof = true;
                     break;

@@ -50,7 +50,7 @@ fn load(storage: &Storage, imei: u64) -> Vec<Entry> {
 impl Known {
     /// The stored file this one duplicates, if any.
     pub fn find(&self, storage: &Storage, imei: u64, sc: &Sidecar) -> Option<PathBuf> {
-        let mut map = self.by_imei.lock().unwrap();
+        let mut map = crate::lock(&self.by_imei);
         let list = map.entry(imei).or_insert_with(|| load(storage, imei));
         list.iter()
             .find(|e| e.size == sc.size_bytes && e.sha256 == sc.sha256 && e.file == sc.file)
@@ -59,7 +59,7 @@ impl Known {
     }
 
     pub fn add(&self, imei: u64, stored: &Stored) {
-        if let Some(list) = self.by_imei.lock().unwrap().get_mut(&imei) {
+        if let Some(list) = crate::lock(&self.by_imei).get_mut(&imei) {
             list.push(Entry {
                 file: stored.sidecar.file.clone(),
                 size: stored.sidecar.size_bytes,
@@ -81,7 +81,7 @@ impl Known {
         ts_ms: u64,
         open: &dashcam_protocol::session::OpenFile,
     ) -> Option<(PathBuf, u64)> {
-        let mut map = self.by_imei.lock().unwrap();
+        let mut map = crate::lock(&self.by_imei);
         let list = map.entry(imei).or_insert_with(|| load(storage, imei));
         let extent = open.extent();
         list.iter()
@@ -98,7 +98,7 @@ impl Known {
 
     /// Its end differed once: that file is no longer matched by time.
     pub fn forget_time(&self, imei: u64, path: &std::path::Path) {
-        if let Some(list) = self.by_imei.lock().unwrap().get_mut(&imei) {
+        if let Some(list) = crate::lock(&self.by_imei).get_mut(&imei) {
             for e in list.iter_mut().filter(|e| e.path == path) {
                 e.by_time = false;
             }

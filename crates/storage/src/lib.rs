@@ -42,6 +42,12 @@ use crate::error::{Ctx, Result};
 const PARTIAL_DIR: &str = ".partial";
 const INDEX: &str = "downloads.jsonl";
 
+/// A lock whose holder panicked is still good: what it guards (sets of
+/// busy paths, caches) stays valid, and one camera's bug must not stop the rest.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Limits of the output folder.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -143,6 +149,11 @@ impl Storage {
         Ok(s)
     }
 
+    /// Sets (or clears) the hook called before each publish step.
+    pub fn set_fault(&mut self, fault: Option<FaultHook>) {
+        self.fault = fault;
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -202,7 +213,7 @@ impl Storage {
                 }
             }
             for p in partial::list(&pdir) {
-                if self.busy.lock().unwrap().contains(&p.part) {
+                if lock(&self.busy).contains(&p.part) {
                     total += p.size;
                     continue;
                 }
@@ -261,7 +272,7 @@ impl Storage {
             if total.saturating_add(need) <= cap {
                 break;
             }
-            if self.busy.lock().unwrap().contains(&p.part) {
+            if lock(&self.busy).contains(&p.part) {
                 continue;
             }
             log::warn!(
@@ -305,11 +316,11 @@ impl Storage {
     }
 
     fn claim(&self, part: &Path) -> bool {
-        self.busy.lock().unwrap().insert(part.to_path_buf())
+        lock(&self.busy).insert(part.to_path_buf())
     }
 
     fn release(&self, part: &Path) {
-        self.busy.lock().unwrap().remove(part);
+        lock(&self.busy).remove(part);
     }
 
     fn fault(&self, step: PublishStep) -> Result<()> {

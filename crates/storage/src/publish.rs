@@ -123,7 +123,7 @@ pub(super) fn publish(
     let part = pdir.join(format!("{key}.part"));
     let state = pdir.join(format!("{key}.state"));
     let intent_path = pdir.join(format!("{key}.publish"));
-    let _guard = storage.publish_lock.lock().unwrap();
+    let _guard = crate::lock(&storage.publish_lock);
     let (name, media, sidecar_path) = (0..10_000u32)
         .map(|n| {
             let name = if n == 0 {

@@ -3,8 +3,8 @@
 //! [`Deframer::filled`]; bytes stay buffered across a read timeout.
 //!
 //! The buffer starts small and grows only when a frame header within the
-//! limits asks for more (path-flow DATA up to 64 KiB), so thousands of
-//! identifier-flow cameras cost a few KiB each.
+//! limits asks for more (path-flow DATA up to 64 KiB) or the caller asks for
+//! a bigger read, so thousands of identifier-flow cameras cost a few KiB each.
 
 use super::frame::{self, Frame, Limits, HEADER_LEN};
 use super::init::{parse_init, InitPacket, INIT_LEN};
@@ -12,8 +12,6 @@ use super::CodecError;
 
 /// Enough for one identifier-flow DATA frame (1030 bytes) and the next header.
 const INITIAL: usize = 2 * 1024;
-/// Reads grow to this while the camera sends fast.
-const MAX_READ: usize = 16 * 1024;
 
 /// What came off the wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,21 +20,13 @@ pub enum Input<'a> {
     Frame(Frame<'a>),
 }
 
+/// How much to read at a time is the caller's policy: it asks
+/// [`Deframer::space`] for room for that many bytes.
 pub struct Deframer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     limits: Limits,
-    /// How much the next read asks for: doubled while reads come back full,
-    /// halved after a run of small ones, so a camera on a slow link holds
-    /// about 2 KiB and a fast one reads 16 KiB at a time.
-    read_size: usize,
-    last_space: usize,
-    small_reads: u32,
-    /// The caller's cap on reads (see [`Deframer::set_max_read`]).
-    max_read: usize,
-    /// The last read filled all the space it was given.
-    saturated: bool,
 }
 
 impl Deframer {
@@ -46,11 +36,6 @@ impl Deframer {
             start: 0,
             end: 0,
             limits,
-            read_size: INITIAL / 2,
-            last_space: 0,
-            small_reads: 0,
-            max_read: INITIAL,
-            saturated: false,
         }
     }
 
@@ -62,57 +47,31 @@ impl Deframer {
         self.limits
     }
 
-    /// Reads come back full: the peer sends faster than we read.
-    pub fn is_fast(&self) -> bool {
-        self.read_size >= MAX_READ
-    }
-
-    /// The last read filled the space it was given: more is waiting.
-    pub fn saturated(&self) -> bool {
-        self.saturated
-    }
-
-    /// Lets reads grow up to `n` bytes (at most 16 KiB); the caller decides
-    /// how many connections may hold big buffers at once.
-    pub fn set_max_read(&mut self, n: usize) {
-        self.max_read = n.clamp(INITIAL / 2, MAX_READ);
-        self.read_size = self.read_size.min(self.max_read);
-    }
-
     /// Bytes received and not yet handed out.
     pub fn buffered(&self) -> usize {
         self.end - self.start
     }
 
-    /// Free space to read into (compacting or growing to the read size).
-    pub fn space(&mut self) -> &mut [u8] {
-        if self.start == self.end && self.buf.len() > INITIAL && self.read_size <= INITIAL / 2 {
-            // Slow again: give the burst's memory back.
+    /// Free space to read into, at least `want` bytes (compacting, or
+    /// growing the buffer only as far as `want` asks).
+    pub fn space(&mut self, want: usize) -> &mut [u8] {
+        self.reserve(want.max(1));
+        &mut self.buf[self.end..]
+    }
+
+    /// Gives a burst's memory back when nothing is buffered (a camera that
+    /// was fast and is slow again holds a few KiB).
+    pub fn shrink(&mut self) {
+        if self.start == self.end && self.buf.len() > INITIAL {
             self.buf = vec![0; INITIAL];
             self.start = 0;
             self.end = 0;
         }
-        self.reserve(self.read_size);
-        self.last_space = self.buf.len() - self.end;
-        &mut self.buf[self.end..]
     }
 
     /// `n` bytes were written at the front of [`Deframer::space`].
     pub fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
-        self.saturated = n >= self.last_space;
-        if n >= self.last_space && self.read_size < self.max_read {
-            self.read_size = (self.read_size * 2).min(self.max_read);
-            self.small_reads = 0;
-        } else if n < self.read_size / 4 {
-            self.small_reads += 1;
-            if self.small_reads >= 16 && self.read_size > INITIAL / 2 {
-                self.read_size /= 2;
-                self.small_reads = 0;
-            }
-        } else {
-            self.small_reads = 0;
-        }
     }
 
     /// Copies bytes in (tests and the in-memory driver).
@@ -256,7 +215,7 @@ mod tests {
         let mut n = 0;
         let mut fed = 0;
         while fed < wire.len() {
-            let space = d.space();
+            let space = d.space(4096);
             let k = space.len().min(wire.len() - fed);
             space[..k].copy_from_slice(&wire[fed..fed + k]);
             d.filled(k);

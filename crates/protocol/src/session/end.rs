@@ -23,6 +23,8 @@ pub enum End {
     GaveUp(GiveUp),
     Storage(StoreError),
     Shutdown,
+    /// The server failed (a bug): what it said.
+    Internal(String),
 }
 
 /// Why a connection was taken for something other than a camera.
@@ -111,6 +113,7 @@ impl fmt::Display for End {
             End::GaveUp(why) => write!(f, "gave up: {why}"),
             End::Storage(why) => write!(f, "storage error: {why}"),
             End::Shutdown => write!(f, "server shutting down"),
+            End::Internal(what) => write!(f, "internal error (a bug): {what}"),
         }
     }
 }

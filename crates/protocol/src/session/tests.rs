@@ -3,6 +3,31 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+
+/// Logging at `trace` for every test: each log line's arguments are evaluated
+/// (a panic hiding in one shows), then dropped.
+struct EveryLine;
+
+impl log::Log for EveryLine {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let _ = format!("{}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+fn trace_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if log::set_logger(&EveryLine).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+}
 use crate::codec::{crc16, Deframer, FileKind, Frame, InitPacket, Input, Limits};
 
 const IMEI: u64 = 350612071913857;
@@ -23,6 +48,7 @@ struct H<'c> {
 
 impl<'c> H<'c> {
     fn new(cfg: &'c Config) -> H<'c> {
+        trace_logging();
         let now = Instant::now();
         H {
             s: Session::new(cfg, "test".into(), now),
