@@ -284,7 +284,7 @@ pub fn run_camera(cfg: &SimConfig) -> Result<SimReport> {
 impl Camera {
     fn send(&mut self, f: Frame<'_>) -> Result<()> {
         self.frame.clear();
-        f.encode(&mut self.frame);
+        f.encode(&mut self.frame)?;
         self.out.write_all(&self.frame)?;
         self.out.flush()?;
         Ok(())
@@ -491,7 +491,7 @@ impl Camera {
                     }
                 };
                 self.frame.clear();
-                f.encode(&mut self.frame);
+                f.encode(&mut self.frame)?;
                 self.out.write_all(&self.frame)?;
                 self.report.bytes_sent += n as u64;
                 pos += n as u64;

@@ -149,10 +149,7 @@ impl Deframer {
         }
         let at = self.start;
         self.start += total;
-        Ok(Some(frame::decode_payload(
-            cmd,
-            &self.buf[at + HEADER_LEN..at + total],
-        )))
+        frame::decode_payload(cmd, &self.buf[at + HEADER_LEN..at + total]).map(Some)
     }
 }
 
@@ -165,13 +162,14 @@ mod tests {
     #[test]
     fn one_byte_at_a_time_yields_the_same_inputs() {
         let mut wire = REAL_INIT.to_vec();
-        Frame::Start { total: 32 }.encode(&mut wire);
-        Frame::Sync { offset: 1 }.encode(&mut wire);
+        Frame::Start { total: 32 }.encode(&mut wire).unwrap();
+        Frame::Sync { offset: 1 }.encode(&mut wire).unwrap();
         Frame::Data {
             payload: &[7; 1024],
             crc: 9,
         }
-        .encode(&mut wire);
+        .encode(&mut wire)
+        .unwrap();
         let mut d = Deframer::new(Limits::IDENTIFIER);
         let mut got = Vec::new();
         let mut expect_init = true;
@@ -209,7 +207,8 @@ mod tests {
                 payload: &big,
                 crc: i as u16,
             }
-            .encode(&mut wire);
+            .encode(&mut wire)
+            .unwrap();
         }
         let mut d = Deframer::new(Limits::PATH);
         let mut n = 0;
@@ -235,7 +234,8 @@ mod tests {
             payload: &[1; 10],
             crc: 1,
         }
-        .encode(&mut wire);
+        .encode(&mut wire)
+        .unwrap();
         wire.extend_from_slice(&REAL_INIT);
         let mut d = Deframer::new(Limits::IDENTIFIER);
         d.feed(&wire);

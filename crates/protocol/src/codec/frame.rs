@@ -118,10 +118,12 @@ impl Frame<'_> {
 
     /// Appends the encoded frame to `out`, byte for byte as the reference server
     /// sends its commands (REPEAT INIT without a length, PATH REQ with `00 00`).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// A payload too long for the length field is an error and `out` is left as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let at = out.len();
         out.extend_from_slice(&self.command().to_be_bytes());
         if let Frame::RepeatInit = self {
-            return;
+            return Ok(());
         }
         let start = out.len();
         out.extend_from_slice(&[0, 0]);
@@ -154,13 +156,22 @@ impl Frame<'_> {
             | Frame::Metadata { payload: b }
             | Frame::Path { path: b } => out.extend_from_slice(b),
         }
-        let len = (out.len() - start - 2) as u16;
-        out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+        let len = out.len() - start - 2;
+        let Ok(len16) = u16::try_from(len) else {
+            out.truncate(at);
+            return Err(CodecError::TooLong {
+                cmd: self.command(),
+                len,
+            });
+        };
+        out[start..start + 2].copy_from_slice(&len16.to_be_bytes());
+        Ok(())
     }
 
+    /// The encoded frame; empty for a frame too long to encode (see [`Frame::encode`]).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.encode(&mut v);
+        let _ = self.encode(&mut v);
         v
     }
 }
@@ -213,11 +224,17 @@ impl Limits {
 /// What the header says: a command, and how many payload bytes follow
 /// (`None` for REPEAT INIT, which has no length field).
 pub fn check_header(b: &[u8], limits: Limits) -> Result<(u16, Option<usize>), CodecError> {
-    let cmd = u16::from_be_bytes([b[0], b[1]]);
+    let truncated = |need| CodecError::Truncated {
+        need,
+        have: b.len(),
+    };
+    let (&[c0, c1], rest) = b.split_first_chunk::<2>().ok_or(truncated(2))?;
+    let cmd = u16::from_be_bytes([c0, c1]);
     if limits.direction == Direction::FromServer && cmd == cmd::REPEAT_INIT {
         return Ok((cmd, None));
     }
-    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    let &[l0, l1] = rest.first_chunk::<2>().ok_or(truncated(HEADER_LEN))?;
+    let len = u16::from_be_bytes([l0, l1]) as usize;
     let ok = match (limits.direction, cmd) {
         (Direction::FromDevice, cmd::START) => len == 6 || len == 4,
         (Direction::FromDevice, cmd::SYNC) | (_, cmd::STATUS) => len == 4,
@@ -240,40 +257,50 @@ pub fn check_header(b: &[u8], limits: Limits) -> Result<(u16, Option<usize>), Co
     }
 }
 
-/// Decodes the payload of a frame whose header passed [`check_header`].
-pub fn decode_payload(cmd: u16, p: &[u8]) -> Frame<'_> {
-    let u32_at = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
-    let crc_at = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
-    match cmd {
+/// Decodes the payload of a frame (normally one whose header passed
+/// [`check_header`]); a payload too short for its command is an error.
+pub fn decode_payload(cmd: u16, p: &[u8]) -> Result<Frame<'_>, CodecError> {
+    let short = |_need: usize| CodecError::BadLength { cmd, len: p.len() };
+    let u32_at = |i: usize| -> Result<u32, CodecError> {
+        p.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| short(i + 4))
+    };
+    // File bytes, then a CRC in the last 2 bytes, after `skip` bytes.
+    let with_crc = |skip: usize| -> Result<(&[u8], u16), CodecError> {
+        match p.len().checked_sub(2) {
+            Some(n) if n >= skip => Ok((&p[skip..n], u16::from_be_bytes([p[n], p[n + 1]]))),
+            _ => Err(short(skip + 2)),
+        }
+    };
+    Ok(match cmd {
         cmd::CLOSE => Frame::Close,
         cmd::REPEAT_INIT => Frame::RepeatInit,
         cmd::PATH_REQUEST => Frame::PathRequest,
         // The 2 trailing "blank" bytes are documented; firmware that omits them is tolerated.
-        cmd::START => Frame::Start { total: u32_at(0) },
-        cmd::RESUME => Frame::Resume { offset: u32_at(0) },
-        cmd::SYNC => Frame::Sync { offset: u32_at(0) },
-        cmd::STATUS => Frame::Status { code: u32_at(0) },
+        cmd::START => Frame::Start { total: u32_at(0)? },
+        cmd::RESUME => Frame::Resume { offset: u32_at(0)? },
+        cmd::SYNC => Frame::Sync { offset: u32_at(0)? },
+        cmd::STATUS => Frame::Status { code: u32_at(0)? },
         cmd::DATA => {
-            let n = p.len() - 2;
-            Frame::Data {
-                payload: &p[..n],
-                crc: crc_at(n),
-            }
+            let (payload, crc) = with_crc(0)?;
+            Frame::Data { payload, crc }
         }
         cmd::ENHANCED_DATA => {
-            let n = p.len() - 2;
+            let offset = u32_at(0)?;
+            let (payload, crc) = with_crc(4)?;
             Frame::EnhancedData {
-                offset: u32_at(0),
-                payload: &p[4..n],
-                crc: crc_at(n),
+                offset,
+                payload,
+                crc,
             }
         }
         cmd::FILE_REQUEST => Frame::FileRequest { identifier: p },
         cmd::METADATA_REQUEST => Frame::MetadataRequest { identifier: p },
         cmd::METADATA => Frame::Metadata { payload: p },
         cmd::PATH => Frame::Path { path: p },
-        _ => unreachable!("check_header admits only known commands"),
-    }
+        _ => return Err(CodecError::UnknownCommand(cmd)),
+    })
 }
 
 /// Parses one frame from the front of `buf`: `Ok(None)` when more bytes are
@@ -293,7 +320,7 @@ pub fn parse_frame(buf: &[u8], limits: Limits) -> Result<Option<(Frame<'_>, usiz
     if buf.len() < total {
         return Ok(None);
     }
-    Ok(Some((decode_payload(cmd, &buf[HEADER_LEN..total]), total)))
+    Ok(Some((decode_payload(cmd, &buf[HEADER_LEN..total])?, total)))
 }
 
 #[cfg(test)]
@@ -502,5 +529,58 @@ mod tests {
                 .0,
             Frame::PathRequest
         );
+    }
+
+    #[test]
+    fn public_decoders_refuse_short_input_instead_of_panicking() {
+        for short in [&[][..], &[0], &[0, 4], &[0, 4, 0]] {
+            assert!(check_header(short, Limits::PATH).is_err(), "{short:?}");
+        }
+        for cmd in [
+            cmd::START,
+            cmd::RESUME,
+            cmd::SYNC,
+            cmd::STATUS,
+            cmd::DATA,
+            cmd::ENHANCED_DATA,
+        ] {
+            for len in 0..4 {
+                let p = vec![0xAB; len];
+                let r = decode_payload(cmd, &p);
+                let needs_more = match cmd {
+                    cmd::DATA => len < 2,
+                    cmd::ENHANCED_DATA => true,
+                    _ => len < 4,
+                };
+                assert_eq!(r.is_err(), needs_more, "0x{cmd:04X} with {len} bytes");
+            }
+        }
+        assert!(decode_payload(0x7777, &[]).is_err());
+    }
+
+    #[test]
+    fn a_payload_too_long_for_the_length_field_is_not_encoded() {
+        let big = vec![0u8; 70_000];
+        let mut out = vec![1, 2, 3];
+        let e = Frame::Data {
+            payload: &big,
+            crc: 0,
+        }
+        .encode(&mut out);
+        assert_eq!(
+            e,
+            Err(CodecError::TooLong {
+                cmd: cmd::DATA,
+                len: 70_002
+            })
+        );
+        assert_eq!(out, [1, 2, 3], "nothing half-written");
+        let max = vec![0u8; 65_533];
+        assert!(Frame::Data {
+            payload: &max,
+            crc: 0
+        }
+        .encode(&mut out)
+        .is_ok());
     }
 }

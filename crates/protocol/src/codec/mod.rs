@@ -26,6 +26,16 @@ pub enum CodecError {
         cmd: u16,
         len: usize,
     },
+    /// Fewer bytes than the decoder needs (a caller handed a partial frame).
+    Truncated {
+        need: usize,
+        have: usize,
+    },
+    /// A frame whose payload does not fit the 16-bit length field.
+    TooLong {
+        cmd: u16,
+        len: usize,
+    },
 }
 
 impl fmt::Display for CodecError {
@@ -39,6 +49,14 @@ impl fmt::Display for CodecError {
                 String::from_utf8_lossy(h)
             ),
             CodecError::UnknownCommand(c) => write!(f, "unknown command 0x{c:04X}"),
+            CodecError::Truncated { need, have } => {
+                write!(f, "truncated: {need} bytes needed, {have} given")
+            }
+            CodecError::TooLong { cmd, len } => write!(
+                f,
+                "{} (0x{cmd:04X}) of {len} bytes does not fit a frame",
+                command_name(*cmd).unwrap_or("command")
+            ),
             CodecError::BadLength { cmd, len } => write!(
                 f,
                 "{} (0x{cmd:04X}) with invalid length {len}",

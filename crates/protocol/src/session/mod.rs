@@ -321,7 +321,11 @@ impl<'c> Session<'c> {
 
     pub(crate) fn send(&mut self, frame: Frame<'_>) {
         let at = self.out.len();
-        frame.encode(&mut self.out);
+        if let Err(e) = frame.encode(&mut self.out) {
+            // Never for what the session builds (paths are checked to 255 bytes).
+            log::error!("[{}] not sent: {e}", self.tag);
+            return;
+        }
         if log::log_enabled!(log::Level::Debug) {
             log::debug!(
                 "[{}] -> {} {}",
