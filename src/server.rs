@@ -137,6 +137,11 @@ pub struct Server {
 pub struct StopHandle(Arc<Shared>);
 
 impl StopHandle {
+    /// Connections holding a slot now (tests wait on it instead of sleeping).
+    pub fn connections(&self) -> usize {
+        self.0.active.load(Ordering::SeqCst)
+    }
+
     pub fn stop(&self) {
         if self.0.stopping.swap(true, Ordering::SeqCst) {
             return;

@@ -27,10 +27,12 @@ fn connect_from(src: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
 
 #[test]
 fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
+    // Both ends of every socket are in this process: 1,120 sockets take
+    // 2,240 descriptors. Under a lower limit the test uses fewer, and says so.
     let limit = dashcam_server::server::raise_fd_limit().unwrap_or(u64::MAX);
-    if limit < 4000 {
-        eprintln!("SKIPPED: the open-files limit is {limit}, the test needs 4000");
-        return;
+    let n_idle = 1100u32.min((limit.saturating_sub(600) / 2) as u32).max(100);
+    if n_idle < 1100 {
+        eprintln!("the open-files limit is {limit}: {n_idle} idle sockets instead of 1,100");
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -42,7 +44,7 @@ fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
     });
     // 1,100 idle sockets from 40 addresses (28 each, under the per-address limit).
     let mut idle = Vec::new();
-    for i in 0..1100u32 {
+    for i in 0..n_idle {
         let src = [127, 0, 1, (i % 40) as u8 + 2];
         idle.push(connect_from(src, srv.addr).expect("idle connect"));
     }
@@ -64,7 +66,7 @@ fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
     let waited = opened.elapsed();
     assert!(r.complete, "{r:?}");
     assert_eq!(std::fs::read(&media(&out, IMEI)[0]).unwrap(), bytes);
-    eprintln!("camera served in {waited:?} with 1,100 idle and 20 slow-loris sockets open");
+    eprintln!("camera served in {waited:?} with {n_idle} idle and 20 slow-loris sockets open");
     assert!(
         waited < init_timeout,
         "served only after {waited:?}: the idle sockets had to time out first"
@@ -78,12 +80,13 @@ fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
     }
     let mut timed_out = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while timed_out < 1120 && Instant::now() < deadline {
+    let all = n_idle as usize + 20;
+    while timed_out < all && Instant::now() < deadline {
         if let Ok(s) = srv.summaries.recv_timeout(Duration::from_secs(5)) {
             timed_out += (s.end == End::TimedOut(Timeout::Init)) as usize;
         }
     }
-    assert_eq!(timed_out, 1120);
+    assert_eq!(timed_out, all);
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn one_address_cannot_take_every_slot() {
     let hog: Vec<TcpStream> = (0..3)
         .map(|_| connect_from([127, 0, 3, 7], srv.addr).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for("the three connections", || srv.connections() == 3);
     let mut fourth = connect_from([127, 0, 3, 7], srv.addr).unwrap();
     fourth
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -187,15 +190,11 @@ fn a_tls_session_is_byte_exact_and_plain_tcp_still_works_beside_it() {
 
 /// An independent TLS client: `openssl s_client` (CI installs openssl).
 #[test]
+#[cfg_attr(
+    not(have_openssl),
+    ignore = "needs openssl on PATH (apt install openssl)"
+)]
 fn openssl_s_client_gets_close_for_an_init_that_offers_nothing() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: openssl is not installed");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let (cert, key) = test_cert(tmp.path());

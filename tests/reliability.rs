@@ -103,7 +103,7 @@ fn a_partial_that_does_not_match_or_is_too_old_starts_over() {
     cam.drop_after = Some(5);
     run_camera(&cam).unwrap();
     cam.drop_after = None;
-    std::thread::sleep(Duration::from_millis(20));
+    srv.summary(); // the dropped session has ended
     let r = run_camera(&cam).unwrap();
     assert_eq!(r.resumes, vec![("%videor".to_string(), 1)]);
     assert!(r.complete);
@@ -173,7 +173,7 @@ fn over_max_connections_new_links_get_close_at_once() {
     let out = tmp.path().join("out");
     let srv = start(&out, |c| c.max_connections = Some(2));
     let idle: Vec<Raw> = (0..2).map(|_| Raw::connect(srv.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("the two idle connections", || srv.connections() == 2);
     let mut third = Raw::connect(srv.addr);
     let began = Instant::now();
     assert_eq!(third.rest(), Frame::Close.to_vec());

@@ -107,7 +107,24 @@ pub fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     start_with(cfg)
 }
 
+/// Waits until `cond` holds (at most 20 s): for something observable, never a fixed time.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let began = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "waited 20 s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 impl TestServer {
+    /// Connections the server holds now.
+    pub fn connections(&self) -> usize {
+        self.stop.connections()
+    }
+
     pub fn sim(&self, imei: u64) -> SimConfig {
         let mut c = SimConfig::new(self.addr.to_string(), imei);
         c.timeout = Duration::from_secs(20);
@@ -330,18 +347,6 @@ pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
     );
     v.extend(init.encode());
     v
-}
-
-/// ffmpeg and ffprobe on PATH (CI installs them).
-pub fn have_ffmpeg() -> bool {
-    ["ffmpeg", "ffprobe"].iter().all(|c| {
-        std::process::Command::new(c)
-            .arg("-version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 /// A port free on loopback now (for a server started as a process).

@@ -1,0 +1,56 @@
+//! Finds the external tools some tests need (ffmpeg, chromium, haproxy,
+//! openssl) and tells the tests with `cfg(have_<tool>)`: a test whose tool is
+//! missing is reported as ignored, with the tool's name as the reason, never
+//! as a pass. The server itself uses none of this.
+
+use std::env;
+use std::path::PathBuf;
+
+/// The first `name` on PATH.
+fn find(name: &str) -> Option<PathBuf> {
+    let exe = if cfg!(windows) {
+        format!("{name}.exe")
+    } else {
+        name.to_string()
+    };
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|d| d.join(&exe))
+        .find(|p| p.is_file())
+}
+
+/// Root can mount a small tmpfs (the full-disk tests).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn main() {
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rustc-check-cfg=cfg(have_root)");
+    if cfg!(target_os = "linux") && is_root() {
+        println!("cargo::rustc-cfg=have_root");
+    }
+    for (cfg, tools) in [
+        ("have_ffmpeg", &["ffmpeg", "ffprobe"][..]),
+        ("have_chromium", &["chromium"][..]),
+        ("have_haproxy", &["haproxy"][..]),
+        ("have_openssl", &["openssl"][..]),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let found: Vec<Option<PathBuf>> = tools.iter().map(|t| find(t)).collect();
+        for (tool, path) in tools.iter().zip(&found) {
+            match path {
+                // Rebuilt when the tool changes.
+                Some(p) => println!("cargo::rerun-if-changed={}", p.display()),
+                // A path that does not exist: checked again at every build,
+                // so installing the tool turns its tests on.
+                None => println!("cargo::rerun-if-changed=/nonexistent/{tool}"),
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
