@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::storage::{self, Stored};
+use crate::storage::{self, derived, Stored};
 
 /// Queue of finished videos and one worker converting them (the camera threads
 /// never wait for ffmpeg).
@@ -94,22 +94,6 @@ impl Converter {
     }
 }
 
-/// `<stem>.mp4`, or `<stem>_1.mp4`... when that name is taken.
-fn mp4_name(src: &Path) -> PathBuf {
-    let mut out = src.with_extension("mp4");
-    let stem = src
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let mut n = 1;
-    while out.exists() {
-        out = src.with_file_name(format!("{stem}_{n}.mp4"));
-        n += 1;
-    }
-    out
-}
-
 fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     let fps = stored
         .sidecar
@@ -118,9 +102,20 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
         .and_then(|m| m.frame_rate)
         .filter(|f| (1..=120).contains(f))
         .map_or(default_fps, u32::from);
-    let out = mp4_name(&stored.path);
-    // ffmpeg writes beside it under a name no one takes for a result.
-    let tmp = out.with_extension("mp4.converting");
+    // ffmpeg writes a temp file storage created (never through a link);
+    // storage renames it into place.
+    let target = match derived::begin_mp4(&stored.path) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!(
+                "[{}] cannot convert {}: {e}",
+                stored.sidecar.imei,
+                stored.path.display()
+            );
+            return;
+        }
+    };
+    let out = target.dest().to_path_buf();
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-r"])
         .arg(fps.to_string())
@@ -131,13 +126,13 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     }
     let result = cmd
         .args(["-c:a", "copy", "-c:v", "libx264", "-f", "mp4"])
-        .arg(&tmp)
+        .arg(target.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output();
     let outcome = match result {
-        Ok(o) if o.status.success() => std::fs::rename(&tmp, &out).map_err(|e| e.to_string()),
+        Ok(o) if o.status.success() => target.commit().map(|_| ()).map_err(|e| e.to_string()),
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stderr);
             let lines: Vec<&str> = text.lines().rev().take(5).collect();
@@ -165,7 +160,6 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
             stored.sidecar.mp4 = Some(name);
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
             log::warn!(
                 "[{}] conversion of {} failed: {e}",
                 stored.sidecar.imei,

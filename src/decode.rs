@@ -152,9 +152,10 @@ fn describe_frame(f: &Frame<'_>, used: usize, out: &mut String) {
     );
     let _ = match *f {
         Frame::Close => writeln!(out, "close the session"),
-        Frame::Start { total } => writeln!(
+        Frame::Start { total, field } => writeln!(
             out,
-            "the file has {total} packets of 1024 bytes (identifier flow) or {total} bytes (path flow)"
+            "the file has {total} packets of 1024 bytes (identifier flow) or {total} bytes (path flow); field after it 0x{field:04X}{}",
+            if field == 0 { " (blank, as devices send it)" } else { " (the file's CRC, in the pre-2021 document)" }
         ),
         Frame::Resume { offset } => writeln!(out, "send from packet {offset} (identifier flow) or byte {offset} (path flow)"),
         Frame::Sync { offset } => writeln!(out, "DATA follows from packet {offset} (identifier flow) or byte {offset} (path flow)"),

@@ -178,10 +178,10 @@ impl<'a> Files<'_, 'a> {
     fn write(&mut self, s: &mut Session<'_>, offset: u64, bytes: Option<&[u8]>) {
         let r = match (&mut self.partial, bytes) {
             (Some(p), Some(b)) => p.write_at(offset, b),
-            _ => Err(io::Error::other("no open file for DATA")),
+            _ => Err(io::Error::other("no open file for DATA").into()),
         };
         match r {
-            Err(e) => s.write_failed(StoreError::io("writing the partial", &e)),
+            Err(e) => s.write_failed(e),
             Ok(()) => {
                 let n = bytes.map_or(0, |b| b.len() as u64);
                 Metrics::add(&self.env.metrics.bytes_received, n);

@@ -27,7 +27,7 @@ fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>, u32)> {
 /// A device frame (what the server parses) from random parts.
 fn build(cmd: u16, bytes: &[u8], n: u32) -> Option<Vec<u8>> {
     let f = match cmd {
-        1 => Frame::Start { total: n },
+        1 => Frame::Start { total: n, field: 0 },
         3 => Frame::Sync { offset: n },
         4 if !bytes.is_empty() => Frame::Data {
             payload: &bytes[..bytes.len().min(1024)],
@@ -208,7 +208,16 @@ proptest! {
 fn short_start_decodes_and_reencodes_in_full() {
     let short = [0, 1, 0, 4, 0, 1, 62, 139];
     let (f, n) = parse_frame(&short, Limits::IDENTIFIER).unwrap().unwrap();
-    assert_eq!((f, n), (Frame::Start { total: 0x0001_3E8B }, 8));
+    assert_eq!(
+        (f, n),
+        (
+            Frame::Start {
+                total: 0x0001_3E8B,
+                field: 0
+            },
+            8
+        )
+    );
     assert_eq!(f.to_vec(), [0, 1, 0, 6, 0, 1, 62, 139, 0, 0]);
 }
 

@@ -19,7 +19,7 @@ fn partials(out: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn link_dropped_after_packet_k_resumes_at_k_plus_1_byte_exact() {
+fn link_dropped_after_packet_k_resumes_at_k_byte_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let srv = start(&out, |_| {});
@@ -39,11 +39,13 @@ fn link_dropped_after_packet_k_resumes_at_k_plus_1_byte_exact() {
     cam.drop_after = None;
     let second = run_camera(&cam).unwrap();
     assert!(second.complete, "{second:?}");
-    assert_eq!(second.resumes, vec![("%videof".to_string(), 13)]);
-    assert_eq!(second.bytes_sent as usize, b.len() - 12 * 1024);
+    // Packets 1..=12 are kept; packet 12 is fetched again and compared (the
+    // proof that the partial is this file), then 13 on.
+    assert_eq!(second.resumes, vec![("%videof".to_string(), 12)]);
+    assert_eq!(second.bytes_sent as usize, b.len() - 11 * 1024);
     let f = &media(&out, IMEI)[0];
     assert_eq!(std::fs::read(f).unwrap(), b);
-    assert_eq!(sidecar_of(f).resumed_from_byte, Some(12 * 1024));
+    assert_eq!(sidecar_of(f).resumed_from_byte, Some(11 * 1024));
     assert!(partials(&out).is_empty());
 }
 
@@ -67,7 +69,11 @@ fn resume_survives_a_server_restart() {
     cam.drop_after = None;
     let r = run_camera(&cam).unwrap();
     assert!(r.complete, "{r:?}");
-    assert_eq!(r.resumes, vec![("%photor".to_string(), 5)]);
+    assert_eq!(
+        r.resumes,
+        vec![("%photor".to_string(), 4)],
+        "packet 4 again, then 5 on"
+    );
     assert_eq!(std::fs::read(&media(&out, IMEI)[0]).unwrap(), b);
 }
 
@@ -135,7 +141,7 @@ fn a_silent_peer_is_dropped_after_the_read_timeout() {
     let mut raw = Raw::connect(srv.addr);
     raw.init(IMEI, &[FileKind::VideoFront]);
     raw.expect(11);
-    raw.frame(Frame::Start { total: 3 });
+    raw.frame(Frame::Start { total: 3, field: 0 });
     assert_eq!(raw.expect(8), Frame::Resume { offset: 1 }.to_vec());
     raw.frame(Frame::Sync { offset: 1 });
     let data = content(1024, 9);
@@ -149,13 +155,40 @@ fn a_silent_peer_is_dropped_after_the_read_timeout() {
 }
 
 #[test]
-fn a_file_over_max_file_mb_is_refused_before_any_byte() {
+fn a_file_over_max_file_mb_is_skipped_and_the_cameras_other_files_still_come() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let srv = start(&out, |c| c.session.max_file_bytes = 1 << 20);
     let (k, p, _) = kind_file(tmp.path(), FileKind::VideoFront, 1024 * 1024 + 1, 6);
+    let (k2, p2, photo) = kind_file(tmp.path(), FileKind::PhotoFront, 30_000, 7);
     let mut cam = srv.sim(IMEI);
-    cam.files = vec![(k, p)];
+    cam.files = vec![(k, p), (k2, p2)];
+    let r = run_camera(&cam).unwrap();
+    assert_eq!(r.ended_by, "CLOSE");
+    assert_eq!(r.taken, vec!["%photof".to_string()], "{r:?}");
+    assert!(
+        r.resumes.iter().all(|(f, _)| f == "%photof"),
+        "no RESUME for the big file: nothing of it is written"
+    );
+    assert_eq!(srv.summary().end, End::Completed);
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), photo);
+    assert!(partials(&out).is_empty());
+}
+
+/// In the path flow a file cannot be passed over: CLOSE, with the flag to raise.
+#[test]
+fn a_path_flow_file_over_max_file_mb_is_refused_before_any_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.max_file_bytes = 1 << 20);
+    let mut cam = srv.sim(IMEI);
+    cam.family = dashcam_server::codec::Family::Adas;
+    cam.paths = vec![(
+        b"/mnt/sd/mdas9/video/big.mp4".to_vec(),
+        write_file(tmp.path(), "big.mp4", &content(1024 * 1024 + 1, 8)),
+    )];
     let r = run_camera(&cam).unwrap();
     assert!(!r.complete);
     assert_eq!(r.ended_by, "CLOSE");
@@ -272,7 +305,11 @@ fn hostile_input_is_closed_logged_and_harmless() {
                 r.expect(11);
                 r.frame(Frame::Start {
                     total: 4_000_000_000,
+                    field: 0,
                 });
+                // Over --max-file-mb: skipped (REPEAT INIT); offered again: CLOSE.
+                assert_eq!(r.expect(2), [0, 9]);
+                r.init(bad, &[FileKind::VideoFront]);
             }),
         ),
         (
@@ -280,7 +317,10 @@ fn hostile_input_is_closed_logged_and_harmless() {
             Box::new(move |r| {
                 r.init(bad, &[FileKind::VideoFront]);
                 r.expect(11);
-                r.frame(Frame::Start { total: 10 });
+                r.frame(Frame::Start {
+                    total: 10,
+                    field: 0,
+                });
                 r.expect(8);
                 r.frame(Frame::Sync { offset: 11 });
             }),
@@ -345,10 +385,11 @@ fn hostile_input_is_closed_logged_and_harmless() {
     for _ in 0..cases.len() + 1 {
         ends.push(srv.summary().end);
     }
-    // The real camera, and the one that offered nothing (CLOSE before its DATA).
+    // The real camera, the one that offered nothing (CLOSE before its DATA),
+    // and the one whose only file was over --max-file-mb (skipped, then CLOSE).
     assert_eq!(
         ends.iter().filter(|e| **e == End::Completed).count(),
-        2,
+        3,
         "{ends:?}"
     );
     assert!(ends.iter().all(|e| !matches!(e, End::Storage(_))));
@@ -376,7 +417,7 @@ fn a_packet_that_keeps_failing_is_given_up_with_its_partial_kept() {
         }
         .to_vec()
     );
-    raw.frame(Frame::Start { total: 3 });
+    raw.frame(Frame::Start { total: 3, field: 0 });
     raw.expect(8);
     raw.frame(Frame::Sync { offset: 1 });
     let d = content(1024, 1);
@@ -468,7 +509,10 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
     };
     raw.init(IMEI, &[FileKind::VideoFront]);
     raw.expect(11);
-    raw.frame(Frame::Start { total: 10 });
+    raw.frame(Frame::Start {
+        total: 10,
+        field: 0,
+    });
     raw.expect(8);
     raw.frame(Frame::Sync { offset: 1 });
     let d = content(4 * 1024, 3);

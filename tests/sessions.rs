@@ -273,7 +273,7 @@ fn the_server_sends_every_command_byte_for_byte() {
     let mut want = vec![0x00, 0x08, 0x00, path.len() as u8];
     want.extend_from_slice(path);
     assert_eq!(raw.expect(want.len()), want);
-    raw.frame(Frame::Start { total: 3 });
+    raw.frame(Frame::Start { total: 3, field: 0 });
     assert_eq!(
         raw.expect(8),
         [0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00]

@@ -336,7 +336,7 @@ pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (S
 /// What a camera sends for a one-packet file after the server's FILE REQ
 /// and RESUME(1) (START, SYNC, DATA), then its init packet again for REPEAT INIT.
 pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
-    let mut v = Frame::Start { total: 1 }.to_vec();
+    let mut v = Frame::Start { total: 1, field: 0 }.to_vec();
     v.extend(Frame::Sync { offset: 1 }.to_vec());
     v.extend(
         Frame::Data {

@@ -234,6 +234,14 @@ impl Extent {
         }
     }
 
+    /// Where a resume starts when `kept` bytes are on disk: one unit (a
+    /// packet, or 1 KiB of bytes) before, so the camera sends that unit again
+    /// and it is compared with what is kept before anything is appended.
+    pub fn overlap_start(self, kept: u64) -> u64 {
+        let from = kept.saturating_sub(PACKET_BYTES);
+        from - from % self.align()
+    }
+
     /// Is `n` file bytes a valid DATA payload at byte `stored`?
     pub fn accepts(self, stored: u64, n: u64) -> bool {
         match self.unit {
@@ -402,6 +410,14 @@ mod tests {
         );
         assert_eq!((b.byte_of(10_499), b.byte_of(10_500)), (Some(10_499), None));
         assert_eq!(b.last_unit_from(10_500), 10_500 - 1024);
+        assert_eq!(
+            (p.overlap_start(5 * 1024), p.overlap_start(1024)),
+            (4 * 1024, 0)
+        );
+        assert_eq!(
+            (b.overlap_start(7000), b.overlap_start(500)),
+            (7000 - 1024, 0)
+        );
         assert!(b.accepts(10_000, 500) && !b.accepts(10_000, 501));
         // A hostile START of 0 never underflows.
         assert_eq!(Extent::new(Unit::Packets, 0).keep_at_most(), 0);

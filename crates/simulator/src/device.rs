@@ -360,7 +360,7 @@ impl Camera {
                                 // Nothing to send: the server moves on, the file is done.
                                 self.sent_all = Some(i);
                             }
-                            self.send(Frame::Start { total })?;
+                            self.send(Frame::Start { total, field: 0 })?;
                         }
                         None => {
                             // What a camera does for a file it does not have: 0x11, then hang up.
@@ -454,7 +454,10 @@ impl Camera {
                 }
                 r as u64
             };
-            self.send(Frame::Sync { offset: r })?;
+            // A device counts packets from 1: RESUME 0 (the reference
+            // server's first) is answered with SYNC 1.
+            let sync = if packets { r.max(1) } else { r };
+            self.send(Frame::Sync { offset: sync })?;
             let mut crc = match self.cfg.crc {
                 CrcMode::Restart => 0,
                 CrcMode::Chained => prefix_crc(&mut file, start)?,
@@ -533,11 +536,27 @@ impl Camera {
         }
     }
 
+    /// The time a file's metadata reports: `--time`, else the local file's
+    /// modification time (the same at every run, so a resume finds its
+    /// partial), else now.
+    fn file_time(&self, id: &[u8]) -> i64 {
+        if let Some(t) = self.cfg.meta_time {
+            return t;
+        }
+        let local = self
+            .pending
+            .iter()
+            .chain(&self.later)
+            .find(|o| o.identifier == id || self.offered_path.as_deref() == Some(&o.identifier))
+            .map(|o| o.path.clone());
+        local
+            .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(unix_now() as i64, |d| d.as_secs() as i64)
+    }
+
     fn metadata_for(&self, id: &[u8]) -> Vec<u8> {
-        let now = self.cfg.meta_time.unwrap_or_else(|| {
-            let now = unix_now() as i64;
-            now - now % 60
-        });
+        let now = self.file_time(id);
         let (lat, lon) = self.cfg.position;
         let vdur = self.cfg.video_duration_s;
         if let Some(kind) = FileKind::from_identifier(id) {

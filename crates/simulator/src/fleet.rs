@@ -133,6 +133,8 @@ struct Driver<'a> {
     sent: u64,
     connected: usize,
     peak: usize,
+    /// The metadata time of the fleet's file.
+    time_s: u64,
 }
 
 impl Driver<'_> {
@@ -243,11 +245,13 @@ impl Driver<'_> {
             match cmd {
                 1 => {
                     let total = self.file.len().div_ceil(1024) as u32;
-                    self.queue(i, Frame::Start { total });
+                    self.queue(i, Frame::Start { total, field: 0 });
                     self.cams[i].phase = Phase::Commands;
                 }
                 4 => {
-                    let now_s = crate::unix_now();
+                    // One time for the whole run: a camera that reconnects
+                    // offers the same file with the same metadata.
+                    let now_s = self.time_s;
                     let m = encode::dualcam(
                         self.cfg.kind.bit(),
                         now_s * 1000,
@@ -284,7 +288,8 @@ impl Driver<'_> {
                     c.crc = 0;
                     c.phase = Phase::Sending;
                     c.began.get_or_insert(now);
-                    self.queue(i, Frame::Sync { offset: r });
+                    // Devices answer RESUME 0 with SYNC 1.
+                    self.queue(i, Frame::Sync { offset: r.max(1) });
                 }
             }
         }
@@ -372,6 +377,7 @@ fn run_share(cfg: &FleetConfig, file: &[u8], imeis: Vec<(u64, Instant)>) -> (Vec
         sent: 0,
         connected: 0,
         peak: 0,
+        time_s: crate::unix_now(),
     };
     let mut events = Events::with_capacity(1024);
     let mut last_tick = Instant::now();

@@ -171,6 +171,10 @@ pub struct Partial<'s> {
     /// Set when the camera offers a file already stored (same identifier,
     /// metadata time and size): only its end is fetched and compared.
     confirm: Option<Confirm>,
+    /// After a resume: the last unit kept (its offset and bytes). The camera
+    /// sends it again and it must match before anything new is appended, so a
+    /// different file of the same name and size is never spliced on.
+    expect: Option<(u64, Vec<u8>)>,
     max_bytes: u64,
 }
 
@@ -200,9 +204,16 @@ impl<'s> Partial<'s> {
             if state.identity != identity {
                 continue;
             }
+            // Claimed first: an older link of this camera may still be
+            // letting go (and saving its state). The state is read again once
+            // the partial is ours.
             if !claim_within(storage, &listed.part) {
                 return Err(StoreError::Busy);
             }
+            let Some(state) = read_state(&listed.state).filter(|s| s.identity == identity) else {
+                storage.release(&listed.part);
+                continue;
+            };
             let key = listed
                 .part
                 .file_stem()
@@ -294,6 +305,7 @@ impl<'s> Partial<'s> {
             discard: false,
             finished: false,
             confirm: None,
+            expect: None,
             max_bytes: 0,
         }
     }
@@ -319,6 +331,8 @@ impl<'s> Partial<'s> {
         if keep == 0 {
             return Ok(false);
         }
+        // The last unit kept is fetched again and compared (see `expect`).
+        let overlap = extent.overlap_start(keep);
         // One pass: the hash of the whole verified prefix, and the CRC and
         // hash of what is kept.
         let mut sha = Sha256::new();
@@ -328,13 +342,13 @@ impl<'s> Partial<'s> {
         let mut pos = 0u64;
         file.seek(SeekFrom::Start(0))?;
         while pos < verified {
-            if pos == keep {
+            if pos == overlap {
                 kept_sha = Some(sha.clone());
                 kept_crc = crc;
             }
             let want = ((verified - pos) as usize).min(buf.len());
-            let want = if pos < keep {
-                want.min((keep - pos) as usize)
+            let want = if pos < overlap {
+                want.min((overlap - pos) as usize)
             } else {
                 want
             };
@@ -343,24 +357,32 @@ impl<'s> Partial<'s> {
             crc = crc16(crc, &buf[..want]);
             pos += want as u64;
         }
-        if pos == keep {
+        if pos == overlap {
             kept_sha = Some(sha.clone());
             kept_crc = crc;
         }
         if sha_hex(&sha) != self.state.sha256 || crc != self.state.crc {
             return Ok(false);
         }
+        let Some(kept_sha) = kept_sha else {
+            return Ok(false);
+        };
+        let mut tail = vec![0u8; (keep - overlap) as usize];
+        file.seek(SeekFrom::Start(overlap))?;
+        file.read_exact(&mut tail)?;
         let old_len = file.metadata()?.len();
-        if old_len != keep {
-            file.set_len(keep)?;
-            self.storage.add_partial_bytes(keep as i64 - old_len as i64);
+        if old_len != overlap {
+            file.set_len(overlap)?;
+            self.storage
+                .add_partial_bytes(overlap as i64 - old_len as i64);
         }
-        file.seek(SeekFrom::Start(keep))?;
+        file.seek(SeekFrom::Start(overlap))?;
         self.file = Some(file);
-        self.len = keep;
+        self.len = overlap;
         self.crc = kept_crc;
-        self.sha = kept_sha.expect("set at keep");
-        self.checkpointed = keep;
+        self.sha = kept_sha;
+        self.checkpointed = overlap;
+        self.expect = (!tail.is_empty()).then_some((overlap, tail));
         Ok(true)
     }
 
@@ -423,24 +445,55 @@ impl<'s> Partial<'s> {
         self.state.started_at
     }
 
-    /// Appends verified bytes; `offset` must be what is stored.
-    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    /// Appends verified bytes; `offset` must be what is stored. Bytes that
+    /// should repeat what is kept (a resume's overlap, or the end of a file
+    /// already stored) and do not: [`StoreError::NotSameFile`].
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         if let Some(c) = &mut self.confirm {
             let mut have = vec![0u8; bytes.len()];
             let same = c.file.seek(SeekFrom::Start(offset)).is_ok()
                 && c.file.read_exact(&mut have).is_ok()
                 && have == bytes;
-            c.matched &= same && offset == self.len;
+            if !(same && offset == self.len) {
+                c.matched = false;
+                return Err(StoreError::NotSameFile(format!(
+                    "its bytes at {offset} differ from {}",
+                    c.existing.display()
+                )));
+            }
             self.len = offset + bytes.len() as u64;
             return Ok(());
         }
-        if offset != self.len {
-            return Err(io::Error::other(format!(
-                "write at {offset} but {} bytes are stored",
-                self.len
-            )));
+        if let Some((from, tail)) = &self.expect {
+            let end = from + tail.len() as u64;
+            let (a, b) = (offset.max(*from), (offset + bytes.len() as u64).min(end));
+            if a < b {
+                let got = &bytes[(a - offset) as usize..(b - offset) as usize];
+                let kept = &tail[(a - from) as usize..(b - from) as usize];
+                if got != kept {
+                    let from = *from;
+                    self.expect = None;
+                    return Err(StoreError::NotSameFile(format!(
+                        "the bytes sent again at {from} differ from the partial's"
+                    )));
+                }
+            }
+            if b >= end {
+                log::info!(
+                    "[{}] the {} bytes sent again at {from} match the partial: the same file, resuming",
+                    self.imei,
+                    tail.len()
+                );
+                self.expect = None;
+            }
         }
-        self.writer()?;
+        if offset != self.len {
+            return Err(StoreError::Io {
+                kind: io::ErrorKind::InvalidInput,
+                what: format!("write at {offset} but {} bytes are stored", self.len),
+            });
+        }
+        self.writer().ctx(|| "the partial")?;
         if self.pending.len() + bytes.len() > WRITE_BUFFER {
             self.flush_pending()?;
         }
@@ -481,6 +534,10 @@ impl<'s> Partial<'s> {
             c.matched &= len <= self.len;
             self.len = len;
             return Ok(crc);
+        }
+        if len == 0 {
+            // Starting over: nothing kept is compared any more.
+            self.expect = None;
         }
         if len == self.len {
             return Ok(self.crc);
@@ -575,6 +632,19 @@ impl<'s> Partial<'s> {
             });
         }
         let sc = self.sidecar(record, remote, digest(&self.sha));
+        if record.start_field != 0 {
+            log::info!(
+                "[{}] START's field 0x{:04X} {} the file's CRC-16 0x{:04X} (a diagnostic only)",
+                self.imei,
+                record.start_field,
+                if record.start_field == self.crc {
+                    "matches"
+                } else {
+                    "differs from"
+                },
+                self.crc
+            );
+        }
         if let Some(existing) = self.storage.known.find(self.storage, self.imei, &sc) {
             drop(file);
             let stored = publish::record_duplicate(self.storage, self.imei, &existing, sc)?;
@@ -633,6 +703,7 @@ impl<'s> Partial<'s> {
             size_bytes: self.len,
             unit: record.unit,
             start_total: record.start_total,
+            start_field: (record.start_field != 0).then_some(record.start_field),
             data_frames: record.data_frames,
             crc16: self.crc,
             sha256,

@@ -20,6 +20,10 @@ pub struct Sidecar {
     /// What START counted, and its value.
     pub unit: Unit,
     pub start_total: u32,
+    /// START's 2-byte field when not 0 (`"0x27CA"`): documented until 2021 as
+    /// the file's CRC; devices seen send 0, and then the key is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_crc_hex")]
+    pub start_field: Option<u16>,
     /// DATA frames that carried the file on this connection.
     pub data_frames: u32,
     /// The server's own CRC-16 of the whole stored file from 0: `"0x27CA"` on disk.
@@ -98,6 +102,24 @@ impl<'de> Deserialize<'de> for Sha256Digest {
         let text = String::deserialize(d)?;
         Sha256Digest::parse(&text)
             .ok_or_else(|| serde::de::Error::custom("sha256: not 64 hex digits"))
+    }
+}
+
+/// [`crc_hex`] for an optional value.
+mod opt_crc_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u16>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(crc) => super::crc_hex::serialize(crc, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "super::crc_hex")] u16);
+        Ok(Option::<Hex>::deserialize(d)?.map(|h| h.0))
     }
 }
 

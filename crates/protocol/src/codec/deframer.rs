@@ -162,7 +162,12 @@ mod tests {
     #[test]
     fn one_byte_at_a_time_yields_the_same_inputs() {
         let mut wire = REAL_INIT.to_vec();
-        Frame::Start { total: 32 }.encode(&mut wire).unwrap();
+        Frame::Start {
+            total: 32,
+            field: 0,
+        }
+        .encode(&mut wire)
+        .unwrap();
         Frame::Sync { offset: 1 }.encode(&mut wire).unwrap();
         Frame::Data {
             payload: &[7; 1024],

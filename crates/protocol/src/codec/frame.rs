@@ -49,6 +49,9 @@ pub enum Frame<'a> {
     Close,
     Start {
         total: u32,
+        /// The 2 bytes after the total: "blank" in the document, the file's
+        /// CRC in its pre-2021 version; devices seen send 0. 0 when absent.
+        field: u16,
     },
     Resume {
         offset: u32,
@@ -130,9 +133,9 @@ impl Frame<'_> {
         match *self {
             Frame::Close | Frame::RepeatInit => {}
             Frame::PathRequest => out.extend_from_slice(&[0, 0]),
-            Frame::Start { total } => {
+            Frame::Start { total, field } => {
                 out.extend_from_slice(&total.to_be_bytes());
-                out.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&field.to_be_bytes());
             }
             Frame::Resume { offset } | Frame::Sync { offset } => {
                 out.extend_from_slice(&offset.to_be_bytes())
@@ -278,7 +281,10 @@ pub fn decode_payload(cmd: u16, p: &[u8]) -> Result<Frame<'_>, CodecError> {
         cmd::REPEAT_INIT => Frame::RepeatInit,
         cmd::PATH_REQUEST => Frame::PathRequest,
         // The 2 trailing "blank" bytes are documented; firmware that omits them is tolerated.
-        cmd::START => Frame::Start { total: u32_at(0)? },
+        cmd::START => Frame::Start {
+            total: u32_at(0)?,
+            field: p.get(4..6).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+        },
         cmd::RESUME => Frame::Resume { offset: u32_at(0)? },
         cmd::SYNC => Frame::Sync { offset: u32_at(0)? },
         cmd::STATUS => Frame::Status { code: u32_at(0)? },
@@ -396,13 +402,32 @@ mod tests {
         let start = [0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00];
         assert_eq!(
             parse_frame(&start, Limits::IDENTIFIER).unwrap(),
-            Some((Frame::Start { total: 32 }, 10))
+            Some((
+                Frame::Start {
+                    total: 32,
+                    field: 0
+                },
+                10
+            ))
         );
-        assert_eq!(Frame::Start { total: 32 }.to_vec(), start);
+        assert_eq!(
+            Frame::Start {
+                total: 32,
+                field: 0
+            }
+            .to_vec(),
+            start
+        );
         // START without its blank bytes.
         assert_eq!(
             parse_frame(&[0, 1, 0, 4, 0, 0, 1, 0], Limits::IDENTIFIER).unwrap(),
-            Some((Frame::Start { total: 256 }, 8))
+            Some((
+                Frame::Start {
+                    total: 256,
+                    field: 0
+                },
+                8
+            ))
         );
         assert_eq!(
             Frame::Sync {
@@ -445,7 +470,10 @@ mod tests {
         let big = vec![0x33u8; 5000];
         for f in [
             Frame::Close,
-            Frame::Start { total: u32::MAX },
+            Frame::Start {
+                total: u32::MAX,
+                field: 0,
+            },
             Frame::Resume { offset: 7 },
             Frame::Sync { offset: 7 },
             Frame::Data {

@@ -15,7 +15,8 @@ const MAX_STRAY_METADATA: u32 = 4;
 pub(crate) enum Choice {
     Identifier(FileKind),
     Path,
-    Nothing,
+    /// Why nothing is asked for (the CLOSE's reason in the log).
+    Nothing(&'static str),
 }
 
 impl Session<'_> {
@@ -75,10 +76,11 @@ impl Session<'_> {
             self.finish_session(End::Completed, true);
             return;
         }
+        self.last_init = Some(init);
         match self.choose(&init) {
-            Choice::Nothing => {
+            Choice::Nothing(why) => {
                 log::info!(
-                    "[{}] {}: CLOSE",
+                    "[{}] {}: {why}: CLOSE",
                     self.tag,
                     if first {
                         "nothing to fetch"
@@ -145,22 +147,27 @@ impl Session<'_> {
             return Choice::Path;
         }
         if !take_identifier {
-            return Choice::Nothing;
+            return Choice::Nothing(match self.cfg.mode {
+                Mode::Dualcam if path_ok => {
+                    "--mode dualcam does not take this camera's path-flow file (an ADAS or DSM camera?)"
+                }
+                Mode::Adas | Mode::Dsm if init.offers_anything() => {
+                    "--mode adas/dsm takes only path-flow files, and this camera offers DualCam files"
+                }
+                _ => "the camera offers no file",
+            });
         }
         let reported = init.available();
         let wanted = |k: &FileKind| self.cfg.files.as_ref().is_none_or(|l| l.contains(k));
         let skip = |k: &FileKind| self.skip.contains(k.identifier().as_bytes());
+        let fetched = |k: &FileKind| self.fetched.contains(k);
         if let Some(k) = reported.iter().copied().find(|k| wanted(k) && !skip(k)) {
             return Choice::Identifier(k);
         }
         // Forced files (--files) come after every reported one: STATUS 0x11 ends the session.
-        let forced = self
-            .cfg
-            .files
-            .iter()
-            .flatten()
-            .copied()
-            .find(|k| !reported.contains(k) && !skip(k) && !self.forced_asked.contains(k));
+        let forced = self.cfg.files.iter().flatten().copied().find(|k| {
+            !reported.contains(k) && !skip(k) && !fetched(k) && !self.forced_asked.contains(k)
+        });
         match forced {
             Some(k) => {
                 self.forced_asked.insert(k);
@@ -171,7 +178,25 @@ impl Session<'_> {
                 );
                 Choice::Identifier(k)
             }
-            None => Choice::Nothing,
+            None if reported.is_empty() => Choice::Nothing("the camera offers no file"),
+            None => Choice::Nothing("the camera offers no file that --files asks for"),
+        }
+    }
+
+    /// Skips to the next identifier the last init offered, without a new
+    /// init: FILE REQ for it, or REPEAT INIT when none is left.
+    fn next_identifier(&mut self) {
+        match self.last_init.and_then(|init| match self.choose(&init) {
+            Choice::Identifier(k) => Some(k),
+            _ => None,
+        }) {
+            Some(kind) => self.ask(Pending {
+                spec: FileSpec::dualcam(kind),
+                family: Family::DualCam,
+                flow: Flow::Identifier,
+                metadata: None,
+            }),
+            None => self.next_file(),
         }
     }
 
@@ -197,6 +222,7 @@ impl Session<'_> {
             }
             other => return self.unexpected(&other, "PATH"),
         };
+        // A trailing NUL is tolerated; FILE REQ echoes the path exactly as sent.
         let path = raw.strip_suffix(&[0]).unwrap_or(raw);
         if path.iter().all(|&b| b == 0) {
             log::info!("[{}] camera has no path-flow file to send: CLOSE", self.tag);
@@ -218,9 +244,12 @@ impl Session<'_> {
             self.finish_session(End::Refused(Refusal::Path { shown, why }), true);
             return;
         }
-        if self.skip.contains(path) || self.stored_paths.contains(path) {
+        // A path stored in this session and offered again is a new file of
+        // the same name (the camera reuses names); one that failed here is
+        // left for the next connection (the path flow cannot skip a file).
+        if self.skip.contains(raw) {
             log::warn!(
-                "[{}] path \"{shown}\" offered again in this session: CLOSE, it is left for the next connection",
+                "[{}] path \"{shown}\" failed earlier in this session and is offered again: CLOSE, it is left for the next connection",
                 self.tag
             );
             self.finish_session(End::Completed, true);
@@ -234,7 +263,7 @@ impl Session<'_> {
         };
         log::info!("[{}] PATH \"{shown}\": family {family}", self.tag);
         self.ask(Pending {
-            spec: FileSpec::from_path(path),
+            spec: FileSpec::from_path(raw),
             family,
             flow: Flow::Path,
             metadata: None,
@@ -291,8 +320,8 @@ impl Session<'_> {
     }
 
     pub(super) fn on_start(&mut self, file: Box<Pending>, stray: u32, frame: Frame<'_>) {
-        let total = match frame {
-            Frame::Start { total } => total,
+        let (total, field) = match frame {
+            Frame::Start { total, field } => (total, field),
             Frame::Metadata { payload } if stray < MAX_STRAY_METADATA => {
                 log::info!(
                     "[{}] late METADATA ({} bytes) ignored",
@@ -334,16 +363,31 @@ impl Session<'_> {
                 bytes,
                 limit: self.cfg.max_file_bytes,
             };
-            log::warn!("[{}] {why}: CLOSE", self.tag);
+            self.stats.files_failed += 1;
+            self.skip.insert(file.spec.identifier.clone());
+            if file.flow == Flow::Identifier {
+                // The camera's other files still come: ask for the next one.
+                log::warn!(
+                    "[{}] {why}: skipped in this session (raise --max-file-mb to fetch it)",
+                    self.tag
+                );
+                return self.next_identifier();
+            }
+            // The path flow has no way to pass over a file: the camera offers
+            // it first until it is taken.
+            log::warn!(
+                "[{}] {why}: CLOSE (the path flow cannot skip a file; raise --max-file-mb to fetch it)",
+                self.tag
+            );
             self.finish_session(End::Refused(why), true);
             return;
         }
-        self.begin_transfer(file, unit, total);
+        self.begin_transfer(file, unit, total, field);
     }
 
-    pub(super) fn remember_stored(&mut self, identifier: &[u8], flow: Flow) {
-        if flow == Flow::Path {
-            self.stored_paths.insert(identifier.to_vec());
+    pub(super) fn remember_stored(&mut self, kind: Option<FileKind>) {
+        if let Some(k) = kind {
+            self.fetched.insert(k);
         }
     }
 }

@@ -207,9 +207,11 @@ pub struct Session<'c> {
     files_asked: u32,
     /// Identifiers not to ask for again in this session (failed, or empty).
     skip: HashSet<Vec<u8>>,
-    /// Paths stored in this session.
-    stored_paths: HashSet<Vec<u8>>,
+    /// DualCam files stored in this session (`--files` does not force them again).
+    fetched: HashSet<FileKind>,
     forced_asked: HashSet<FileKind>,
+    /// The last init packet: which files it offered.
+    last_init: Option<codec::InitPacket>,
     convention: Option<Convention>,
     flow_logged: Option<(Flow, Option<Family>)>,
     stats: Stats,
@@ -234,8 +236,9 @@ impl<'c> Session<'c> {
             frame_started: None,
             files_asked: 0,
             skip: HashSet::new(),
-            stored_paths: HashSet::new(),
+            fetched: HashSet::new(),
             forced_asked: HashSet::new(),
+            last_init: None,
             convention: None,
             flow_logged: None,
             stats: Stats::default(),
@@ -477,6 +480,14 @@ impl<'c> Session<'c> {
     }
 
     fn frame_before_init(&mut self, first: bool, stray: u32, frame: Frame<'_>) {
+        // A device STATUS after a file's last packet: logged by name; the
+        // device goes on (or, after 0x11, disconnects).
+        if let (false, Frame::Status { code }) = (first, &frame) {
+            if !self.device_status(*code, "the wait for the repeated init") {
+                self.state = State::Init { first, stray };
+            }
+            return;
+        }
         // DATA still in flight after the server gave a file up, before the init.
         if !first && frame.file_bytes().is_some() && stray < transfer::MAX_IN_FLIGHT {
             self.state = State::Init {

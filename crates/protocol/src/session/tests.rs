@@ -180,7 +180,7 @@ fn one_file_per_init_in_the_reference_order_then_close() {
     h.init(5, bits(&FileKind::ALL));
     assert_eq!(h.take(), ["FILE REQ %videor"]);
     let d = data(1500);
-    h.frame(Frame::Start { total: 2 });
+    h.frame(Frame::Start { total: 2, field: 0 });
     assert_eq!(h.take(), ["RESUME 1"]);
     h.frame(Frame::Sync { offset: 1 });
     h.packets(&d, 1, 0);
@@ -202,7 +202,7 @@ fn one_file_per_init_in_the_reference_order_then_close() {
     ] {
         h.init(5, bits(left));
         assert_eq!(h.take(), [format!("FILE REQ {kind}")]);
-        h.frame(Frame::Start { total: 1 });
+        h.frame(Frame::Start { total: 1, field: 0 });
         h.frame(Frame::Sync { offset: 1 });
         h.packets(&d[..10], 1, 0);
         assert_eq!(h.take(), ["RESUME 1", "REPEAT INIT"]);
@@ -297,9 +297,16 @@ fn path_flow_metadata_request_is_empty_and_json_fills_the_record() {
     h.frame(Frame::Metadata {
         payload: br#"{"file":{"file_timestamp":1704067200},"cam_trigger":{"type":1}}"#,
     });
-    assert_eq!(h.take(), ["FILE REQ /mnt/sd/dsm/picture/0001.jpg"]);
+    // The path is echoed exactly as the device sent it, NUL included (the reference does).
+    let mut want = vec![0, 8, 0, 29];
+    want.extend_from_slice(b"/mnt/sd/dsm/picture/0001.jpg\0");
+    assert_eq!(h.sent, want);
+    assert_eq!(h.take(), ["FILE REQ /mnt/sd/dsm/picture/0001.jpg\0"]);
     let d = data(3000);
-    h.frame(Frame::Start { total: 3000 });
+    h.frame(Frame::Start {
+        total: 3000,
+        field: 0,
+    });
     assert_eq!(h.take(), ["RESUME 0"]);
     h.frame(Frame::Sync { offset: 0 });
     let mut crc = 0;
@@ -328,7 +335,7 @@ fn resume_is_resent_every_sync_timeout_ten_times_then_the_session_gives_up() {
     let cfg = Config::default();
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::VideoFront]));
-    h.frame(Frame::Start { total: 4 });
+    h.frame(Frame::Start { total: 4, field: 0 });
     assert_eq!(h.take(), ["FILE REQ %videof", "RESUME 1"]);
     for _ in 0..10 {
         h.at(Duration::from_millis(2999));
@@ -354,7 +361,7 @@ fn a_silent_peer_is_dropped_at_the_read_timeout_with_its_partial_kept() {
     h.at(Duration::from_secs(119));
     assert!(h.ends.is_empty());
     h.init(5, bits(&[FileKind::VideoFront]));
-    h.frame(Frame::Start { total: 4 });
+    h.frame(Frame::Start { total: 4, field: 0 });
     h.frame(Frame::Sync { offset: 1 });
     let d = data(4096);
     h.packets(&d[..2048], 1, 0);
@@ -375,7 +382,7 @@ fn bad_crc_discards_data_in_flight_and_either_convention_resumes() {
         let mut h = H::new(&cfg);
         h.init(5, bits(&[FileKind::VideoFront]));
         let d = data(5 * 1024 + 100);
-        h.frame(Frame::Start { total: 6 });
+        h.frame(Frame::Start { total: 6, field: 0 });
         h.frame(Frame::Sync { offset: 1 });
         let c2 = h.packets(&d[..2048], 1, 0);
         // Packet 3 spoiled, packets 4 and 5 already in flight.
@@ -406,7 +413,7 @@ fn a_resumed_partial_starts_at_the_next_packet_and_a_wrong_convention_is_caught(
     let mut h = H::new(&cfg);
     h.preset = d[..2048].to_vec();
     h.init(5, bits(&[FileKind::VideoFront]));
-    h.frame(Frame::Start { total: 4 });
+    h.frame(Frame::Start { total: 4, field: 0 });
     assert_eq!(h.take(), ["FILE REQ %videof", "RESUME 3"]);
     h.frame(Frame::Sync { offset: 3 });
     h.packets(&d, 3, 0);
@@ -417,7 +424,7 @@ fn a_resumed_partial_starts_at_the_next_packet_and_a_wrong_convention_is_caught(
     let mut h = H::new(&cfg);
     h.preset = d[..2048].to_vec();
     h.init(5, bits(&[FileKind::VideoFront]));
-    h.frame(Frame::Start { total: 4 });
+    h.frame(Frame::Start { total: 4, field: 0 });
     h.frame(Frame::Sync { offset: 3 });
     h.take();
     h.packets(&d[..3072], 3, 0x1234);
@@ -439,7 +446,7 @@ fn bytes_on_disk_that_differ_from_the_verified_ones_are_not_published() {
             h.preset = d[..2048].to_vec();
         }
         h.init(5, bits(&[FileKind::VideoFront]));
-        h.frame(Frame::Start { total: 4 });
+        h.frame(Frame::Start { total: 4, field: 0 });
         let from = if resumed { 3 } else { 1 };
         h.frame(Frame::Sync { offset: from });
         assert_eq!(h.take(), ["FILE REQ %videof", &format!("RESUME {from}")]);
@@ -467,7 +474,7 @@ fn sync_tolerance_zero_or_one_behind_ahead_and_outside() {
     let mut h = H::new(&cfg);
     h.preset = d[..2048].to_vec();
     h.init(5, bits(&[FileKind::VideoFront]));
-    h.frame(Frame::Start { total: 4 });
+    h.frame(Frame::Start { total: 4, field: 0 });
     assert_eq!(h.take(), ["FILE REQ %videof", "RESUME 3"]);
     // Ahead of what is stored, and outside the file: RESUME again.
     h.frame(Frame::Sync { offset: 4 });
@@ -482,7 +489,7 @@ fn sync_tolerance_zero_or_one_behind_ahead_and_outside() {
     // SYNC 0 is the start in the identifier flow.
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::PhotoFront]));
-    h.frame(Frame::Start { total: 1 });
+    h.frame(Frame::Start { total: 1, field: 0 });
     h.frame(Frame::Sync { offset: 0 });
     h.packets(&d[..10], 1, 0);
     assert_eq!(h.stored.len(), 1);
@@ -493,7 +500,7 @@ fn start_zero_stores_nothing_and_goes_on() {
     let cfg = Config::default();
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::PhotoFront]));
-    h.frame(Frame::Start { total: 0 });
+    h.frame(Frame::Start { total: 0, field: 0 });
     assert_eq!(h.take(), ["FILE REQ %photof", "REPEAT INIT"]);
     // Offered again in this session: not asked again.
     h.init(5, bits(&[FileKind::PhotoFront]));
@@ -523,7 +530,7 @@ fn forced_files_come_after_the_reported_ones() {
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::VideoFront, FileKind::PhotoFront]));
     assert_eq!(h.take(), ["FILE REQ %videof"]);
-    h.frame(Frame::Start { total: 0 });
+    h.frame(Frame::Start { total: 0, field: 0 });
     h.init(5, bits(&[FileKind::PhotoFront]));
     assert_eq!(h.take(), ["REPEAT INIT", "FILE REQ %photor"]);
 }
@@ -537,7 +544,7 @@ fn max_files_bounds_a_session() {
     let mut h = H::new(&cfg);
     for _ in 0..3 {
         h.init(5, bits(&[FileKind::PhotoFront]));
-        h.frame(Frame::Start { total: 1 });
+        h.frame(Frame::Start { total: 1, field: 0 });
         h.frame(Frame::Sync { offset: 1 });
         h.packets(b"photo", 1, 0);
     }
@@ -557,7 +564,10 @@ fn path_flow_checks_offsets_and_sizes_and_refuses_unprintable_paths() {
     h.frame(Frame::Path {
         path: b"/mnt/sd/mdas9/../video 1.mp4",
     });
-    h.frame(Frame::Start { total: 100 });
+    h.frame(Frame::Start {
+        total: 100,
+        field: 0,
+    });
     assert_eq!(
         h.take(),
         [
@@ -612,7 +622,7 @@ fn data_in_flight_after_a_given_up_file_is_skipped_before_the_init() {
     };
     let mut h = H::new(&cfg);
     h.init(5, bits(&[FileKind::VideoFront, FileKind::PhotoFront]));
-    h.frame(Frame::Start { total: 3 });
+    h.frame(Frame::Start { total: 3, field: 0 });
     h.frame(Frame::Sync { offset: 1 });
     h.frame(Frame::Data {
         payload: &[1; 1024],
@@ -664,7 +674,7 @@ fn the_init_packet_and_every_frame_have_their_deadlines() {
     h.init(5, bits(&[FileKind::VideoFront]));
     h.s.handle_bytes(h.now, true);
     h.at(Duration::from_secs(59));
-    h.frame(Frame::Start { total: 2 });
+    h.frame(Frame::Start { total: 2, field: 0 });
     h.s.handle_bytes(h.now, false);
     h.at(Duration::from_secs(2));
     assert!(h.ends.is_empty());

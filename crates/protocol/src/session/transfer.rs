@@ -58,6 +58,8 @@ pub struct FileRecord {
     pub flow: Flow,
     pub unit: Unit,
     pub start_total: u32,
+    /// START's 2-byte field: once documented as the file's CRC; devices send 0.
+    pub start_field: u16,
     pub protocol_id: u16,
     pub metadata: Option<(Vec<u8>, crate::codec::Metadata)>,
     pub crc_errors: u32,
@@ -90,6 +92,8 @@ pub(crate) struct Transfer {
     pub flow: Flow,
     unit: Unit,
     total: u32,
+    /// START's 2-byte field (0 from every device seen).
+    start_field: u16,
     phase: Phase,
     /// Bytes verified and written.
     stored: u64,
@@ -166,7 +170,13 @@ impl Transfer {
 }
 
 impl Session<'_> {
-    pub(super) fn begin_transfer(&mut self, file: Box<Pending>, unit: Unit, total: u32) {
+    pub(super) fn begin_transfer(
+        &mut self,
+        file: Box<Pending>,
+        unit: Unit,
+        total: u32,
+        start_field: u16,
+    ) {
         let open = OpenFile {
             spec: file.spec.clone(),
             unit,
@@ -186,6 +196,7 @@ impl Session<'_> {
             unit,
             total,
             phase: Phase::Open,
+            start_field,
             stored: 0,
             inits: [0, 0],
             n_inits: 1,
@@ -295,7 +306,7 @@ impl Session<'_> {
         match result {
             Ok(p) if p.duplicate => {
                 self.stats.files_duplicate += 1;
-                self.remember_stored(&t.file.spec.identifier, t.flow);
+                self.remember_stored(t.file.spec.kind);
             }
             Ok(p) => {
                 log::info!(
@@ -307,7 +318,7 @@ impl Session<'_> {
                 );
                 self.stats.files_stored += 1;
                 self.stats.bytes_stored += p.size_bytes;
-                self.remember_stored(&t.file.spec.identifier, t.flow);
+                self.remember_stored(t.file.spec.kind);
             }
             Err(e) => {
                 // CLOSE, not REPEAT INIT: the camera must not take the file as delivered.
@@ -324,8 +335,28 @@ impl Session<'_> {
         self.next_file();
     }
 
-    /// Writing the file failed: the session cannot go on.
+    /// Writing the file failed. Bytes that are not this file's (a resumed
+    /// partial, or a stored file, whose overlap the camera sent differently)
+    /// start the file over from its beginning in this session; anything else
+    /// ends the session.
     pub fn write_failed(&mut self, e: StoreError) {
+        if let (StoreError::NotSameFile(why), State::Transfer(t)) = (&e, &mut self.state) {
+            log::warn!(
+                "[{}] {} is not the file kept from before ({why}): starting it over from its beginning",
+                self.tag,
+                t.file.spec.display()
+            );
+            t.resumed_from = None;
+            t.first_after_disk_resume = false;
+            t.phase = Phase::Rewind {
+                offset: 0,
+                resume: true,
+            };
+            // The frame that failed may have completed the file: not any more.
+            self.actions.retain(|a| !matches!(a, Action::Finish(_)));
+            self.actions.push_back(Action::Rewind { len: 0 });
+            return;
+        }
         log::error!("[{}] writing: {e}", self.tag);
         self.finish_session(End::Storage(e), true);
     }
@@ -365,6 +396,16 @@ impl Session<'_> {
             (Phase::Sync | Phase::Receiving, Frame::Sync { offset }) => {
                 self.state = State::Transfer(t);
                 self.on_sync(now, offset);
+            }
+            // A device that got no RESUME yet sends its START again: the
+            // RESUME already sent answers it.
+            (Phase::Open | Phase::Sync, Frame::Start { total, .. }) if total == t.total => {
+                log::info!(
+                    "[{}] START repeated for {}: the RESUME already sent answers it",
+                    self.tag,
+                    t.file.spec.display()
+                );
+                self.state = State::Transfer(t);
             }
             (Phase::Sync, f) if f.file_bytes().is_some() => {
                 t.in_flight += 1;
@@ -578,6 +619,8 @@ impl Session<'_> {
                 offset: 0,
                 resume: true,
             };
+            // The frame that failed may have completed the file: not any more.
+            self.actions.retain(|a| !matches!(a, Action::Finish(_)));
             self.actions.push_back(Action::Rewind { len: 0 });
             return;
         }
@@ -647,6 +690,7 @@ impl Session<'_> {
             flow: t.flow,
             unit: t.unit,
             start_total: t.total,
+            start_field: t.start_field,
             protocol_id: self.protocol_id,
             metadata: t.file.metadata.take(),
             crc_errors: t.crc_errors,
