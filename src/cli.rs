@@ -53,6 +53,29 @@ pub enum Command {
         #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
         output_dir: PathBuf,
     },
+    /// Write a video in the camera's own container ("PTMF") from a raw H.265
+    /// stream and, optionally, G.711 A-law sound (8 kHz, mono): what a DualCam
+    /// records. Or, with --inspect, say what is inside a stored video.
+    Container(ContainerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// The H.265 stream (Annex-B), e.g. from `ffmpeg ... -c:v libx265 -f hevc clip.h265`.
+    #[arg(long, value_name = "FILE", required_unless_present = "inspect")]
+    pub video: Option<PathBuf>,
+    /// Raw A-law sound, 8 kHz mono, e.g. from `ffmpeg ... -ar 8000 -ac 1 -f alaw tone.alaw`.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Option<PathBuf>,
+    /// The frame rate written in every chunk (the camera's setting 66003: 20, 25 or 30).
+    #[arg(long, default_value_t = 20)]
+    pub fps: u16,
+    /// Where to write the container.
+    #[arg(long, short, value_name = "FILE", required_unless_present = "inspect")]
+    pub output: Option<PathBuf>,
+    /// Print what is inside a file (sniffed by its first bytes) instead.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["video", "audio", "output"])]
+    pub inspect: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,8 +313,8 @@ pub struct SimulateArgs {
     /// The server to send to.
     #[arg(long, env = "DASHCAM_SERVER", value_name = "HOST:PORT")]
     pub server: String,
-    /// The camera's IMEI (with --cameras, the first of a run of IMEIs).
-    #[arg(long, env = "DASHCAM_IMEI", default_value_t = 350612071913857)]
+    /// The camera's IMEI, 15 digits (with --cameras, the first of a run of IMEIs).
+    #[arg(long, env = "DASHCAM_IMEI", default_value_t = 350612071913857, value_parser = parse_imei)]
     pub imei: u64,
     /// A file to offer: videof=clip.h265, photor=rear.jpg (repeatable).
     #[arg(long = "file", env = "DASHCAM_FILE", value_delimiter = ',', value_parser = parse_offer, value_name = "ID=PATH")]
@@ -308,7 +331,7 @@ pub struct SimulateArgs {
     pub family: Family,
     /// Protocol id in the init packet: 5 (current DualCam firmware) or 6 (unified
     /// file transfer: the path flow, ENHANCED_DATA, JSON metadata).
-    #[arg(long, env = "DASHCAM_PROTOCOL", default_value_t = 5)]
+    #[arg(long, env = "DASHCAM_PROTOCOL", default_value_t = 5, value_parser = clap::value_parser!(u16).range(5..=6))]
     pub protocol: u16,
     /// CRC chain after SYNC: restart (current devices) or chained (the document).
     #[arg(long, env = "DASHCAM_CRC", value_enum, default_value_t = CrcMode::Restart)]
@@ -381,18 +404,39 @@ fn parse_kind(s: &str) -> Result<FileKind, String> {
         .ok_or_else(|| format!("unknown file '{s}': use videof, videor, photof or photor"))
 }
 
+fn parse_imei(s: &str) -> Result<u64, String> {
+    if s.len() != 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{s}' is not an IMEI: 15 digits, e.g. 350612071913857"
+        ));
+    }
+    s.parse().map_err(|e| format!("'{s}': {e}"))
+}
+
+/// A file a simulated camera sends: it must exist, be a file, and hold bytes
+/// (a camera never offers an empty file), checked before connecting.
+fn local_file(path: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(path);
+    match std::fs::metadata(&p) {
+        Err(e) => Err(format!("{path}: {e}")),
+        Ok(m) if m.is_dir() => Err(format!("{path} is a folder, not a file")),
+        Ok(m) if m.len() == 0 => Err(format!("{path} is empty: a camera sends no empty file")),
+        Ok(_) => Ok(p),
+    }
+}
+
 fn parse_offer(s: &str) -> Result<(FileKind, PathBuf), String> {
     let (id, path) = s
         .split_once('=')
         .ok_or("expected ID=PATH, e.g. videof=clip.h265")?;
-    Ok((parse_kind(id)?, PathBuf::from(path)))
+    Ok((parse_kind(id)?, local_file(path)?))
 }
 
 fn parse_path_offer(s: &str) -> Result<(String, PathBuf), String> {
     let (p, f) = s
         .rsplit_once('=')
         .ok_or("expected PATH=FILE, e.g. /mnt/sd/mdas9/0001.mp4=clip.mp4")?;
-    Ok((p.to_string(), PathBuf::from(f)))
+    Ok((p.to_string(), local_file(f)?))
 }
 
 fn parse_position(s: &str) -> Result<(f64, f64), String> {
@@ -639,6 +683,40 @@ fn decode(hex: &[String]) -> Result<bool> {
     }
 }
 
+fn container(a: &ContainerArgs) -> Result<bool> {
+    if let Some(p) = &a.inspect {
+        let info = crate::storage::media::inspect(p)
+            .with_context(|| format!("reading {}", p.display()))?;
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(info.problems.is_empty());
+    }
+    let (Some(video), Some(output)) = (&a.video, &a.output) else {
+        anyhow::bail!("--video and --output are needed");
+    };
+    let h265 = std::fs::read(video).with_context(|| format!("reading {}", video.display()))?;
+    let alaw = match &a.audio {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?,
+    );
+    let m = crate::simulator::ptmf::mux(&h265, alaw.as_deref(), a.fps, (1280, 720), &mut out)
+        .with_context(|| format!("writing {}", output.display()))?;
+    std::io::Write::flush(&mut out)?;
+    println!(
+        "{}: {}x{} at {} fps, {} video frame(s) ({} key), {} audio chunk(s) of 40 ms",
+        output.display(),
+        m.width,
+        m.height,
+        a.fps,
+        m.video_frames,
+        m.key_frames,
+        m.audio_chunks
+    );
+    Ok(true)
+}
+
 fn simulate(args: &SimulateArgs) -> Result<bool> {
     if args.files.is_empty() && args.later_files.is_empty() && args.paths.is_empty() {
         bail!("nothing to send: give --file ID=PATH or --path PATH=FILE");
@@ -762,6 +840,7 @@ pub fn main() -> i32 {
             println!("{n} file(s): {}", output_dir.join("index.html").display());
             true
         }),
+        Some(Command::Container(a)) => container(a),
     };
     match result {
         Ok(true) => 0,

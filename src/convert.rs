@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::storage::{self, derived, Stored};
+use crate::storage::{self, derived, media, Stored};
 
 /// Queue of finished videos and one worker converting them (the camera threads
 /// never wait for ffmpeg).
@@ -23,16 +23,112 @@ pub struct Converter {
 pub struct ConvertQueue(Sender<Stored>);
 
 impl ConvertQueue {
-    /// Queues a stored file; only raw H.265 video is converted.
+    /// Queues a stored video if it needs converting: the camera's container
+    /// or a raw stream, by its first bytes (an `.mp4` that is an mp4 does not).
     pub fn submit(&self, stored: &Stored) {
-        let is_h265 = stored
-            .path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("h265"));
-        if is_h265 {
+        if needs_conversion(stored) {
             let _ = self.0.send(stored.clone());
         }
     }
+}
+
+/// A video whose first bytes are the camera's container or a raw stream.
+pub fn needs_conversion(stored: &Stored) -> bool {
+    let kind = match &stored.sidecar.media_info {
+        Some(i) => i.container.clone(),
+        None => media::sniff_file(&stored.path)
+            .map(|k| k.name().to_string())
+            .unwrap_or_default(),
+    };
+    stored.sidecar.media == dashcam_protocol::Media::Video && (kind == "ptmf" || kind == "annexb")
+}
+
+/// The ffmpeg input arguments for a stored video: the camera's container is
+/// split into its H.265 stream and its A-law sound first (temp files, removed
+/// with the returned guards); a raw stream is read as it is.
+struct Inputs {
+    args: Vec<std::ffi::OsString>,
+    fps: u32,
+    audio: bool,
+    container: bool,
+    _scratch: Vec<derived::Derived>,
+}
+
+fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
+    let meta_fps = stored
+        .sidecar
+        .metadata
+        .as_ref()
+        .and_then(|m| m.frame_rate)
+        .filter(|f| (1..=120).contains(f))
+        .map(u32::from);
+    let kind = media::sniff_file(&stored.path).map_err(|e| e.to_string())?;
+    if kind != dashcam_protocol::codec::container::Sniffed::Ptmf {
+        let fps = meta_fps.unwrap_or(default_fps);
+        return Ok(Inputs {
+            args: vec![
+                "-r".into(),
+                fps.to_string().into(),
+                "-i".into(),
+                stored.path.clone().into(),
+            ],
+            fps,
+            audio: false,
+            container: false,
+            _scratch: Vec::new(),
+        });
+    }
+    let video = derived::scratch(&stored.path, "video.h265").map_err(|e| e.to_string())?;
+    let audio = derived::scratch(&stored.path, "audio.alaw").map_err(|e| e.to_string())?;
+    let (summary, stop) = {
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map(std::io::BufWriter::new)
+        };
+        let mut v = open(video.path()).map_err(|e| e.to_string())?;
+        let mut a = open(audio.path()).map_err(|e| e.to_string())?;
+        let r = media::demux(&stored.path, &mut v, &mut a).map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut v).map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut a).map_err(|e| e.to_string())?;
+        r
+    };
+    if summary.video_frames == 0 {
+        return Err(format!(
+            "no video frame in the container{}",
+            stop.map_or(String::new(), |e| format!(" ({e})"))
+        ));
+    }
+    // The container's own rate: what the camera recorded at.
+    let fps = summary
+        .frame_rate
+        .map(u32::from)
+        .filter(|f| (1..=120).contains(f))
+        .or(meta_fps)
+        .unwrap_or(default_fps);
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-r".into(),
+        fps.to_string().into(),
+        "-f".into(),
+        "hevc".into(),
+        "-i".into(),
+        video.path().into(),
+    ];
+    let has_audio = summary.audio_chunks > 0;
+    if has_audio {
+        for a in ["-f", "alaw", "-ar", "8000", "-ac", "1", "-i"] {
+            args.push(a.into());
+        }
+        args.push(audio.path().into());
+    }
+    Ok(Inputs {
+        args,
+        fps,
+        audio: has_audio,
+        container: true,
+        _scratch: vec![video, audio],
+    })
 }
 
 /// True when `ffmpeg -version` runs.
@@ -95,13 +191,6 @@ impl Converter {
 }
 
 fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
-    let fps = stored
-        .sidecar
-        .metadata
-        .as_ref()
-        .and_then(|m| m.frame_rate)
-        .filter(|f| (1..=120).contains(f))
-        .map_or(default_fps, u32::from);
     // ffmpeg writes a temp file storage created (never through a link);
     // storage renames it into place.
     let target = match derived::begin_mp4(&stored.path) {
@@ -116,35 +205,55 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
         }
     };
     let out = target.dest().to_path_buf();
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-r"])
-        .arg(fps.to_string())
-        .arg("-i")
-        .arg(&stored.path);
-    if trim > 0.0 {
-        cmd.arg("-ss").arg(format!("{trim:.3}"));
-    }
-    let result = cmd
-        .args(["-c:a", "copy", "-c:v", "libx264", "-f", "mp4"])
+    let mut fps = default_fps;
+    let outcome = inputs(stored, default_fps).and_then(|inp| {
+        fps = inp.fps;
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
+            .args(&inp.args);
+        // The vendor's trim is for a raw stream's damaged start; a container
+        // is read cleanly, every frame kept.
+        if trim > 0.0 && !inp.container {
+            cmd.arg("-ss").arg(format!("{trim:.3}"));
+        }
+        cmd.args(["-map", "0:v:0"]);
+        if inp.audio {
+            cmd.args(["-map", "1:a:0", "-c:a", "aac", "-b:a", "64k"]);
+        }
+        // H.264 in yuv420p with the index up front: every browser and
+        // Windows' own player take it.
+        cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ])
         .arg(target.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    let outcome = match result {
-        Ok(o) if o.status.success() => target.commit().map(|_| ()).map_err(|e| e.to_string()),
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stderr);
-            let lines: Vec<&str> = text.lines().rev().take(5).collect();
-            let last: Vec<&str> = lines.into_iter().rev().collect();
-            Err(format!(
-                "ffmpeg failed ({}): {}",
-                o.status,
-                last.join(" | ")
-            ))
+        .stderr(Stdio::piped());
+        match cmd.output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => {
+                let text = String::from_utf8_lossy(&o.stderr);
+                let lines: Vec<&str> = text.lines().rev().take(5).collect();
+                let last: Vec<&str> = lines.into_iter().rev().collect();
+                Err(format!(
+                    "ffmpeg failed ({}): {}",
+                    o.status,
+                    last.join(" | ")
+                ))
+            }
+            Err(e) => Err(format!("could not run ffmpeg: {e}")),
         }
-        Err(e) => Err(format!("could not run ffmpeg: {e}")),
-    };
+    });
+    let outcome = outcome.and_then(|()| target.commit().map(|_| ()).map_err(|e| e.to_string()));
     match outcome {
         Ok(()) => {
             let name = out
@@ -158,6 +267,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
                 stored.path.display()
             );
             stored.sidecar.mp4 = Some(name);
+            stored.sidecar.conversion_error = None;
         }
         Err(e) => {
             log::warn!(

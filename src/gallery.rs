@@ -142,6 +142,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}\
 .grid{display:flex;flex-wrap:wrap;gap:12px}\
 .card{background:#fff;border:1px solid #ccc;border-radius:6px;padding:8px;width:330px;font-size:12px}\
 .card img{width:320px;height:240px;object-fit:contain;background:#222;display:block}\
+.card video{width:320px;display:block;margin-top:4px;background:#000}\
 .card table{border-collapse:collapse;margin-top:6px;width:100%}\
 .card td{padding:1px 4px;vertical-align:top}.card td:first-child{color:#666;white-space:nowrap}\
 .mono{font-family:monospace;word-break:break-all}.bad{color:#b00}";
@@ -183,6 +184,14 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
         src = src,
         ph = PLACEHOLDER,
     );
+    // The converted mp4 plays in the page, with its sound.
+    if let Some(mp4) = &sc.mp4 {
+        let _ = write!(
+            out,
+            "<video class=\"clip\" controls preload=\"none\" width=\"320\" src=\"{}\"></video>",
+            href(root, &e.media.with_file_name(mp4))
+        );
+    }
     let mut row = |k: &str, v: String| {
         let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), v);
     };
@@ -210,8 +219,45 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
             sc.protocol_id
         )),
     );
+    if let Some(c) = sc.camera {
+        row("camera", esc(c.name()));
+    }
     if let Some(t) = m.and_then(|m| m.trigger_name.clone().or(m.trigger.map(|t| t.to_string()))) {
         row("trigger", esc(&t));
+    }
+    if let Some(ev) = m.and_then(|m| m.events.as_ref()).filter(|e| !e.is_empty()) {
+        row("DSM events", esc(&ev.join(", ")));
+    }
+    if let Some(d) = m.and_then(|m| m.driver_name.as_deref()) {
+        row("driver", esc(d));
+    }
+    if let Some(i) = &sc.media_info {
+        let mut facts = vec![i.container.clone()];
+        if let (Some(w), Some(h)) = (i.width, i.height) {
+            facts.push(format!("{w}x{h}"));
+        }
+        if let Some(f) = i.frame_rate {
+            facts.push(format!("{f} fps"));
+        }
+        if let Some(n) = i.video_frames {
+            facts.push(format!("{n} frames"));
+        }
+        if let Some(d) = i.duration_s {
+            facts.push(format!("{d:.2} s"));
+        }
+        facts.push(match (&i.audio_codec, i.audio_duration_s) {
+            (Some(c), Some(d)) => format!("sound: {c}, {d:.2} s"),
+            _ if i.container == "ptmf" => "no sound".into(),
+            _ => String::new(),
+        });
+        facts.retain(|f| !f.is_empty());
+        row("inside", esc(&facts.join(", ")));
+        if !i.problems.is_empty() {
+            row(
+                "problems",
+                format!("<span class=\"bad\">{}</span>", esc(&i.problems.join("; "))),
+            );
+        }
     }
     if let Some(d) = m
         .and_then(|m| m.duration_s)

@@ -387,3 +387,63 @@ fn a_bad_bind_address_is_blamed_on_the_address() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// `simulate` is a strict device: what no camera would send is refused
+/// before connecting, with the reason.
+#[test]
+fn simulate_refuses_what_no_camera_sends_before_connecting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let photo = samples().join("photo.jpg");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--file".into(), format!("photof={}", empty.display())],
+            "is empty",
+        ),
+        (
+            vec!["--file".into(), format!("photof={}", tmp.path().display())],
+            "is a folder",
+        ),
+        (
+            vec![
+                "--file".into(),
+                format!("photof={}", tmp.path().join("nope").display()),
+            ],
+            "nope",
+        ),
+        (
+            vec![
+                "--imei".into(),
+                "123".into(),
+                "--file".into(),
+                format!("photof={}", photo.display()),
+            ],
+            "not an IMEI",
+        ),
+        (
+            vec![
+                "--protocol".into(),
+                "7".into(),
+                "--file".into(),
+                format!("photof={}", photo.display()),
+            ],
+            "7",
+        ),
+    ];
+    for (args, want) in cases {
+        // Nothing listens on port 9: a connection attempt would say "refused".
+        let o = Command::new(BIN)
+            .args(["simulate", "--server", "127.0.0.1:9"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            !err.contains("onnect"),
+            "{args:?} checked only after connecting: {err}"
+        );
+    }
+}

@@ -97,6 +97,9 @@ struct Cam {
     crc: u16,
     allowance: f64,
     last_rx: Instant,
+    /// The last byte either way: the silence limit counts from here, so a
+    /// paced transfer longer than --timeout is not taken for a silent server.
+    last_activity: Instant,
     began: Option<Instant>,
     why: String,
     inits: u32,
@@ -118,6 +121,7 @@ impl Cam {
             crc: 0,
             allowance: 0.0,
             last_rx: at,
+            last_activity: at,
             began: None,
             why: String::new(),
             inits: 0,
@@ -212,6 +216,7 @@ impl Driver<'_> {
                 Ok(n) => {
                     c.d.filled(n);
                     c.last_rx = now;
+                    c.last_activity = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -320,6 +325,7 @@ impl Driver<'_> {
             .expect("1 KiB of DATA fits a frame");
             c.pos += n as u64;
             c.allowance -= n as f64;
+            c.last_activity = Instant::now();
             self.sent += n as u64;
         }
         if c.pos >= len {
@@ -343,6 +349,7 @@ impl Driver<'_> {
                 c.sock = Some(s);
                 c.phase = Phase::Connecting;
                 c.last_rx = now;
+                c.last_activity = now;
                 c.at = now;
                 self.connected += 1;
                 self.peak = self.peak.max(self.connected);
@@ -415,7 +422,7 @@ fn run_share(cfg: &FleetConfig, file: &[u8], imeis: Vec<(u64, Instant)>) -> (Vec
             for i in 0..d.cams.len() {
                 d.tick(i, dt);
                 let c = &d.cams[i];
-                if c.sock.is_some() && now - c.last_rx > cfg.timeout {
+                if c.sock.is_some() && now - c.last_activity > cfg.timeout {
                     let why = format!("server silent for {:?} in phase {:?}", cfg.timeout, c.phase);
                     d.fail(i, why);
                 }

@@ -7,6 +7,7 @@
 mod device;
 mod fleet;
 mod load;
+pub mod ptmf;
 mod tls;
 
 pub use device::run_camera;

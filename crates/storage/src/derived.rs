@@ -92,6 +92,13 @@ pub fn begin_mp4(media: &Path) -> Result<Derived> {
     Derived::begin(mp4_path(media), "converting")
 }
 
+/// A temp file beside a stored file (`<stem>.<name>.tmp`), removed when the
+/// guard drops: a converter's intermediate files.
+pub fn scratch(media: &Path, name: &str) -> Result<Derived> {
+    let stem = media.file_stem().unwrap_or_default().to_string_lossy();
+    Derived::begin(media.with_file_name(format!("{stem}.{name}")), "tmp")
+}
+
 /// A conversion that a stop interrupted: `<stem>.mp4.converting` beside `media`.
 pub fn leftover_conversion(media: &Path) -> Option<PathBuf> {
     let mut tmp = mp4_path(media).into_os_string();

@@ -631,7 +631,12 @@ impl<'s> Partial<'s> {
                 found: device_crc,
             });
         }
-        let sc = self.sidecar(record, remote, digest(&self.sha));
+        let mut sc = self.sidecar(record, remote, digest(&self.sha));
+        // What is inside, by its first bytes (a container's chunk headers only).
+        match crate::media::inspect(&self.part_path) {
+            Ok(info) => sc.media_info = Some(info),
+            Err(e) => log::warn!("[{}] could not look inside the file: {e}", self.imei),
+        }
         if record.start_field != 0 {
             log::info!(
                 "[{}] START's field 0x{:04X} {} the file's CRC-16 0x{:04X} (a diagnostic only)",
@@ -718,6 +723,7 @@ impl<'s> Partial<'s> {
                 .metadata
                 .as_ref()
                 .map(|(raw, m)| MetadataJson::new(record.family, raw, m)),
+            media_info: None,
             mp4: None,
             conversion_error: None,
             duplicate_of: None,

@@ -42,6 +42,10 @@ pub struct Sidecar {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from_byte: Option<u64>,
     pub metadata: Option<MetadataJson>,
+    /// What is inside the file, sniffed by its first bytes (the camera's
+    /// container: size, frame rate, frames, duration, sound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_info: Option<crate::MediaInfo>,
     /// File name of the converted mp4, once conversion succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mp4: Option<String>,

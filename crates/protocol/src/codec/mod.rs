@@ -1,6 +1,7 @@
 //! The protocol's bytes and nothing else: no I/O, no clock, no file system.
 //! Every layout of PROTOCOL-NOTES.md lives here.
 
+pub mod container;
 pub mod crc;
 pub mod deframer;
 pub mod frame;
