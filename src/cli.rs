@@ -611,6 +611,12 @@ fn verify(args: &VerifyArgs) -> Result<bool> {
         parse_kind(e).map_err(|e| anyhow::anyhow!("--expect: {e}"))?;
     }
     if let Some(dir) = &args.dir {
+        if !dir.is_dir() {
+            bail!(
+                "folder not found: {} (give the server's output folder or one camera's folder)",
+                dir.display()
+            );
+        }
         let files = crate::verify::files_in(dir);
         println!(
             "verify: {} stored file(s) in {}",

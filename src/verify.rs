@@ -179,7 +179,86 @@ fn check_photo(path: &Path) -> Check {
     }
 }
 
+/// The camera's container, read by the server's own demultiplexer: size,
+/// frame rate (against the metadata's when it has one), frames and length
+/// from the container's timestamps (against the metadata's, within 1 s),
+/// timestamps that only go forward, no missing frame, and the sound.
+fn check_container(path: &Path, sc: &Sidecar) -> Check {
+    let info = match crate::storage::media::inspect(path) {
+        Ok(i) => i,
+        Err(e) => return fail("video", format!("cannot read: {e}")),
+    };
+    let (Some(w), Some(h), Some(fps), Some(frames), Some(secs)) = (
+        info.width,
+        info.height,
+        info.frame_rate,
+        info.video_frames,
+        info.duration_s,
+    ) else {
+        return fail(
+            "video",
+            format!(
+                "camera container with no video: {}",
+                info.problems.join("; ")
+            ),
+        );
+    };
+    let mut detail = format!("camera container, {w}x{h}, {fps} fps, {frames} frames, {secs:.2} s");
+    let mut bad = Vec::new();
+    match (&info.audio_codec, info.audio_duration_s) {
+        (Some(_), Some(a)) => {
+            let _ = write!(detail, ", sound G.711 A-law {a:.2} s");
+            if (a - secs).abs() > 0.5 {
+                bad.push(format!(
+                    "the sound ({a:.2} s) and the video ({secs:.2} s) differ by more than 0.5 s"
+                ));
+            }
+        }
+        _ => {
+            let _ = write!(detail, ", no sound");
+            bad.push("no audio track (DualCam videos carry G.711 sound)".into());
+        }
+    }
+    let m = sc.metadata.as_ref();
+    match (m.and_then(|m| m.frame_rate), m.and_then(|m| m.duration_s)) {
+        (None, None) => {
+            let _ = write!(
+                detail,
+                "; no frame rate or length in the metadata to compare"
+            );
+        }
+        (mf, md) => {
+            let _ = write!(
+                detail,
+                " (metadata: {}{})",
+                md.map_or("no length".into(), |d| format!("{d} s")),
+                mf.map_or(String::new(), |f| format!(", {f} fps"))
+            );
+            if let Some(mf) = mf.filter(|&f| u16::from(f) != fps) {
+                bad.push(format!(
+                    "the container says {fps} fps, the metadata {mf} fps"
+                ));
+            }
+            if let Some(md) = md.filter(|&d| (secs - d as f64).abs() > 1.0) {
+                bad.push(format!("length {secs:.2} s, the metadata says {md} s"));
+            }
+        }
+    }
+    bad.extend(info.problems.iter().cloned());
+    if bad.is_empty() {
+        pass("video", detail)
+    } else {
+        let _ = write!(detail, "; {}", bad.join("; "));
+        fail("video", detail)
+    }
+}
+
 fn check_video(path: &Path, sc: &Sidecar) -> Check {
+    if crate::storage::media::sniff_file(path)
+        .is_ok_and(|k| k == dashcam_protocol::codec::container::Sniffed::Ptmf)
+    {
+        return check_container(path, sc);
+    }
     let p = match ffprobe(path) {
         Ok(p) => p,
         Err(e) => return fail("video", e),
@@ -201,20 +280,34 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
         "{}, {} frames at {fps:.0} fps = {secs:.1} s",
         p.codec, p.frames
     );
-    let (Some(mf), Some(md)) = (meta_fps, meta_dur) else {
+    if meta_fps.is_none() && meta_dur.is_none() {
+        // Nothing to compare against: the stream decodes, which is all that can be said.
         let _ = write!(detail, "; no frame rate or length in metadata to compare");
-        return fail("video", detail);
-    };
-    let _ = write!(detail, " (metadata: {md} s, {mf} fps)");
-    if let Some(stream_fps) = p.fps {
+        return Check {
+            what: "video",
+            outcome: Outcome::Info,
+            detail,
+        };
+    }
+    let _ = write!(
+        detail,
+        " (metadata: {}{})",
+        meta_dur.map_or("no length".into(), |d| format!("{d} s")),
+        meta_fps.map_or(String::new(), |f| format!(", {f} fps"))
+    );
+    // A raw H.265 stream carries no timing of its own (ffprobe reports its
+    // default 25): only the metadata's rate counts for it.
+    if let (Some(mf), Some(stream_fps), false) = (meta_fps, p.fps, want_codec) {
         if (stream_fps - mf as f64).abs() > 0.01 {
             let _ = write!(detail, "; the stream says {stream_fps:.2} fps");
             return fail("video", detail);
         }
     }
-    if (secs - md as f64).abs() > 1.0 {
-        let _ = write!(detail, "; length differs by more than 1 s");
-        return fail("video", detail);
+    if let Some(md) = meta_dur {
+        if (secs - md as f64).abs() > 1.0 {
+            let _ = write!(detail, "; length differs by more than 1 s");
+            return fail("video", detail);
+        }
     }
     pass("video", detail)
 }
@@ -291,9 +384,18 @@ pub fn check_file(media: &Path, sc: &Sidecar) -> Vec<Check> {
 pub fn report(files: &[(PathBuf, Sidecar)], expect: &[String]) -> (String, bool) {
     let mut out = String::new();
     let mut ok = !files.is_empty();
-    let _ = writeln!(out, "{:<44} {:<9} {:<6} DETAIL", "FILE", "CHECK", "RESULT");
+    let _ = writeln!(
+        out,
+        "{:<44} {:<9} {:<6} DETAIL",
+        "IMEI/FILE", "CHECK", "RESULT"
+    );
     for (media, sc) in files {
-        let name = media.file_name().unwrap_or_default().to_string_lossy();
+        // The IMEI with the name: a folder of many cameras reads at a glance.
+        let name = format!(
+            "{}/{}",
+            sc.imei,
+            media.file_name().unwrap_or_default().to_string_lossy()
+        );
         for (i, c) in check_file(media, sc).into_iter().enumerate() {
             let result = match c.outcome {
                 Outcome::Pass => "PASS",
@@ -303,7 +405,7 @@ pub fn report(files: &[(PathBuf, Sidecar)], expect: &[String]) -> (String, bool)
                 }
                 Outcome::Info => "INFO",
             };
-            let shown = if i == 0 { name.as_ref() } else { "" };
+            let shown = if i == 0 { name.as_str() } else { "" };
             let _ = writeln!(out, "{shown:<44} {:<9} {result:<6} {}", c.what, c.detail);
         }
     }

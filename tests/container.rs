@@ -1,0 +1,229 @@
+//! The camera's own container (PTMF) end to end: the simulator's multiplexer
+//! read back by the codec's demultiplexer, `verify` on container videos, and
+//! conversions that keep every frame and the sound.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dashcam_server::codec::container::{audio_samples, parse_chunk, ChunkKind, Summary};
+use dashcam_server::codec::FileKind;
+use dashcam_server::simulator::{ptmf, run_camera};
+
+const IMEI: u64 = 350612071913857;
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+/// A 440 Hz tone in A-law (the samples' sound), `secs` long.
+fn tone(secs: f64) -> Vec<u8> {
+    (0..(8000.0 * secs) as usize)
+        .map(|i| if (i / 9) % 2 == 0 { 0x55 } else { 0xD5 ^ 0x10 })
+        .collect()
+}
+
+#[test]
+fn the_multiplexer_and_the_demultiplexer_agree_frame_for_frame() {
+    let h265 = std::fs::read(samples().join("front.h265")).unwrap();
+    let alaw = tone(3.0);
+    let mut file = Vec::new();
+    let m = ptmf::mux(&h265, Some(&alaw), 20, (1, 1), &mut file).unwrap();
+    assert_eq!(
+        (m.width, m.height),
+        (320, 240),
+        "size from the stream's SPS"
+    );
+    let aus = ptmf::access_units(&h265);
+    assert_eq!(m.video_frames as usize, aus.len());
+    let (mut video, mut audio, mut s) = (Vec::new(), Vec::new(), Summary::default());
+    let mut at = 0;
+    let mut frames = Vec::new();
+    while let Some((h, p, used)) = parse_chunk(&file[at..], at as u64).unwrap() {
+        assert_eq!(h.frame_rate, 20);
+        s.add(&h, p);
+        if h.kind.is_video() {
+            frames.push((h.kind == ChunkKind::Key, p.to_vec()));
+            video.extend_from_slice(p);
+        } else {
+            audio.extend_from_slice(audio_samples(p));
+        }
+        at += used;
+    }
+    assert_eq!(at, file.len(), "the chunks cover the file");
+    assert_eq!(frames.len(), aus.len());
+    for (i, (key, bytes)) in frames.iter().enumerate() {
+        assert_eq!(bytes, &aus[i].bytes, "frame {i}");
+        assert_eq!(*key, aus[i].key, "frame {i} kind");
+    }
+    assert_eq!(audio[..alaw.len()], alaw[..], "the sound, byte for byte");
+    assert!(
+        audio[alaw.len()..].iter().all(|&b| b == 0xD5),
+        "padded with silence"
+    );
+    assert!(s.gaps.is_empty() && s.backwards == 0);
+    // 90 frames at 20 fps: 4.5 s; 3 s of sound in 40 ms chunks: 75.
+    assert_eq!((s.video_frames, s.audio_chunks), (90, 75));
+    let d = s.video_duration_us().unwrap();
+    assert!((4_450_000..=4_550_000).contains(&d), "{d}");
+    assert_eq!(s.audio_duration_us(), Some(3_000_000));
+}
+
+#[test]
+fn the_camera_format_sample_is_what_the_notes_describe() {
+    let info = dashcam_server::storage::media::inspect(&samples().join("camera.h265")).unwrap();
+    assert_eq!(info.container, "ptmf");
+    assert_eq!(
+        (info.width, info.height, info.frame_rate),
+        (Some(320), Some(240), Some(20))
+    );
+    assert_eq!(info.video_frames, Some(60));
+    assert!((info.duration_s.unwrap() - 3.0).abs() < 0.1);
+    assert_eq!(
+        info.audio_codec.as_deref(),
+        Some("G.711 A-law, 8 kHz, mono")
+    );
+    assert_eq!(info.audio_duration_s, Some(3.0));
+    assert!(info.problems.is_empty(), "{:?}", info.problems);
+}
+
+/// Stores `file` as `%videof` with metadata (`fps`, 3 s) and returns what
+/// `verify --dir` says of it.
+fn stored_and_verified(tmp: &Path, name: &str, file: &Path, fps: u8) -> (bool, String) {
+    let out = tmp.join(name);
+    let srv = start(&out, |c| c.session.metadata = true);
+    let mut cam = srv.sim(IMEI);
+    cam.frame_rate = fps;
+    cam.video_duration_s = 3;
+    cam.files = vec![(FileKind::VideoFront, file.to_path_buf())];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    let o = Command::new(BIN)
+        .args(["verify", "--dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn verify_passes_the_camera_sample_and_fails_a_broken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = samples().join("camera.h265");
+    let (ok, text) = stored_and_verified(tmp.path(), "good", &sample, 20);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("camera container, 320x240, 20 fps, 60 frames")
+            && text.contains("sound G.711 A-law 3.00 s"),
+        "{text}"
+    );
+
+    // Cut in the middle of a chunk.
+    let bytes = std::fs::read(&sample).unwrap();
+    let cut = write_file(tmp.path(), "cut.h265", &bytes[..bytes.len() / 2 + 7]);
+    let (ok, text) = stored_and_verified(tmp.path(), "cut", &cut, 20);
+    assert!(!ok && text.contains("ends inside the chunk"), "{text}");
+
+    // The container announces nothing else, but a DualCam video has sound.
+    let mut silent = Vec::new();
+    let h265 = std::fs::read(samples().join("front.h265")).unwrap();
+    ptmf::mux(&h265, None, 20, (320, 240), &mut silent).unwrap();
+    let silent = write_file(tmp.path(), "silent.h265", &silent);
+    let (ok, text) = stored_and_verified(tmp.path(), "silent", &silent, 20);
+    assert!(!ok && text.contains("no audio track"), "{text}");
+
+    // Metadata at 25 fps, the container at 20.
+    let (ok, text) = stored_and_verified(tmp.path(), "rate", &sample, 25);
+    assert!(
+        !ok && text.contains("the container says 20 fps, the metadata 25 fps"),
+        "{text}"
+    );
+}
+
+fn probe(path: &Path, stream: &str, entries: &str) -> String {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", stream])
+        .args(["-show_entries", entries, "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn a_converted_camera_clip_keeps_every_frame_and_its_sound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--metadata", "--convert", "mp4", "--gallery", "false"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    let sim = loop {
+        let o = Command::new(BIN)
+            .args(["simulate", "--server", &format!("127.0.0.1:{port}")])
+            .args(["--frame-rate", "20", "--duration", "3", "--file"])
+            .arg(format!(
+                "videof={}",
+                samples().join("camera.h265").display()
+            ))
+            .output()
+            .unwrap();
+        if o.status.success() || began.elapsed() > Duration::from_secs(20) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let video = media(&out, IMEI)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "h265"))
+        .expect("stored");
+    wait_for("the conversion", || {
+        let sc = sidecar_of(&video);
+        sc.mp4.is_some() || sc.conversion_error.is_some()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let sc = sidecar_of(&video);
+    assert_eq!(sc.conversion_error, None);
+    let mp4 = video.with_file_name(sc.mp4.unwrap());
+    assert_eq!(
+        probe(&mp4, "v:0", "stream=codec_name,nb_read_frames"),
+        "h264,60",
+        "every frame"
+    );
+    assert_eq!(probe(&mp4, "a:0", "stream=codec_name"), "aac", "the sound");
+    let v: f64 = probe(&mp4, "v:0", "stream=duration").parse().unwrap();
+    let a: f64 = probe(&mp4, "a:0", "stream=duration").parse().unwrap();
+    assert!(
+        (v - 3.0).abs() < 0.1 && (a - v).abs() < 0.1,
+        "video {v} s, sound {a} s"
+    );
+    // The index (moov) is up front: a browser plays it before it is all loaded.
+    let head = std::fs::read(&mp4).unwrap();
+    let moov = head.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = head.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat, "+faststart");
+}
