@@ -53,10 +53,32 @@ pub enum Command {
         #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
         output_dir: PathBuf,
     },
+    /// Convert stored videos to mp4 (H.264 and AAC): those without their mp4
+    /// (never converted, interrupted, or failed), or every one with --force.
+    Convert(ConvertArgs),
     /// Write a video in the camera's own container ("PTMF") from a raw H.265
     /// stream and, optionally, G.711 A-law sound (8 kHz, mono): what a DualCam
     /// records. Or, with --inspect, say what is inside a stored video.
     Container(ContainerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConvertArgs {
+    /// The server's output folder.
+    #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
+    pub output_dir: PathBuf,
+    /// Only this camera's videos.
+    #[arg(long)]
+    pub imei: Option<u64>,
+    /// Convert every video again, even those that have their mp4.
+    #[arg(long)]
+    pub force: bool,
+    /// Frame rate of a raw stream whose metadata gives none (the camera's container carries its own).
+    #[arg(long, default_value_t = 25)]
+    pub fps: u32,
+    /// Seconds cut from the start of a raw stream (the vendor's recipe; never from the container).
+    #[arg(long, default_value_t = 0.9)]
+    pub convert_trim: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -847,6 +869,15 @@ pub fn main() -> i32 {
             true
         }),
         Some(Command::Container(a)) => container(a),
+        Some(Command::Convert(a)) => {
+            if !crate::convert::ffmpeg_available() {
+                eprintln!("error: ffmpeg not found on PATH: install ffmpeg to convert");
+                return 1;
+            }
+            let (_, failed) =
+                crate::convert::convert_all(&a.output_dir, a.imei, a.force, a.fps, a.convert_trim);
+            Ok(failed == 0)
+        }
     };
     match result {
         Ok(true) => 0,

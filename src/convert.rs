@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -13,21 +13,32 @@ use crate::storage::{self, derived, media, Stored};
 /// Queue of finished videos and one worker converting them (the camera threads
 /// never wait for ffmpeg).
 pub struct Converter {
-    tx: Sender<Stored>,
+    tx: SyncSender<Stored>,
     stop: Arc<AtomicBool>,
     worker: JoinHandle<()>,
 }
 
 /// Where camera threads hand finished videos to the converter.
 #[derive(Clone)]
-pub struct ConvertQueue(Sender<Stored>);
+pub struct ConvertQueue(SyncSender<Stored>);
+
+/// Videos waiting for the converter. A camera thread never waits for it: when
+/// it is full, the video is left for the next start (or `dashcam-server
+/// convert`), which converts every stored video that has no mp4 yet.
+const QUEUE: usize = 256;
 
 impl ConvertQueue {
     /// Queues a stored video if it needs converting: the camera's container
     /// or a raw stream, by its first bytes (an `.mp4` that is an mp4 does not).
     pub fn submit(&self, stored: &Stored) {
         if needs_conversion(stored) {
-            let _ = self.0.send(stored.clone());
+            if let Err(TrySendError::Full(s)) = self.0.try_send(stored.clone()) {
+                log::warn!(
+                    "[{}] conversion queue full ({QUEUE}): {} is converted at the next start or by 'dashcam-server convert'",
+                    s.sidecar.imei,
+                    s.path.display()
+                );
+            }
         }
     }
 }
@@ -131,6 +142,76 @@ fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
     })
 }
 
+/// Stored videos (of one camera, or all) that need an mp4 and have none, or
+/// whose conversion was interrupted or failed; with `force`, every video.
+pub fn pending(root: &Path, imei: Option<u64>, force: bool) -> Vec<Stored> {
+    storage::catalog::all_files(root)
+        .into_iter()
+        .filter(|f| imei.is_none_or(|i| i == f.imei))
+        .map(|f| Stored {
+            path: f.media,
+            sidecar_path: f.sidecar_path,
+            sidecar: f.sidecar,
+            duplicate_of: None,
+        })
+        .filter(needs_conversion)
+        .filter(|s| {
+            force
+                || derived::leftover_conversion(&s.path).is_some()
+                || s.sidecar
+                    .mp4
+                    .as_ref()
+                    .is_none_or(|m| !s.path.with_file_name(m).is_file())
+        })
+        .collect()
+}
+
+/// `dashcam-server convert`: converts what is pending, one line per file.
+/// Returns (converted, failed).
+pub fn convert_all(
+    root: &Path,
+    imei: Option<u64>,
+    force: bool,
+    fps: u32,
+    trim: f64,
+) -> (usize, usize) {
+    let todo = pending(root, imei, force);
+    let n = todo.len();
+    println!("{n} video(s) to convert under {}", root.display());
+    let (mut ok, mut failed) = (0, 0);
+    for (i, mut s) in todo.into_iter().enumerate() {
+        let began = std::time::Instant::now();
+        convert_one(&mut s, fps, trim, root);
+        let name = s
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        match (&s.sidecar.mp4, &s.sidecar.conversion_error) {
+            (Some(mp4), None) => {
+                ok += 1;
+                println!(
+                    "[{}/{n}] {}/{name} -> {mp4} in {:.1} s",
+                    i + 1,
+                    s.sidecar.imei,
+                    began.elapsed().as_secs_f64()
+                );
+            }
+            (_, e) => {
+                failed += 1;
+                println!(
+                    "[{}/{n}] {}/{name}: FAILED {}",
+                    i + 1,
+                    s.sidecar.imei,
+                    e.as_deref().unwrap_or("(no mp4)")
+                );
+            }
+        }
+    }
+    (ok, failed)
+}
+
 /// True when `ffmpeg -version` runs.
 pub fn ffmpeg_available() -> bool {
     Command::new("ffmpeg")
@@ -146,11 +227,11 @@ impl Converter {
     /// from the start (the vendor's recipe cuts 0.9 s); each result is
     /// recorded in the index of `root` as a `converted` line.
     pub fn start(default_fps: u32, trim: f64, root: PathBuf) -> Option<Converter> {
+        let root_for_backlog = root.clone();
         if !ffmpeg_available() {
-            log::warn!("--convert mp4: ffmpeg not found on PATH; videos are stored as .h265 only (install ffmpeg to convert)");
-            return None;
+            log::warn!("--convert mp4: ffmpeg not found on PATH; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')");
         }
-        let (tx, rx) = mpsc::channel::<Stored>();
+        let (tx, rx) = mpsc::sync_channel::<Stored>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let worker = thread::Builder::new()
@@ -175,6 +256,26 @@ impl Converter {
                 }
             })
             .ok()?;
+        // What a stop or a crash left unconverted (or a failure whose cause
+        // may be gone): queued again, from a thread of its own.
+        let backlog = tx.clone();
+        let scan_root = root_for_backlog;
+        let _ = thread::Builder::new()
+            .name("convert-backlog".into())
+            .spawn(move || {
+                let todo = pending(&scan_root, None, false);
+                if !todo.is_empty() {
+                    log::info!(
+                        "{} stored video(s) without their mp4: converting them",
+                        todo.len()
+                    );
+                }
+                for s in todo {
+                    if backlog.send(s).is_err() {
+                        return;
+                    }
+                }
+            });
         Some(Converter { tx, stop, worker })
     }
 

@@ -227,3 +227,65 @@ fn a_converted_camera_clip_keeps_every_frame_and_its_sound() {
     let mdat = head.windows(4).position(|w| w == b"mdat").unwrap();
     assert!(moov < mdat, "+faststart");
 }
+
+/// A conversion a crash interrupted (its `.mp4.converting` left behind) is
+/// done at the next start; `dashcam-server convert` does what is missing.
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn a_killed_conversion_is_finished_after_a_restart_and_convert_does_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // Stored without --convert: two camera clips.
+    let srv = start(&out, |c| c.session.metadata = true);
+    for imei in [IMEI, IMEI + 1] {
+        let mut cam = srv.sim(imei);
+        cam.frame_rate = 20;
+        cam.files = vec![(FileKind::VideoFront, samples().join("camera.h265"))];
+        assert!(run_camera(&cam).unwrap().complete);
+    }
+    srv.shutdown();
+    let a = media(&out, IMEI).remove(0);
+    let b = media(&out, IMEI + 1).remove(0);
+    // A crash in the middle of converting the first.
+    let leftover = a.with_extension("mp4.converting");
+    std::fs::write(&leftover, b"half an mp4").unwrap();
+
+    // `convert --imei` does one camera, with a line per file.
+    let o = Command::new(BIN)
+        .args(["convert", "--output-dir"])
+        .arg(&out)
+        .args(["--imei", &(IMEI + 1).to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("1 video(s) to convert") && text.contains("[1/1]"),
+        "{text}"
+    );
+    assert!(sidecar_of(&b).mp4.is_some());
+    assert!(sidecar_of(&a).mp4.is_none());
+
+    // The next start with --convert mp4 finishes the interrupted one.
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--convert", "mp4", "--gallery", "false"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the interrupted conversion", || {
+        sidecar_of(&a).mp4.is_some()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!leftover.exists(), "the half-written mp4 is gone");
+    let mp4 = a.with_file_name(sidecar_of(&a).mp4.unwrap());
+    assert_eq!(probe(&mp4, "v:0", "stream=nb_read_frames"), "60");
+}
