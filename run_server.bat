@@ -2,45 +2,102 @@
 rem Starts dashcam-server with the settings below. Edit them (right click, Edit), then double-click.
 rem A DASHCAM_* variable already set in the environment wins over the value here,
 rem and flags win over both, e.g. run_server.bat --allow-imei 350612071913857
+setlocal EnableExtensions DisableDelayedExpansion
 
 rem TCP port the cameras connect to: the "Port" in the camera settings of the tracker.
-set PORT=5000
+set "PORT=5000"
 rem Folder where downloads go: <folder>\<IMEI>\<date>_<time>_<file>.h265 / .jpg + .json,
 rem and <folder>\index.html, a gallery of everything received (open it in a browser).
-set OUTPUT_DIR=downloads
+rem Spaces are fine: set "OUTPUT_DIR=D:\camera downloads"
+set "OUTPUT_DIR=downloads"
 rem auto = every camera (DualCam, ADAS, DSM; protocol 5 and 6); or only one family: dualcam, adas, dsm
-set MODE=auto
-rem 1 = ask each file's metadata (time, trigger, GPS; firmware 03.27.04 and later); 0 = off
-set METADATA=0
+set "MODE=auto"
+rem Ask each file's metadata (time, trigger, GPS; firmware 03.27.04 and later): 1 or 0 (true/false, yes/no, on/off)
+set "METADATA=0"
+rem Convert each video to mp4 with its sound (needs ffmpeg on PATH): 1 or 0
+set "CONVERT=0"
 rem The log is also written here.
-set LOG_FILE=logs\dashcam-server.log
+set "LOG_FILE=logs\dashcam-server.log"
 rem Log detail: info, or debug to see every packet in hex
-set LOG_LEVEL=info
+set "LOG_LEVEL=info"
 
 cd /d "%~dp0"
-set BIN=%DASHCAM_BIN%
-if not defined BIN set BIN=target\release\dashcam-server.exe
-if not exist "%BIN%" (
-    echo Building dashcam-server ^(release^)...
-    cargo build --release --quiet || goto :failed
-)
-if "%METADATA%"=="1" (set METADATA=true) else (set METADATA=false)
-if not defined DASHCAM_PORT set DASHCAM_PORT=%PORT%
-if not defined DASHCAM_OUTPUT_DIR set DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%
-if not defined DASHCAM_MODE set DASHCAM_MODE=%MODE%
-if not defined DASHCAM_METADATA set DASHCAM_METADATA=%METADATA%
-if not defined DASHCAM_LOG_FILE set DASHCAM_LOG_FILE=%LOG_FILE%
-if not defined RUST_LOG set RUST_LOG=%LOG_LEVEL%
+rem Notepad keeps spaces typed after a value ("METADATA=1 "): they are cut here.
+for %%V in (PORT OUTPUT_DIR MODE METADATA CONVERT LOG_FILE LOG_LEVEL) do call :trim %%V
+
+set "BIN=%DASHCAM_BIN%"
+if defined BIN goto :run
+set "BIN=target\release\dashcam-server.exe"
+rem cargo rebuilds only what changed since the last build (a second or two when nothing did).
+where cargo >nul 2>nul
+if errorlevel 1 goto :no_cargo
+echo Building dashcam-server (release) if the sources changed...
+cargo build --release --quiet
+if errorlevel 1 goto :build_failed
+goto :run
+
+:no_cargo
+if not exist "%BIN%" goto :no_rust
+echo Note: cargo not found, running the dashcam-server.exe already built (it may be older than the sources).
+goto :run
+
+:run
+if not defined DASHCAM_PORT set "DASHCAM_PORT=%PORT%"
+if not defined DASHCAM_OUTPUT_DIR set "DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%"
+if not defined DASHCAM_MODE set "DASHCAM_MODE=%MODE%"
+if not defined DASHCAM_METADATA set "DASHCAM_METADATA=%METADATA%"
+if not defined DASHCAM_LOG_FILE set "DASHCAM_LOG_FILE=%LOG_FILE%"
+if not defined RUST_LOG set "RUST_LOG=%LOG_LEVEL%"
+if not defined DASHCAM_CONVERT call :convert_setting
 "%BIN%" serve %*
-if errorlevel 1 (
-    echo.
-    echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
-    pause
-    exit /b 1
-)
+if errorlevel 1 goto :stopped_with_error
+echo.
+echo dashcam-server stopped. The log is in %DASHCAM_LOG_FILE%
+pause
 exit /b 0
 
-:failed
-echo Build failed: is Rust installed? See README.md
+:stopped_with_error
+echo.
+echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
+pause
+exit /b 1
+
+:convert_setting
+for %%T in (1 true yes on) do if /i "%CONVERT%"=="%%T" set "DASHCAM_CONVERT=mp4"
+exit /b 0
+
+:trim
+rem Cuts trailing spaces and tabs from the variable named %1.
+setlocal EnableDelayedExpansion
+set "v=!%1!"
+:trim_loop
+if not defined v goto :trim_empty
+if "!v:~-1!"==" " (set "v=!v:~0,-1!" & goto :trim_loop)
+if "!v:~-1!"=="	" (set "v=!v:~0,-1!" & goto :trim_loop)
+:trim_done
+for /f "delims=" %%A in ("!v!") do endlocal & set "%1=%%A"
+exit /b 0
+:trim_empty
+endlocal & set "%1="
+exit /b 0
+
+:build_failed
+echo.
+where link.exe >nul 2>nul
+if errorlevel 1 goto :no_msvc
+echo The build failed: see the lines above.
+pause
+exit /b 1
+
+:no_msvc
+echo The build failed: the Microsoft C++ build tools (link.exe) are missing. Rust on Windows needs them:
+echo install "Build Tools for Visual Studio" with the "Desktop development with C++" workload from
+echo https://visualstudio.microsoft.com/visual-cpp-build-tools/ then run this file again.
+pause
+exit /b 1
+
+:no_rust
+echo dashcam-server.exe is not built and cargo was not found: install Rust from https://rustup.rs
+echo (and the Microsoft C++ build tools it asks for), then run this file again. See README.md.
 pause
 exit /b 1

@@ -110,13 +110,16 @@ pub enum ConvertTo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
     /// Per init: protocol >= 6 or bit 0x02 takes the path flow; DualCam bits the identifier flow.
+    #[value(alias = "0")]
     Auto,
     /// DualCam/DashCam only (`%videof` ...; the path flow on protocol >= 6).
-    #[value(alias = "dashcam")]
+    #[value(alias = "dashcam", alias = "2")]
     Dualcam,
     /// ADAS (MDAS9) only: the path flow.
+    #[value(alias = "1")]
     Adas,
     /// DSM only: the path flow.
+    #[value(alias = "3")]
     Dsm,
 }
 
@@ -137,17 +140,19 @@ pub struct ServeArgs {
     #[arg(long, env = "DASHCAM_BIND", default_value = "0.0.0.0")]
     pub bind: String,
     /// TCP port the cameras connect to (the camera's "Port" setting).
-    #[arg(long, env = "DASHCAM_PORT", default_value_t = 5000)]
+    #[arg(short = 'p', long, env = "DASHCAM_PORT", default_value_t = 5000)]
     pub port: u16,
     /// Folder for downloads: <output-dir>/<imei>/<YYYYMMDD_HHMMSS>_<name>.<ext>.
     #[arg(long, env = "DASHCAM_OUTPUT_DIR", default_value = "downloads")]
     pub output_dir: PathBuf,
     /// auto: per init, the path flow on protocol >= 6 or bit 0x02, else the
-    /// DualCam identifier flow; dualcam (alias dashcam), adas, dsm: only that family.
-    #[arg(long, env = "DASHCAM_MODE", value_enum, default_value_t = ModeArg::Auto)]
+    /// DualCam identifier flow; dualcam (alias dashcam), adas, dsm: only that
+    /// family. The vendor's `-r/--cam 0|1|2|3` (auto, ADAS, DualCam, DSM) works too.
+    #[arg(short = 'r', long, visible_alias = "cam", env = "DASHCAM_MODE", value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
-    /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later).
-    #[arg(long, env = "DASHCAM_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Ask for each file's metadata (0x000A; firmware 03.27.04 and later):
+    /// `--metadata`, or `--metadata true|false|1|0|yes|no|on|off`; the vendor's `-m 1`/`--meta 1`.
+    #[arg(short = 'm', long, visible_alias = "meta", env = "DASHCAM_METADATA", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub metadata: bool,
     /// Seconds to wait for a metadata answer before requesting the file anyway.
     #[arg(
@@ -208,7 +213,9 @@ pub struct ServeArgs {
     /// TLS certificate chain (PEM). With --tls-key, serves TLS: on --port, or
     /// on --tls-port while --port stays plain TCP.
     #[arg(
+        short = 'c',
         long,
+        visible_alias = "cert",
         env = "DASHCAM_TLS_CERT",
         value_name = "PEM",
         requires = "tls_key"
@@ -216,16 +223,21 @@ pub struct ServeArgs {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(
+        short = 'k',
         long,
+        visible_alias = "key",
         env = "DASHCAM_TLS_KEY",
         value_name = "PEM",
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// The vendor's `--tls`: TLS with `-c/--cert` and `-k/--key` (which alone turn TLS on).
+    #[arg(long, requires = "tls_cert")]
+    pub tls: bool,
     /// Every connection starts with a PROXY protocol header (v1 or v2, HAProxy's
     /// send-proxy / send-proxy-v2): logs, sidecars and --max-per-ip see the
     /// camera's address. A connection without one is refused.
-    #[arg(long, env = "DASHCAM_PROXY_PROTOCOL", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "DASHCAM_PROXY_PROTOCOL", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub proxy_protocol: bool,
     /// Keep <output-dir>/index.html, the gallery, up to date (thumbnails use
     /// ffmpeg for videos). A large fleet may turn it off and run
@@ -577,7 +589,37 @@ impl ServeArgs {
     }
 }
 
+/// The options in effect, for the start-up line.
+fn options_line(a: &ServeArgs) -> String {
+    let mut o = vec![
+        format!("mode {:?}", a.mode).to_lowercase(),
+        format!("metadata {}", if a.metadata { "on" } else { "off" }),
+        format!("output {}", a.output_dir.display()),
+    ];
+    if let Some(c) = a.convert {
+        o.push(format!("convert {c:?}").to_lowercase());
+    }
+    if a.proxy_protocol {
+        o.push("PROXY protocol".into());
+    }
+    if a.tls_cert.is_some() {
+        o.push(match a.tls_port {
+            Some(p) => format!("TLS on port {p}"),
+            None => format!("TLS on port {}", a.port),
+        });
+    }
+    if let Some(l) = &a.log_file {
+        o.push(format!("log file {}", l.display()));
+    }
+    o.join(", ")
+}
+
 fn serve(args: &ServeArgs) -> Result<()> {
+    log::info!(
+        "dashcam-server {} starting: {}",
+        env!("CARGO_PKG_VERSION"),
+        options_line(args)
+    );
     let cfg = args.to_config()?;
     let mut server = Server::bind(cfg)?;
     let converter = match args.convert {
@@ -605,9 +647,14 @@ fn serve(args: &ServeArgs) -> Result<()> {
     });
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
+    let ports: Vec<String> = server
+        .addrs()
+        .iter()
+        .map(|(a, tls)| format!("{a}{}", if *tls { " (TLS)" } else { "" }))
+        .collect();
     log::info!(
         "listening on {} (mode {:?}, metadata {}, output {})",
-        server.local_addr(),
+        ports.join(" and "),
         args.mode,
         if args.metadata { "on" } else { "off" },
         args.output_dir.display()
@@ -899,6 +946,54 @@ mod tests {
         match Cli::try_parse_from(argv).unwrap().command {
             Some(Command::Serve(a)) => a,
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// The vendor's launch lines run unchanged (its run_server.bat:
+    /// `-p`, `-m 0|1`, `-r/--cam 0..3`, `--tls -c FILE -k FILE`).
+    #[test]
+    fn the_vendors_command_line_is_understood() {
+        let a = serve_args(&[
+            "-p", "6000", "-m", "1", "-r", "3", "--tls", "-c", "c.pem", "-k", "k.pem",
+        ]);
+        assert_eq!((a.port, a.metadata, a.mode), (6000, true, ModeArg::Dsm));
+        assert_eq!(a.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(a.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        let a = serve_args(&[
+            "--port", "6001", "--cam", "1", "--meta", "0", "--cert", "c", "--key", "k",
+        ]);
+        assert_eq!((a.port, a.metadata, a.mode), (6001, false, ModeArg::Adas));
+        for (v, mode) in [("0", ModeArg::Auto), ("2", ModeArg::Dualcam)] {
+            assert_eq!(serve_args(&["--cam", v]).mode, mode);
+        }
+        // Without a subcommand, as the vendor's `node index.js -p 6000 -m 1`.
+        let cli = Cli::try_parse_from(["dashcam-server", "-p", "6002", "-m", "1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!((cli.serve.port, cli.serve.metadata), (6002, true));
+        // --tls without a certificate says what is missing.
+        assert!(Cli::try_parse_from(["dashcam-server", "serve", "--tls"]).is_err());
+    }
+
+    #[test]
+    fn boolean_flags_take_every_spelling() {
+        assert!(serve_args(&["--metadata"]).metadata);
+        assert!(!serve_args(&[]).metadata);
+        for (v, want) in [
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+            ("off", false),
+        ] {
+            assert_eq!(serve_args(&["--metadata", v]).metadata, want, "{v}");
+            assert_eq!(
+                serve_args(&["--proxy-protocol", v]).proxy_protocol,
+                want,
+                "{v}"
+            );
         }
     }
 

@@ -311,9 +311,19 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
             .unwrap(),
     );
     let mut reader = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    // Its name, version and the options in effect come first, then the
+    // absolute output folder, then the listening line.
+    let mut banner = String::new();
+    reader.read_line(&mut banner).unwrap();
+    assert!(
+        banner.contains(&format!(
+            "dashcam-server {} starting",
+            env!("CARGO_PKG_VERSION")
+        )) && banner.contains("mode dualcam, metadata on"),
+        "{banner}"
+    );
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
-    // The absolute output folder is logged first, then the listening line.
     let abs = std::fs::canonicalize(tmp.path()).unwrap();
     assert!(
         first.contains(&format!("output folder {}", abs.display())),
@@ -446,4 +456,48 @@ fn simulate_refuses_what_no_camera_sends_before_connecting() {
             "{args:?} checked only after connecting: {err}"
         );
     }
+}
+
+/// The launcher edited as a technician would: `true` and `yes` for switches,
+/// a folder name with a space (quoted), the conversion switched on.
+#[test]
+fn run_server_sh_takes_a_technicians_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run_server.sh"),
+    )
+    .unwrap();
+    let edited = script
+        .replace("\nPORT=5000\n", &format!("\nPORT={port}\n"))
+        .replace(
+            "\nOUTPUT_DIR=downloads\n",
+            "\nOUTPUT_DIR=\"my downloads\"\n",
+        )
+        .replace("\nMETADATA=0\n", "\nMETADATA=true\n")
+        .replace("\nCONVERT=0\n", "\nCONVERT=Yes\n");
+    assert_ne!(edited, script);
+    let launcher = tmp.path().join("run_server.sh");
+    std::fs::write(&launcher, edited).unwrap();
+    let mut child = Child(
+        Command::new("bash")
+            .arg(&launcher)
+            .args(["--bind", "127.0.0.1"])
+            .env("DASHCAM_BIN", BIN)
+            .env_remove("DASHCAM_PORT")
+            .env_remove("DASHCAM_OUTPUT_DIR")
+            .env_remove("DASHCAM_METADATA")
+            .env_remove("DASHCAM_CONVERT")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut reader = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let line = listening_line(&mut reader);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("metadata on, output my downloads"), "{line}");
+    assert!(tmp.path().join("my downloads").is_dir());
+    let log = std::fs::read_to_string(tmp.path().join("logs/dashcam-server.log")).unwrap();
+    assert!(log.contains("convert mp4"), "{log}");
 }
