@@ -190,7 +190,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "DASHCAM_MAX_PER_IP",
-        default_value_t = 32,
+        default_value_t = crate::server::DEFAULT_MAX_PER_IP,
         value_name = "N"
     )]
     pub max_per_ip: usize,

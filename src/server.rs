@@ -24,6 +24,13 @@ const CAMERA_STACK: usize = 256 * 1024;
 const BACKLOG: i32 = 1024;
 /// How long a stop waits for sessions to save their partials.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Connections at once from one address. Cameras on a private APN or behind
+/// carrier NAT all reach the server from one or a few addresses, so this
+/// serves a fleet of thousands behind one; the overall connection limit and
+/// the init deadline keep one address from holding the server.
+pub const DEFAULT_MAX_PER_IP: usize = 4096;
+/// Why a refusal for --max-per-ip may be wrong, in the log.
+const PER_IP_HINT: &str = "raise --max-per-ip if cameras share this address (a private APN or carrier NAT)";
 /// File descriptors per connection: the socket and an open partial.
 const FDS_PER_CONNECTION: u64 = 2;
 /// Kept for the listener, storage, logs and the index.
@@ -57,7 +64,7 @@ impl ServerConfig {
             session: session::Config::default(),
             storage: StorageConfig::default(),
             max_connections: None,
-            max_per_ip: 32,
+            max_per_ip: DEFAULT_MAX_PER_IP,
             tls: None,
             tls_port: None,
             proxy_protocol: false,
@@ -567,7 +574,7 @@ fn admit(
         if !claim_ip(shared, ip) {
             return refuse(shared, &stream, || {
                 format!(
-                    "[{peer}] refused: {} connections from {ip} already (--max-per-ip)",
+                    "[{peer}] refused: {} connections from {ip} already (--max-per-ip): {PER_IP_HINT}",
                     shared.max_per_ip
                 )
             });
@@ -696,7 +703,7 @@ fn serve_camera(
                 if !claim_ip(shared, real.ip()) {
                     refuse(shared, &stream, || {
                         format!(
-                            "[{real} via {peer}] refused: {} connections from {} already (--max-per-ip)",
+                            "[{real} via {peer}] refused: {} connections from {} already (--max-per-ip): {PER_IP_HINT}",
                             shared.max_per_ip,
                             real.ip()
                         )

@@ -56,3 +56,28 @@ fn a_paced_fleet_is_stored_byte_exact_and_refusals_count_as_failures() {
         r.failures
     );
 }
+
+/// Cameras on a private APN reach the server from one address: with the
+/// default limits, 1,100 of them at once from 127.0.0.1 are all served.
+#[test]
+fn a_fleet_behind_one_nat_address_is_served_with_the_default_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let defaults = dashcam_server::server::ServerConfig::new(&out);
+    let srv = start(&out, |c| {
+        c.max_per_ip = defaults.max_per_ip;
+        c.max_connections = defaults.max_connections;
+    });
+    assert!(defaults.max_per_ip >= 1000);
+    let mut f = fleet(srv.addr, 1100);
+    f.rate = 1_000_000;
+    f.ramp = Duration::from_millis(500);
+    let r = run_fleet(&f, content(3_000, 9));
+    assert!(
+        r.failures.is_empty(),
+        "{} refused: {:?}",
+        r.failures.len(),
+        &r.failures[..r.failures.len().min(3)]
+    );
+    assert_eq!(r.stored, 1100);
+}
