@@ -30,7 +30,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// the init deadline keep one address from holding the server.
 pub const DEFAULT_MAX_PER_IP: usize = 4096;
 /// Why a refusal for --max-per-ip may be wrong, in the log.
-const PER_IP_HINT: &str = "raise --max-per-ip if cameras share this address (a private APN or carrier NAT)";
+const PER_IP_HINT: &str =
+    "raise --max-per-ip if cameras share this address (a private APN or carrier NAT)";
 /// File descriptors per connection: the socket and an open partial.
 const FDS_PER_CONNECTION: u64 = 2;
 /// Kept for the listener, storage, logs and the index.

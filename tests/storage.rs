@@ -150,6 +150,39 @@ fn a_torn_index_line_is_cut_at_start_up() {
     );
 }
 
+/// A line torn in the middle of the index (an append that failed with a full
+/// disk, and the next one glued to it) is set aside at start-up; every whole
+/// line stays.
+#[test]
+fn a_torn_line_in_the_middle_of_the_index_is_set_aside_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("out");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("downloads.jsonl"),
+        b"{\"path\":\"a\"}\n{\"path\":\"b.h265\",\"imei\"{\"path\":\"c\"}\n{\"path\":\"d\"}\n",
+    )
+    .unwrap();
+    Storage::open(&root, cfg()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("downloads.jsonl")).unwrap(),
+        "{\"path\":\"a\"}\n{\"path\":\"d\"}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("downloads.jsonl.bad")).unwrap(),
+        "{\"path\":\"b.h265\",\"imei\"{\"path\":\"c\"}\n"
+    );
+    // A second start finds nothing to repair.
+    Storage::open(&root, cfg()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("downloads.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn symlinks_planted_where_the_server_writes_are_never_followed() {
@@ -198,8 +231,10 @@ fn symlinks_planted_where_the_server_writes_are_never_followed() {
     let mut p = st.begin(IMEI, &open).unwrap();
     p.write_at(0, &data).unwrap();
     let r = p.finish(&record(&open, &data), "test");
-    // The index is a link: the publish fails rather than write through it.
-    assert!(r.is_err());
+    // The index is a link: nothing is written through it. The file itself is
+    // in place, so it counts as stored (the camera must not send it again);
+    // its index line waits for the next start.
+    assert!(r.is_ok(), "{r:?}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
     // The media and sidecar went to names that were free, inside the folder.
@@ -492,4 +527,45 @@ fn a_file_already_stored_is_confirmed_by_its_last_packet_only() {
         .collect();
     assert_eq!(got.len(), 2);
     assert!(got.contains(&bytes) && got.contains(&other));
+}
+
+/// Once the media file is renamed into place it is stored, whatever fails
+/// after: an index that cannot be written (here a folder in its place) still
+/// gets the camera REPEAT INIT, the same file offered again is recognised,
+/// and the next start writes the missing index line.
+#[test]
+fn a_failure_after_the_rename_never_stores_the_file_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("downloads.jsonl")).unwrap();
+    let srv = start(&out, |_| {});
+    let bytes = content(12_000, 51);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &bytes),
+    )];
+    for round in 0..3 {
+        let r = run_camera(&cam).unwrap();
+        assert!(r.complete, "round {round}: {r:?}");
+        assert_eq!(srv.summary().end, End::Completed, "round {round}");
+    }
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1, "stored once: {stored:?}");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), bytes);
+    assert!(
+        stored[0].with_extension("json").exists(),
+        "the sidecar was written"
+    );
+    srv.shutdown();
+    // The folder is taken away; the next start finishes the index.
+    std::fs::remove_dir(out.join("downloads.jsonl")).unwrap();
+    Storage::open(&out, cfg()).unwrap();
+    let lines = index_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0]["path"].as_str().unwrap().ends_with(".jpg"));
+    assert!(
+        under_partial(&out.join(IMEI.to_string())).is_empty(),
+        "nothing left in .partial"
+    );
 }

@@ -293,6 +293,9 @@ pub enum StoreError {
     CrcMismatch { expected: u16, found: u16 },
     /// A camera or partial folder is a symlink or not a folder.
     Unsafe(String),
+    /// Stopped on purpose before a step (a fault injected in tests): left
+    /// exactly as a crash there would leave it.
+    Interrupted(String),
     /// The write or publish step that failed, and the system's reason.
     Io {
         kind: std::io::ErrorKind,
@@ -339,6 +342,7 @@ impl fmt::Display for StoreError {
                 "the stored bytes give CRC 0x{found:04X}, the camera's is 0x{expected:04X}"
             ),
             StoreError::Unsafe(why) => write!(f, "refused: {why}"),
+            StoreError::Interrupted(what) => f.write_str(what),
             StoreError::Io { what, .. } => f.write_str(what),
         }
     }

@@ -327,10 +327,9 @@ impl Storage {
 
     fn fault(&self, step: PublishStep) -> Result<()> {
         if self.fault.as_ref().is_some_and(|f| f(step)) {
-            return Err(StoreError::Io {
-                kind: std::io::ErrorKind::Interrupted,
-                what: format!("stopped before {step:?} (injected fault)"),
-            });
+            return Err(StoreError::Interrupted(format!(
+                "stopped before {step:?} (injected fault)"
+            )));
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! lets [`recover`] write the missing sidecar and index line at the next start.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Ctx, Result, StoreError};
@@ -102,12 +102,32 @@ fn append_index(storage: &Storage, line: &str) -> Result<()> {
     append_index_at(&storage.index_path(), line)
 }
 
+/// Appends to an index are one at a time in this process, so a failed one
+/// can be cut back without cutting another's line.
+static INDEX_APPEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn append_index_at(path: &Path, line: &str) -> Result<()> {
-    let path = path.to_path_buf();
-    let mut f = fsx::open_append(&path).ctx(|| format!("opening {}", path.display()))?;
-    f.write_all(line.as_bytes())
-        .and_then(|_| f.sync_data())
-        .ctx(|| format!("appending to {}", path.display()))
+    let _one = crate::lock(&INDEX_APPEND);
+    let mut f = fsx::open_append(path).ctx(|| format!("opening {}", path.display()))?;
+    let before = f.metadata().map(|m| m.len()).ok();
+    let written = f.write_all(line.as_bytes()).and_then(|_| f.sync_data());
+    if let Err(e) = written {
+        // Half a line (a full disk) must not glue itself to the next one:
+        // cut back to the last whole line before anything else is written.
+        if let Some(len) = before {
+            if f.set_len(len).and_then(|_| f.sync_data()).is_err() {
+                log::error!(
+                    "{}: a failed append could not be cut back; the next start repairs it",
+                    path.display()
+                );
+            }
+        }
+        return Err(StoreError::io(
+            format!("appending to {}", path.display()),
+            &e,
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn publish(
@@ -159,16 +179,34 @@ pub(super) fn publish(
         sidecar: sc,
         duplicate_of: None,
     };
-    storage.fault(PublishStep::WriteSidecar)?;
-    super::write_sidecar(&stored)?;
-    storage.fault(PublishStep::AppendIndex)?;
-    append_index(storage, &intent.index_line)?;
-    storage.fault(PublishStep::RemoveState)?;
-    let _ = fs::remove_file(&state);
-    let _ = fs::remove_file(&intent_path);
-    let _ = fsx::sync_dir(&pdir);
+    // The media file is in place: from here on the file is stored, whatever
+    // fails. A failure leaves the intent for the recovery pass (the next
+    // start finishes the sidecar and index line), and the camera is told the
+    // file was taken: it must not send it again to be stored twice.
     storage.known.add(imei, &stored);
-    Ok(stored)
+    let finish = || -> Result<()> {
+        storage.fault(PublishStep::WriteSidecar)?;
+        super::write_sidecar(&stored)?;
+        storage.fault(PublishStep::AppendIndex)?;
+        append_index(storage, &intent.index_line)?;
+        storage.fault(PublishStep::RemoveState)?;
+        let _ = fs::remove_file(&state);
+        let _ = fs::remove_file(&intent_path);
+        let _ = fsx::sync_dir(&pdir);
+        Ok(())
+    };
+    match finish() {
+        Ok(()) => Ok(stored),
+        // A stop on purpose (tests): as a crash would, nothing more is done.
+        Err(e @ StoreError::Interrupted(_)) => Err(e),
+        Err(e) => {
+            log::error!(
+                "[{imei}] {} is stored, but its sidecar or index line could not be written ({e}): the next start finishes them",
+                stored.path.display()
+            );
+            Ok(stored)
+        }
+    }
 }
 
 /// The same file is already stored: an index line that says so, nothing else.
@@ -186,8 +224,11 @@ pub(super) fn record_duplicate(
         sc.size_bytes,
         sc.sha256.short()
     );
-    let line = index_line(storage, existing, &sc)?;
-    append_index(storage, &line)?;
+    // The file is stored already: a line that cannot be written is logged,
+    // and the camera is still told its file was taken.
+    if let Err(e) = index_line(storage, existing, &sc).and_then(|l| append_index(storage, &l)) {
+        log::error!("[{imei}] the index line of a duplicate could not be written: {e}");
+    }
     Ok(Stored {
         path: existing.to_path_buf(),
         sidecar_path: existing.with_extension("json"),
@@ -196,36 +237,73 @@ pub(super) fn record_duplicate(
     })
 }
 
-/// Cuts a torn last line (a stop in the middle of an append) off the index.
-fn repair_index_tail(storage: &Storage) {
+/// Checks every line of the index at start-up: a torn last line (a stop in
+/// the middle of an append) is cut off; a line anywhere that is not a JSON
+/// object is set aside in `downloads.jsonl.bad` and the index rewritten
+/// without it. Returns how many lines were set aside.
+fn repair_index(storage: &Storage) -> usize {
+    use std::io::BufRead;
     let path = storage.index_path();
-    let Ok(mut f) = fsx::open_rw(&path) else {
-        return;
+    let Ok(f) = fsx::open_read(&path) else {
+        return 0;
     };
-    let Ok(len) = f.metadata().map(|m| m.len()) else {
-        return;
-    };
-    if len == 0 {
-        return;
+    let mut good = Vec::new();
+    let mut bad: Vec<Vec<u8>> = Vec::new();
+    let mut torn = false;
+    let mut r = std::io::BufReader::new(f);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("{}: cannot read it to check it: {e}", path.display());
+                return 0;
+            }
+        }
+        if line.last() != Some(&b'\n') {
+            torn = true;
+            break;
+        }
+        let whole = serde_json::from_slice::<serde_json::Value>(&line).is_ok_and(|v| v.is_object());
+        if whole {
+            good.extend_from_slice(&line);
+        } else if line.iter().any(|b| !b.is_ascii_whitespace()) {
+            bad.push(line.clone());
+        }
     }
-    let mut last = [0u8];
-    if f.seek(SeekFrom::Start(len - 1)).is_err() || f.read_exact(&mut last).is_err() {
-        return;
+    if !torn && bad.is_empty() {
+        return 0;
     }
-    if last[0] == b'\n' {
-        return;
+    if torn {
+        log::warn!(
+            "{}: cutting a torn last line ({} bytes)",
+            path.display(),
+            line.len()
+        );
     }
-    let mut text = Vec::new();
-    if f.seek(SeekFrom::Start(0)).is_err() || f.read_to_end(&mut text).is_err() {
-        return;
+    if !bad.is_empty() {
+        let aside = path.with_extension("jsonl.bad");
+        log::warn!(
+            "{}: {} line(s) that are not whole JSON set aside in {}",
+            path.display(),
+            bad.len(),
+            aside.display()
+        );
+        if let Err(e) = bad
+            .iter()
+            .try_for_each(|l| append_index_at(&aside, &String::from_utf8_lossy(l)))
+        {
+            log::error!("{}: {e}", aside.display());
+            return 0;
+        }
     }
-    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    log::warn!(
-        "{}: cutting a torn last line ({} bytes)",
-        path.display(),
-        len as usize - keep
-    );
-    let _ = f.set_len(keep as u64).and_then(|_| f.sync_all());
+    if let Err(e) = write_atomic(&path, &good) {
+        log::error!("{}: could not rewrite it: {e}", path.display());
+        return 0;
+    }
+    bad.len()
 }
 
 fn index_has(storage: &Storage, line: &str) -> bool {
@@ -240,7 +318,7 @@ fn index_has(storage: &Storage, line: &str) -> bool {
 
 /// Finishes or rolls back every publish a stop interrupted. Returns how many.
 pub(super) fn recover(storage: &Storage) -> usize {
-    repair_index_tail(storage);
+    repair_index(storage);
     let mut n = 0;
     for pdir in storage.partial_dirs() {
         let Ok(entries) = fs::read_dir(&pdir) else {
