@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use dashcam_server::codec::container::{audio_samples, parse_chunk, ChunkKind, Summary};
@@ -175,22 +174,18 @@ fn a_converted_camera_clip_keeps_every_frame_and_its_sound() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let began = Instant::now();
-    let sim = loop {
-        let o = Command::new(BIN)
-            .args(["simulate", "--server", &format!("127.0.0.1:{port}")])
-            .args(["--frame-rate", "20", "--duration", "3", "--file"])
-            .arg(format!(
-                "videof={}",
-                samples().join("camera.h265").display()
-            ))
-            .output()
-            .unwrap();
-        if o.status.success() || began.elapsed() > Duration::from_secs(20) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let sim = simulate_until_served(
+        BIN,
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--frame-rate".into(),
+            "20".into(),
+            "--duration".into(),
+            "3".into(),
+            "--file".into(),
+            format!("videof={}", samples().join("camera.h265").display()),
+        ],
+    );
     assert!(
         sim.status.success(),
         "{}",

@@ -105,29 +105,20 @@ fn convert_run(
             .unwrap(),
     );
     let server = format!("127.0.0.1:{port}");
-    let began = Instant::now();
-    let sim = loop {
-        let o = Command::new(BIN)
-            .args([
-                "simulate",
-                "--server",
-                &server,
-                "--imei",
-                "350612071913857",
-                "--frame-rate",
-                "25",
-            ])
-            .arg("--file")
-            .arg(format!("videof={}", samples().join("front.h265").display()))
-            .arg("--file")
-            .arg(format!("photof={}", samples().join("photo.jpg").display()))
-            .output()
-            .unwrap();
-        if o.status.success() || began.elapsed() > Duration::from_secs(20) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let sim = simulate_until_served(
+        BIN,
+        &server,
+        &[
+            "--imei".into(),
+            "350612071913857".into(),
+            "--frame-rate".into(),
+            "25".into(),
+            "--file".into(),
+            format!("videof={}", samples().join("front.h265").display()),
+            "--file".into(),
+            format!("photof={}", samples().join("photo.jpg").display()),
+        ],
+    );
     assert!(
         sim.status.success(),
         "simulate: {}",

@@ -349,6 +349,23 @@ pub fn one_packet_file_then_init(init: &InitPacket, data: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Runs the real binary's `simulate` against a server process that may still
+/// be starting: retried until it is served (at most 20 s); the last output.
+pub fn simulate_until_served(bin: &str, server: &str, args: &[String]) -> std::process::Output {
+    let began = std::time::Instant::now();
+    loop {
+        let o = std::process::Command::new(bin)
+            .args(["simulate", "--server", server])
+            .args(args)
+            .output()
+            .unwrap();
+        if o.status.success() || began.elapsed() > Duration::from_secs(20) {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A port free on loopback now (for a server started as a process).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -346,19 +346,27 @@ impl Session<'_> {
                 self.tag,
                 t.file.spec.display()
             );
-            t.resumed_from = None;
-            t.first_after_disk_resume = false;
-            t.phase = Phase::Rewind {
-                offset: 0,
-                resume: true,
-            };
-            // The frame that failed may have completed the file: not any more.
-            self.actions.retain(|a| !matches!(a, Action::Finish(_)));
-            self.actions.push_back(Action::Rewind { len: 0 });
-            return;
+            return self.start_file_over();
         }
         log::error!("[{}] writing: {e}", self.tag);
         self.finish_session(End::Storage(e), true);
+    }
+
+    /// What is kept is not this file: drop it and RESUME from the beginning,
+    /// in this session.
+    fn start_file_over(&mut self) {
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.resumed_from = None;
+        t.first_after_disk_resume = false;
+        t.phase = Phase::Rewind {
+            offset: 0,
+            resume: true,
+        };
+        // The frame that failed may have completed the file: not any more.
+        self.actions.retain(|a| !matches!(a, Action::Finish(_)));
+        self.actions.push_back(Action::Rewind { len: 0 });
     }
 
     pub(super) fn transfer_timeout(&mut self, now: Instant, t: Box<Transfer>) {
@@ -614,15 +622,7 @@ impl Session<'_> {
                 t.file.spec.display(),
                 t.position()
             );
-            t.resumed_from = None;
-            t.phase = Phase::Rewind {
-                offset: 0,
-                resume: true,
-            };
-            // The frame that failed may have completed the file: not any more.
-            self.actions.retain(|a| !matches!(a, Action::Finish(_)));
-            self.actions.push_back(Action::Rewind { len: 0 });
-            return;
+            return self.start_file_over();
         }
         t.crc_errors += 1;
         t.retries_here += 1;
