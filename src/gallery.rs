@@ -52,26 +52,43 @@ fn scan(root: &Path) -> Vec<Entry> {
 }
 
 /// ffmpeg scales a photo, or takes a video's first frame, into `out` (JPEG).
+/// The camera's container is not a format ffmpeg knows: its first key frame
+/// is taken out first (the server's own demultiplexer) and read as H.265.
 fn make_thumbnail(media: &Path, out: &Path) -> bool {
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y", "-i"])
-        .arg(media)
-        .args([
-            "-frames:v",
-            "1",
-            "-vf",
-            &format!("scale='min({THUMB_W},iw)':-2"),
-            "-f",
-            "image2",
-            "-c:v",
-            "mjpeg",
-        ])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let key = match crate::storage::media::first_key_frame(media) {
+        Ok(Some(frame)) => {
+            let Ok(scratch) = derived::scratch(media, "key.h265") else {
+                return false;
+            };
+            if std::fs::write(scratch.path(), frame).is_err() {
+                return false;
+            }
+            Some(scratch)
+        }
+        _ => None,
+    };
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin", "-y"]);
+    match &key {
+        Some(k) => cmd.args(["-f", "hevc", "-i"]).arg(k.path()),
+        None => cmd.arg("-i").arg(media),
+    };
+    cmd.args([
+        "-frames:v",
+        "1",
+        "-vf",
+        &format!("scale='min({THUMB_W},iw)':-2"),
+        "-f",
+        "image2",
+        "-c:v",
+        "mjpeg",
+    ])
+    .arg(out)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .is_ok_and(|s| s.success())
 }
 
 /// The picture a card shows: a thumbnail (made now if missing), else a photo
@@ -186,9 +203,12 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
     );
     // The converted mp4 plays in the page, with its sound.
     if let Some(mp4) = &sc.mp4 {
+        let poster = thumb
+            .as_ref()
+            .map_or(String::new(), |t| format!(" poster=\"{}\"", href(root, t)));
         let _ = write!(
             out,
-            "<video class=\"clip\" controls preload=\"none\" width=\"320\" src=\"{}\"></video>",
+            "<video class=\"clip\" controls preload=\"none\" width=\"320\" src=\"{}\"{poster}></video>",
             href(root, &e.media.with_file_name(mp4))
         );
     }

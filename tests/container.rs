@@ -284,3 +284,46 @@ fn a_killed_conversion_is_finished_after_a_restart_and_convert_does_the_rest() {
     let mp4 = a.with_file_name(sidecar_of(&a).mp4.unwrap());
     assert_eq!(probe(&mp4, "v:0", "stream=nb_read_frames"), "60");
 }
+
+/// The gallery shows a camera video with a thumbnail from its first key
+/// frame, what is inside it, and plays its mp4 (with sound) in the page.
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn the_gallery_shows_and_plays_a_camera_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let mut cam = srv.sim(IMEI);
+    cam.frame_rate = 20;
+    cam.files = vec![(FileKind::VideoRear, samples().join("camera.h265"))];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    let video = media(&out, IMEI).remove(0);
+    let o = Command::new(BIN)
+        .args(["convert", "--output-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 1);
+    let stem = video.file_stem().unwrap().to_string_lossy().into_owned();
+    let thumb = out
+        .join(".thumbs")
+        .join(IMEI.to_string())
+        .join(format!("{stem}.jpg"));
+    assert!(thumb.is_file(), "a thumbnail from the first key frame");
+    assert_eq!(probe(&thumb, "v:0", "stream=codec_name"), "mjpeg");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("ptmf, 320x240, 20 fps, 60 frames")
+            && html.contains("sound: G.711 A-law, 8 kHz, mono, 3.00 s"),
+        "the container's facts on the card"
+    );
+    assert!(html.contains(&format!(
+        "<video class=\"clip\" controls preload=\"none\" width=\"320\" src=\"{IMEI}/{stem}.mp4\""
+    )));
+    assert!(html.contains("<td>camera</td><td>rear</td>"));
+}

@@ -206,3 +206,32 @@ pub fn sniff_file(path: &Path) -> io::Result<Sniffed> {
     let n = read_full(&mut File::open(path)?, &mut first)?;
     Ok(container::sniff(&first[..n]))
 }
+
+/// The first key frame of a container (VPS, SPS, PPS and the picture): what a
+/// thumbnail is made from. None when there is none, or the file is not one.
+pub fn first_key_frame(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    if sniff_file(path)? != Sniffed::Ptmf {
+        return Ok(None);
+    }
+    let mut f = BufReader::with_capacity(64 * 1024, fsx::open_read(path)?);
+    let mut head = [0u8; HEADER_LEN];
+    let mut at = 0u64;
+    loop {
+        if read_full(&mut f, &mut head)? < HEADER_LEN {
+            return Ok(None);
+        }
+        let Ok(h) = parse_header(&head, at) else {
+            return Ok(None);
+        };
+        if h.kind == ChunkKind::Key {
+            let mut payload = vec![0u8; h.length as usize];
+            if read_full(&mut f, &mut payload)? < payload.len() {
+                return Ok(None);
+            }
+            payload.truncate(h.data_len());
+            return Ok(Some(payload));
+        }
+        f.seek(SeekFrom::Current(i64::from(h.length)))?;
+        at += h.total_len() as u64;
+    }
+}
