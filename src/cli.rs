@@ -239,6 +239,16 @@ pub struct ServeArgs {
     /// camera's address. A connection without one is refused.
     #[arg(long, env = "DASHCAM_PROXY_PROTOCOL", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub proxy_protocol: bool,
+    /// With --proxy-protocol: a load balancer allowed to connect (repeatable;
+    /// default: loopback only). Any other peer is refused: a PROXY header from
+    /// it could claim any camera's address.
+    #[arg(
+        long,
+        env = "DASHCAM_TRUSTED_PROXY",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
     /// Keep <output-dir>/index.html, the gallery, up to date (thumbnails use
     /// ffmpeg for videos). A large fleet may turn it off and run
     /// `dashcam-server gallery` when someone wants to look.
@@ -585,6 +595,7 @@ impl ServeArgs {
             tls: self.tls_cert.clone().zip(self.tls_key.clone()),
             tls_port: self.tls_port,
             proxy_protocol: self.proxy_protocol,
+            trusted_proxies: self.trusted_proxy.clone(),
         })
     }
 }

@@ -336,9 +336,17 @@ impl<'a> Conn<'_, 'a> {
 }
 
 /// Runs one camera's session over `link` to its end, and logs its summary
-/// line. `conn` numbers the connection (for the terminal's progress bars).
-pub fn run<L: Link>(env: &Env<'_>, mut link: L, remote: String, conn: u64) -> Summary {
-    let began = Instant::now();
+/// line. `conn` numbers the connection (for the terminal's progress bars);
+/// `accepted` is when it was accepted: the init deadline counts from there,
+/// whatever came before the session (a PROXY header, a TLS handshake).
+pub fn run<L: Link>(
+    env: &Env<'_>,
+    mut link: L,
+    remote: String,
+    conn: u64,
+    accepted: Instant,
+) -> Summary {
+    let began = accepted;
     let mut c = Conn {
         session: Session::new(env.config, remote.clone(), began),
         deframer: Deframer::new(Limits::PATH),

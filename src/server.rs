@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Every connection starts with a PROXY protocol header (v1 or v2) from a
     /// load balancer; one without it is refused.
     pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the load balancers allowed to send PROXY
+    /// headers (anyone else could claim any address); empty means loopback.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl ServerConfig {
@@ -69,6 +72,7 @@ impl ServerConfig {
             tls: None,
             tls_port: None,
             proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -81,6 +85,45 @@ struct Conn {
     ip: Option<IpAddr>,
     /// The camera's socket, shared with its thread (one descriptor, not a clone).
     stream: Arc<TcpStream>,
+}
+
+/// Reads that stop at one deadline however slowly the bytes trickle: each read
+/// waits at most for what is left of the time, and none starts after it. What
+/// comes before the init packet (a PROXY header, a TLS handshake) is read
+/// through it, so the whole of it fits in --init-timeout.
+struct Deadline<'a> {
+    s: &'a TcpStream,
+    until: Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "--init-timeout passed before the init packet",
+            ));
+        }
+        self.s.set_read_timeout(Some(left))?;
+        (&*self.s).read(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "--init-timeout passed before the init packet",
+            ),
+            _ => e,
+        })
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.s).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.s).flush()
+    }
 }
 
 /// A socket shared between a camera's thread and the registry that closes it
@@ -123,6 +166,7 @@ struct Shared {
     max_connections: usize,
     max_per_ip: usize,
     proxy_protocol: bool,
+    trusted_proxies: Vec<IpAddr>,
     init_timeout: Duration,
     /// Where to connect to wake a blocking accept at stop.
     wake: Vec<SocketAddr>,
@@ -355,6 +399,7 @@ impl Server {
                 max_connections,
                 max_per_ip: cfg.max_per_ip,
                 proxy_protocol: cfg.proxy_protocol,
+                trusted_proxies: cfg.trusted_proxies,
                 init_timeout,
                 wake,
                 refusals: RateLimit::new(),
@@ -569,6 +614,13 @@ fn admit(
             )
         });
     }
+    // Behind a load balancer only it may connect: a PROXY header from anyone
+    // else could claim any camera's address.
+    if shared.proxy_protocol && !trusted_proxy(shared, peer.ip()) {
+        return refuse(shared, &stream, || {
+            format!("[{peer}] refused: not a trusted load balancer (--trusted-proxy; --proxy-protocol is on)")
+        });
+    }
     // Behind a load balancer the address is known only after the PROXY header.
     let ip = (!shared.proxy_protocol).then(|| peer.ip());
     if let Some(ip) = ip {
@@ -657,6 +709,18 @@ impl Drop for Slot {
     }
 }
 
+fn trusted_proxy(shared: &Shared, ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if shared.trusted_proxies.is_empty() {
+        ip.is_loopback()
+    } else {
+        shared.trusted_proxies.contains(&ip)
+    }
+}
+
 /// Counts a connection from `ip`; false when it already has --max-per-ip.
 fn claim_ip(shared: &Shared, ip: IpAddr) -> bool {
     let mut per_ip = lock(&shared.per_ip);
@@ -694,10 +758,13 @@ fn serve_camera(
 ) -> Summary {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.session.read_timeout));
+    // One deadline for every byte before the init packet: PROXY header, TLS
+    // handshake and the init packet itself.
+    let accepted = Instant::now();
+    let until = accepted + shared.init_timeout;
     let mut peer = peer;
     if shared.proxy_protocol {
-        let _ = stream.set_read_timeout(Some(shared.init_timeout));
-        let header = crate::proxy::read_header(&mut &*stream);
+        let header = crate::proxy::read_header(&mut Deadline { s: &stream, until });
         let refused = Summary::ended;
         match header {
             Ok(Some(real)) => {
@@ -748,8 +815,8 @@ fn serve_camera(
         fast: &shared.fast,
     };
     match tls {
-        None => driver::run(&env, &*stream, peer.to_string(), id),
-        Some(cfg) => serve_tls(&env, stream, peer, cfg, id),
+        None => driver::run(&env, &*stream, peer.to_string(), id, accepted),
+        Some(cfg) => serve_tls(&env, stream, peer, cfg, id, (accepted, until)),
     }
 }
 
@@ -762,20 +829,48 @@ fn serve_tls(
     peer: SocketAddr,
     cfg: Arc<rustls::ServerConfig>,
     id: u64,
+    (accepted, until): (Instant, Instant),
 ) -> Summary {
-    match rustls::ServerConnection::new(cfg) {
-        Ok(conn) => {
-            let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
-            driver::run(env, tls_stream, format!("{peer} (TLS)"), id)
-        }
+    let mut conn = match rustls::ServerConnection::new(cfg) {
+        Ok(c) => c,
         Err(e) => {
             log::warn!("[{peer}] TLS setup failed: {e}");
             let _ = stream.shutdown(Shutdown::Both);
-            Summary::ended(session::End::NotACamera(session::NotACamera::Tls(
+            return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(
                 e.to_string(),
-            )))
+            )));
+        }
+    };
+    // The handshake, byte by byte if it must, within the init deadline.
+    let mut io = Deadline { s: &stream, until };
+    while conn.is_handshaking() {
+        let step = if conn.wants_write() {
+            conn.write_tls(&mut io).map(|_| ())
+        } else {
+            match conn.read_tls(&mut io) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the peer closed the link during the handshake",
+                )),
+                Ok(_) => conn
+                    .process_new_packets()
+                    .map(|_| ())
+                    .map_err(std::io::Error::other),
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = step {
+            // Tell the peer why (a TLS alert), when rustls has one to send.
+            let _ = conn.write_tls(&mut io);
+            log::warn!("[{peer}] TLS handshake failed: {e}");
+            let _ = stream.shutdown(Shutdown::Both);
+            return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(
+                e.to_string(),
+            )));
         }
     }
+    let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
+    driver::run(env, tls_stream, format!("{peer} (TLS)"), id, accepted)
 }
 
 /// A camera keeps one link: when it reconnects (a cellular drop the server has

@@ -232,3 +232,173 @@ fn openssl_s_client_gets_close_for_an_init_that_offers_nothing() {
     let s = srv.summary();
     assert_eq!((s.imei, s.end), (Some(IMEI), End::Completed));
 }
+
+/// Sockets that trickle what comes before the init packet, one byte at a time.
+fn tricklers(
+    to: SocketAddr,
+    n: usize,
+    first: &[u8],
+) -> (
+    Vec<TcpStream>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let socks: Vec<TcpStream> = (0..n)
+        .map(|i| connect_from([127, 0, 4, (i % 4) as u8 + 1], to).unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clones: Vec<TcpStream> = socks.iter().map(|s| s.try_clone().unwrap()).collect();
+    let first = first.to_vec();
+    let done = stop.clone();
+    std::thread::spawn(move || {
+        let mut i = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) && i < first.len() {
+            for s in &mut clones {
+                let _ = s.write_all(&first[i..i + 1]);
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    });
+    (socks, stop)
+}
+
+/// 128 TLS handshakes trickled a byte at a time hold their slots only until
+/// --init-timeout: the one deadline covers the handshake too. With the slots
+/// full of them, a good TLS camera is served once the deadline has passed.
+#[test]
+fn trickling_tls_handshakes_are_cut_at_the_init_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let srv = start(&out, |c| {
+        c.tls = Some((cert.clone(), key));
+        c.max_connections = Some(129);
+        c.max_per_ip = 1000;
+        c.session.init_timeout = Duration::from_secs(2);
+    });
+    // A TLS ClientHello's first bytes (a handshake record).
+    let hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03,
+    ];
+    let (mut socks, stop) = tricklers(srv.addr, 128, &hello);
+    wait_for("128 trickling handshakes", || srv.connections() == 128);
+    let began = Instant::now();
+    // Each is closed at its deadline, though it keeps sending.
+    for s in socks.iter_mut().step_by(16) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let closed_after = began.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
+    wait_for("the slots to come back", || srv.connections() == 0);
+    let mut cam = srv.sim(IMEI);
+    cam.tls = Some(Trust::Ca(cert));
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &content(5000, 1)),
+    )];
+    let t = Instant::now();
+    assert!(run_camera(&cam).unwrap().complete);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "served in {:?}",
+        t.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The same for PROXY headers trickled a byte at a time (from a trusted load
+/// balancer's address); and a peer that is not a trusted load balancer is
+/// refused at once.
+#[test]
+fn trickling_proxy_headers_are_cut_and_untrusted_peers_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| {
+        c.proxy_protocol = true;
+        c.max_connections = Some(101);
+        c.session.init_timeout = Duration::from_secs(2);
+    });
+    let (_socks, stop) = tricklers(
+        srv.addr,
+        100,
+        b"PROXY TCP4 127.0.0.9 127.0.0.1 5000 5000\r\n",
+    );
+    wait_for("100 trickling headers", || srv.connections() == 100);
+    let began = Instant::now();
+    wait_for("the slots to come back", || srv.connections() == 0);
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // A good camera through the (trusted, loopback) balancer, served.
+    let mut raw = connect_from([127, 0, 0, 1], srv.addr).unwrap();
+    raw.write_all(b"PROXY TCP4 127.0.0.9 127.0.0.1 5000 5000\r\n")
+        .unwrap();
+    raw.write_all(
+        &InitPacket {
+            protocol_id: 5,
+            imei: IMEI,
+            settings: 0,
+        }
+        .encode(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = raw.read_to_end(&mut got);
+    assert_eq!(got, [0, 0, 0, 0], "nothing offered: CLOSE, after a session");
+    let ours = (0..101)
+        .map(|_| srv.summary())
+        .find(|s| s.imei.is_some())
+        .expect("the camera's session");
+    assert_eq!(ours.imei, Some(IMEI));
+}
+
+#[test]
+fn with_proxy_protocol_only_trusted_load_balancers_may_connect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| {
+        c.proxy_protocol = true;
+        c.trusted_proxies = vec!["127.0.0.7".parse().unwrap()];
+    });
+    let mut other = connect_from([127, 0, 0, 8], srv.addr).unwrap();
+    other
+        .write_all(b"PROXY TCP4 10.0.0.1 127.0.0.1 5000 5000\r\n")
+        .unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = other.read_to_end(&mut got);
+    assert_eq!(got, [0, 0, 0, 0], "refused with CLOSE");
+    let mut lb = connect_from([127, 0, 0, 7], srv.addr).unwrap();
+    lb.write_all(b"PROXY TCP4 10.0.0.1 127.0.0.1 5000 5000\r\n")
+        .unwrap();
+    lb.write_all(
+        &InitPacket {
+            protocol_id: 5,
+            imei: IMEI,
+            settings: 0,
+        }
+        .encode(),
+    )
+    .unwrap();
+    lb.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let _ = lb.read_to_end(&mut got);
+    assert_eq!(got, [0, 0, 0, 0]);
+    let s = srv.summary();
+    assert_eq!(
+        s.imei,
+        Some(IMEI),
+        "the trusted balancer's camera had a session"
+    );
+}

@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         fast: &fast,
     };
     let mut link = MemoryLink { input, output: Vec::new() };
-    let summary = driver::run(&env, &mut link, "fuzz".into(), 0);
+    let summary = driver::run(&env, &mut link, "fuzz".into(), 0, std::time::Instant::now());
     for s in &summary.stored {
         let bytes = std::fs::read(&s.path).unwrap();
         assert_eq!(s.sidecar.crc16, crc16(0, &bytes));

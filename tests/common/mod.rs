@@ -77,6 +77,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         tls: None,
         tls_port: None,
         proxy_protocol: false,
+        trusted_proxies: Vec::new(),
     }
 }
 
@@ -329,7 +330,13 @@ pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (S
         input,
         output: Vec::new(),
     };
-    let summary = driver::run(&env, &mut link, "in-memory".into(), 0);
+    let summary = driver::run(
+        &env,
+        &mut link,
+        "in-memory".into(),
+        0,
+        std::time::Instant::now(),
+    );
     (summary, link.output)
 }
 
