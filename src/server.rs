@@ -862,11 +862,17 @@ fn serve_tls(
         if let Err(e) = step {
             // Tell the peer why (a TLS alert), when rustls has one to send.
             let _ = conn.write_tls(&mut io);
-            log::warn!("[{peer}] TLS handshake failed: {e}");
+            // A camera's init packet starts 00 00: plain TCP on the TLS port.
+            let plain = e.to_string().contains("InvalidContentType")
+                || e.to_string().contains("content type");
+            let why = if plain {
+                format!("the peer speaks plain TCP, and this port speaks TLS: turn TLS on in the camera, or use the server's plain port ({e})")
+            } else {
+                e.to_string()
+            };
+            log::warn!("[{peer}] TLS handshake failed: {why}");
             let _ = stream.shutdown(Shutdown::Both);
-            return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(
-                e.to_string(),
-            )));
+            return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(why)));
         }
     }
     let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));

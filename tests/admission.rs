@@ -402,3 +402,68 @@ fn with_proxy_protocol_only_trusted_load_balancers_may_connect() {
         "the trusted balancer's camera had a session"
     );
 }
+
+/// The README's certificate recipe (deploy/make-tls-certs.sh) gives a server
+/// certificate that `simulate --tls --tls-ca ca.pem` accepts by name.
+#[test]
+#[cfg_attr(
+    not(have_openssl),
+    ignore = "needs openssl on PATH (apt install openssl)"
+)]
+fn the_readmes_certificate_recipe_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/make-tls-certs.sh");
+    let o = std::process::Command::new("sh")
+        .arg(&script)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| {
+        c.tls = Some((tmp.path().join("server.pem"), tmp.path().join("server.key")));
+    });
+    let mut cam = srv.sim(IMEI);
+    cam.server = format!("localhost:{}", srv.addr.port());
+    cam.tls = Some(Trust::Ca(tmp.path().join("ca.pem")));
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &content(2000, 3)),
+    )];
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+}
+
+/// A camera with TLS on a plain port, and one without TLS on a TLS port, are
+/// told (in the log and the session's end) which one this port speaks.
+#[test]
+fn each_port_says_whether_it_speaks_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let mut cfg = config(&out);
+    cfg.tls = Some((cert.clone(), key));
+    cfg.tls_port = Some(0);
+    let mut server = dashcam_server::server::Server::bind(cfg).unwrap();
+    let summaries = server.summaries();
+    let addrs = server.addrs();
+    let stop = server.stop_handle();
+    let t = std::thread::spawn(move || server.run());
+    let plain = addrs.iter().find(|a| !a.1).unwrap().0;
+    let tls = addrs.iter().find(|a| a.1).unwrap().0;
+    let photo = write_file(tmp.path(), "p.jpg", &content(2000, 4));
+    for (addr, trust, want) in [
+        (plain, Some(Trust::Ca(cert.clone())), "speaks plain TCP"),
+        (tls, None, "this port speaks TLS"),
+    ] {
+        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), IMEI);
+        cam.tls = trust;
+        cam.timeout = Duration::from_secs(10);
+        cam.files = vec![(FileKind::PhotoFront, photo.clone())];
+        let _ = run_camera(&cam);
+        let s = summaries.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(s.end.to_string().contains(want), "{}", s.end);
+    }
+    stop.stop();
+    t.join().unwrap().unwrap();
+}

@@ -42,6 +42,12 @@ pub enum CodecError {
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // A TLS record (ClientHello): a camera set to TLS on a plain port.
+            CodecError::NotACamera([0x16, 0x03]) => write!(
+                f,
+                "a TLS handshake (16 03) on a port that speaks plain TCP: give the server \
+                 --tls-cert/--tls-key (or use its --tls-port), or turn TLS off in the camera"
+            ),
             CodecError::NotACamera(h) => write!(
                 f,
                 "not a camera: init header {:02X} {:02X} ({:?}) instead of 00 00",
