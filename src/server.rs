@@ -487,6 +487,20 @@ impl Server {
                 .name("status".into())
                 .spawn(move || status_loop(&shared))?
         };
+        {
+            // What is stored already, known before the first file arrives.
+            let shared = self.shared.clone();
+            thread::Builder::new()
+                .name("dedup-warm-up".into())
+                .spawn(move || {
+                    let began = Instant::now();
+                    shared.storage.warm_up();
+                    log::debug!(
+                        "stored files read for de-duplication in {:?}",
+                        began.elapsed()
+                    );
+                })?;
+        }
         for a in accepts {
             let _ = a.join();
         }

@@ -151,6 +151,12 @@ impl Storage {
         Ok(s)
     }
 
+    /// Reads every camera's stored files into the de-duplication lists (a
+    /// start-up thread: one pass over the folder, a lock per camera).
+    pub fn warm_up(&self) {
+        self.known.warm_up(self);
+    }
+
     /// Sets (or clears) the hook called before each publish step.
     pub fn set_fault(&mut self, fault: Option<FaultHook>) {
         self.fault = fault;
