@@ -178,6 +178,11 @@ impl Session<'_> {
                 );
                 Choice::Identifier(k)
             }
+            None if reported.is_empty() && path_ok && self.cfg.mode == Mode::Dualcam => {
+                Choice::Nothing(
+                    "--mode dualcam does not take this camera's path-flow file (an ADAS or DSM camera?)",
+                )
+            }
             None if reported.is_empty() => Choice::Nothing("the camera offers no file"),
             None => Choice::Nothing("the camera offers no file that --files asks for"),
         }

@@ -679,3 +679,58 @@ fn the_init_packet_and_every_frame_have_their_deadlines() {
     h.at(Duration::from_secs(2));
     assert!(h.ends.is_empty());
 }
+
+/// `--files videof,photor`: %videof is reported and fetched; once the camera
+/// no longer reports it, it is not forced again (that asked the camera for a
+/// file it had just sent, and STATUS 0x11 ended every such session). Each
+/// wanted file is asked once.
+#[test]
+fn files_never_asks_again_for_a_file_fetched_in_the_session() {
+    let cfg = Config {
+        files: Some(vec![FileKind::VideoFront, FileKind::PhotoRear]),
+        ..Config::default()
+    };
+    let mut h = H::new(&cfg);
+    h.init(5, bits(&[FileKind::VideoFront]));
+    assert_eq!(h.take(), ["FILE REQ %videof"]);
+    h.frame(Frame::Start { total: 1, field: 0 });
+    h.frame(Frame::Sync { offset: 1 });
+    h.packets(b"video", 1, 0);
+    assert_eq!(h.stored.len(), 1);
+    h.take();
+    h.init(5, bits(&[]));
+    // Not %videof again: the forced %photor, once.
+    assert_eq!(h.take(), ["FILE REQ %photor"]);
+    h.frame(Frame::Start { total: 0, field: 0 });
+    h.init(5, bits(&[]));
+    assert_eq!(h.take(), ["REPEAT INIT", "CLOSE"]);
+    assert_eq!(h.ends, [End::Completed]);
+}
+
+/// A fixed mode that does not take what the camera offers closes with the
+/// reason in the log; the session ends Completed (nothing to fetch).
+#[test]
+fn a_mode_mismatch_closes_and_says_why() {
+    for (mode, settings) in [
+        (Mode::Dualcam, 0x0200_0000), // an ADAS camera's path-flow file
+        (Mode::Adas, bits(&[FileKind::PhotoFront])),
+    ] {
+        let cfg = Config {
+            mode,
+            ..Config::default()
+        };
+        let mut h = H::new(&cfg);
+        let reason = h.s.choose(&InitPacket {
+            protocol_id: 5,
+            imei: 1,
+            settings,
+        });
+        let super::choose::Choice::Nothing(why) = reason else {
+            panic!("{mode:?}: {reason:?}");
+        };
+        assert!(why.contains("--mode"), "{mode:?}: {why}");
+        h.init(5, settings);
+        assert_eq!(h.take(), ["CLOSE"], "{mode:?}");
+        assert_eq!(h.ends, [End::Completed]);
+    }
+}
