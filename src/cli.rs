@@ -922,10 +922,13 @@ pub fn main() -> i32 {
         Some(Command::Simulate(a)) => simulate(a),
         Some(Command::Verify(a)) => verify(a),
         Some(Command::Decode { hex }) => decode(hex),
-        Some(Command::Gallery { output_dir }) => crate::gallery::build(output_dir).map(|n| {
-            println!("{n} file(s): {}", output_dir.join("index.html").display());
-            true
-        }),
+        // By hand: thumbnails that failed before are tried again (ffmpeg may be there now).
+        Some(Command::Gallery { output_dir }) => {
+            crate::gallery::build_with(output_dir, true).map(|n| {
+                println!("{n} file(s): {}", output_dir.join("index.html").display());
+                true
+            })
+        }
         Some(Command::Container(a)) => container(a),
         Some(Command::Convert(a)) => {
             if !crate::convert::ffmpeg_available() {

@@ -194,7 +194,7 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
     let name = e.media.file_name().unwrap_or_default().to_string_lossy();
     let _ = write!(
         out,
-        "<div class=\"card\"><a href=\"{raw}\"><img class=\"thumb\" alt=\"{alt}\" src=\"{src}\" \
+        "<div class=\"card\"><a href=\"{raw}\"><img class=\"thumb\" loading=\"lazy\" alt=\"{alt}\" src=\"{src}\" \
          onerror=\"this.onerror=null;this.classList.add('broken');this.src='{ph}'\"></a><table>",
         raw = href(root, &e.media),
         alt = esc(&name),
@@ -353,31 +353,89 @@ pub fn build_with(root: &Path, retry: bool) -> Result<usize> {
     // Cameras with the newest file first.
     let mut cams: Vec<(u64, Vec<&Entry>)> = by_cam.into_iter().collect();
     cams.sort_by(|a, b| b.1[0].when.cmp(&a.1[0].when));
-    let mut html = String::with_capacity(4096 + entries.len() * 1500);
-    let _ = write!(
-        html,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>dashcam-server: {n} file(s)</title>\
-         <style>{STYLE}</style><script>{SCRIPT}</script></head><body>\
-         <h1>dashcam-server: {n} file(s) from {c} camera(s)</h1><p>Updated {t} UTC. Newest first.</p>",
-        n = entries.len(),
-        c = cams.len(),
-        t = Utc::now().format("%Y-%m-%d %H:%M:%S"),
-    );
+    // index.html: each camera's newest files; the rest on its own pages of
+    // PAGE files, so a page stays light however many files there are.
+    let mut html = page_head(&format!(
+        "dashcam-server: {} file(s) from {} camera(s)",
+        entries.len(),
+        cams.len()
+    ));
     for (imei, files) in &cams {
+        let pages = files.len().div_ceil(PAGE);
         let _ = write!(
             html,
-            "<h2>Camera {} ({} file(s))</h2><div class=\"grid\">",
-            imei,
+            "<h2>Camera {imei} ({} file(s))</h2><div class=\"grid\">",
             files.len()
         );
-        for e in files {
+        for e in files.iter().take(ON_INDEX) {
             card(root, e, retry, &mut html);
         }
         html.push_str("</div>");
+        if files.len() > ON_INDEX {
+            let _ = write!(
+                html,
+                "<p class=\"more\"><a href=\"{}\">all {} file(s) of camera {imei}, {PAGE} a page</a></p>",
+                page_name(*imei, 1),
+                files.len()
+            );
+            for (n, chunk) in files.chunks(PAGE).enumerate() {
+                let n = n + 1;
+                let mut p = page_head(&format!(
+                    "camera {imei}: files {}..{} of {} (page {n} of {pages})",
+                    (n - 1) * PAGE + 1,
+                    (n - 1) * PAGE + chunk.len(),
+                    files.len()
+                ));
+                nav(&mut p, *imei, n, pages);
+                p.push_str("<div class=\"grid\">");
+                for e in chunk {
+                    card(root, e, retry, &mut p);
+                }
+                p.push_str("</div>");
+                nav(&mut p, *imei, n, pages);
+                p.push_str("</body></html>\n");
+                derived::write_page(root, &page_name(*imei, n), p.as_bytes())
+                    .with_context(|| format!("writing {}", page_name(*imei, n)))?;
+            }
+        }
     }
     html.push_str("</body></html>\n");
     derived::write_page(root, "index.html", html.as_bytes()).context("writing index.html")?;
     Ok(entries.len())
+}
+
+/// Files of each camera on index.html; the others on its pages.
+const ON_INDEX: usize = 24;
+/// Files on a camera's page.
+const PAGE: usize = 200;
+
+fn page_name(imei: u64, n: usize) -> String {
+    format!("camera-{imei}-{n}.html")
+}
+
+fn page_head(title: &str) -> String {
+    let mut html = String::with_capacity(64 * 1024);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>{STYLE}</style><script>{SCRIPT}</script></head><body>\
+         <h1>{t}</h1><p>Updated {u} UTC. Newest first. <a href=\"index.html\">All cameras</a></p>",
+        t = esc(title),
+        u = Utc::now().format("%Y-%m-%d %H:%M:%S"),
+    );
+    html
+}
+
+fn nav(html: &mut String, imei: u64, n: usize, pages: usize) {
+    html.push_str("<p class=\"nav\">");
+    if n > 1 {
+        let _ = write!(html, "<a href=\"{}\">newer</a> ", page_name(imei, n - 1));
+    }
+    let _ = write!(html, "page {n} of {pages}");
+    if n < pages {
+        let _ = write!(html, " <a href=\"{}\">older</a>", page_name(imei, n + 1));
+    }
+    html.push_str("</p>");
 }
 
 static WORKER: OnceLock<Mutex<Sender<PathBuf>>> = OnceLock::new();
