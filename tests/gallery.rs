@@ -272,3 +272,35 @@ fn an_adas_mp4_is_listed_by_the_gallery_and_by_verify_dir() {
     );
     assert!(text.contains("(1 file(s))"), "{text}");
 }
+
+/// A camera with more files than the front page shows gets its own page(s):
+/// index.html stays light however many files there are.
+#[test]
+fn a_busy_camera_gets_its_own_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut cam = srv.sim(IMEI);
+    cam.files = (0..30)
+        .map(|i| {
+            (
+                FileKind::PhotoFront,
+                write_file(tmp.path(), &format!("p{i}.jpg"), &content(1500, 300 + i)),
+            )
+        })
+        .collect();
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 30);
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert_eq!(index.matches("class=\"card\"").count(), 24, "the newest 24");
+    let page = format!("camera-{IMEI}-1.html");
+    assert!(
+        index.contains(&format!("href=\"{page}\"")),
+        "a link to the camera's page"
+    );
+    let all = std::fs::read_to_string(out.join(&page)).unwrap();
+    assert_eq!(all.matches("class=\"card\"").count(), 30, "every file");
+    assert!(all.contains("page 1 of 1") && all.contains("href=\"index.html\""));
+    assert!(index.contains("loading=\"lazy\""));
+}
