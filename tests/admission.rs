@@ -128,21 +128,45 @@ fn test_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-#[test]
-fn a_tls_session_is_byte_exact_and_plain_tcp_still_works_beside_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let (cert, key) = test_cert(tmp.path());
-    let mut cfg = config(&out);
-    cfg.tls = Some((cert.clone(), key));
+/// A server with TLS on one port and plain TCP on another.
+struct TlsBeside {
+    summaries: std::sync::mpsc::Receiver<dashcam_server::driver::Summary>,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    stop: dashcam_server::server::StopHandle,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+fn tls_beside_plain(out: &Path, cert: &Path, key: &Path) -> TlsBeside {
+    let mut cfg = config(out);
+    cfg.tls = Some((cert.to_path_buf(), key.to_path_buf()));
     cfg.tls_port = Some(0);
     let mut server = dashcam_server::server::Server::bind(cfg).unwrap();
     let summaries = server.summaries();
     let addrs = server.addrs();
     let stop = server.stop_handle();
-    let t = std::thread::spawn(move || server.run());
-    let plain = addrs.iter().find(|a| !a.1).unwrap().0;
-    let tls = addrs.iter().find(|a| a.1).unwrap().0;
+    let thread = std::thread::spawn(move || server.run());
+    TlsBeside {
+        summaries,
+        plain: addrs.iter().find(|a| !a.1).unwrap().0,
+        tls: addrs.iter().find(|a| a.1).unwrap().0,
+        stop,
+        thread,
+    }
+}
+
+#[test]
+fn a_tls_session_is_byte_exact_and_plain_tcp_still_works_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let TlsBeside {
+        summaries,
+        plain,
+        tls,
+        stop,
+        thread: t,
+    } = tls_beside_plain(&out, &cert, &key);
 
     let bytes = content(300_000, 7);
     let file = write_file(tmp.path(), "v.h265", &bytes);
@@ -441,16 +465,13 @@ fn each_port_says_whether_it_speaks_tls() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let (cert, key) = test_cert(tmp.path());
-    let mut cfg = config(&out);
-    cfg.tls = Some((cert.clone(), key));
-    cfg.tls_port = Some(0);
-    let mut server = dashcam_server::server::Server::bind(cfg).unwrap();
-    let summaries = server.summaries();
-    let addrs = server.addrs();
-    let stop = server.stop_handle();
-    let t = std::thread::spawn(move || server.run());
-    let plain = addrs.iter().find(|a| !a.1).unwrap().0;
-    let tls = addrs.iter().find(|a| a.1).unwrap().0;
+    let TlsBeside {
+        summaries,
+        plain,
+        tls,
+        stop,
+        thread: t,
+    } = tls_beside_plain(&out, &cert, &key);
     let photo = write_file(tmp.path(), "p.jpg", &content(2000, 4));
     for (addr, trust, want) in [
         (plain, Some(Trust::Ca(cert.clone())), "speaks plain TCP"),
