@@ -400,6 +400,11 @@ pub struct SimulateArgs {
     /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
     #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]
     pub frame_rate: u8,
+    /// One file's own metadata: ID=FPS,SECS (e.g. videof=20,3, or a path-flow
+    /// path=25,10), over --frame-rate and --duration (repeatable): a multi-file
+    /// run whose clips differ.
+    #[arg(long = "file-meta", value_parser = parse_file_meta, value_name = "ID=FPS,SECS")]
+    pub file_meta: Vec<(Vec<u8>, u8, u16)>,
     /// With --cameras: a fleet of slow cameras, each sending its file at this
     /// many bytes per second (a few threads drive them all; one --file each).
     #[arg(long, env = "DASHCAM_RATE", value_name = "BYTES_PER_S")]
@@ -446,6 +451,27 @@ pub struct SimulateArgs {
 fn parse_kind(s: &str) -> Result<FileKind, String> {
     FileKind::from_name(s)
         .ok_or_else(|| format!("unknown file '{s}': use videof, videor, photof or photor"))
+}
+
+fn parse_file_meta(s: &str) -> Result<(Vec<u8>, u8, u16), String> {
+    let (id, v) = s
+        .rsplit_once('=')
+        .ok_or("expected ID=FPS,SECS, e.g. videof=20,3")?;
+    let (f, d) = v.split_once(',').ok_or("expected FPS,SECS, e.g. 20,3")?;
+    let fps = f
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{f}' is not a frame rate"))?;
+    let secs = d
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{d}' is not a length in seconds"))?;
+    // A DualCam identifier may be given without its %.
+    let id = match parse_kind(id) {
+        Ok(k) => k.identifier().as_bytes().to_vec(),
+        Err(_) => id.as_bytes().to_vec(),
+    };
+    Ok((id, fps, secs))
 }
 
 fn parse_imei(s: &str) -> Result<u64, String> {
@@ -831,6 +857,7 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.metadata = !args.no_metadata;
     cfg.frame_rate = args.frame_rate;
     cfg.video_duration_s = args.duration;
+    cfg.file_meta = args.file_meta.clone();
     if let Some(p) = args.position {
         cfg.position = p;
     }

@@ -327,3 +327,35 @@ fn the_gallery_shows_and_plays_a_camera_video() {
     )));
     assert!(html.contains("<td>camera</td><td>rear</td>"));
 }
+
+/// A multi-file run whose clips differ: each file's metadata matches its own
+/// clip (--file-meta), so verify passes both.
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn per_file_metadata_matches_each_clip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![
+        (FileKind::VideoFront, samples().join("camera.h265")),
+        (FileKind::VideoRear, samples().join("front.h265")),
+    ];
+    cam.file_meta = vec![(b"%videof".to_vec(), 20, 3), (b"%videor".to_vec(), 30, 3)];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    let o = Command::new(BIN)
+        .args(["verify", "--dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("(metadata: 3 s, 20 fps)") && text.contains("(metadata: 3 s, 30 fps)"),
+        "{text}"
+    );
+}

@@ -558,19 +558,24 @@ impl Camera {
     fn metadata_for(&self, id: &[u8]) -> Vec<u8> {
         let now = self.file_time(id);
         let (lat, lon) = self.cfg.position;
-        let vdur = self.cfg.video_duration_s;
+        // This file's own frame rate and length, when given (--file-meta).
+        let key = if id.is_empty() {
+            self.offered_path.clone().unwrap_or_default()
+        } else {
+            id.to_vec()
+        };
+        let (fps, vdur) = self
+            .cfg
+            .file_meta
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map_or(
+                (self.cfg.frame_rate, self.cfg.video_duration_s),
+                |&(_, f, d)| (f, d),
+            );
         if let Some(kind) = FileKind::from_identifier(id) {
             let dur = if kind.is_video() { vdur } else { 0 };
-            return encode::dualcam(
-                kind.bit(),
-                now as u64 * 1000,
-                3,
-                dur,
-                self.cfg.frame_rate,
-                120,
-                lat,
-                lon,
-            );
+            return encode::dualcam(kind.bit(), now as u64 * 1000, 3, dur, fps, 120, lat, lon);
         }
         // The path flow asks without an identifier: the file just offered by PATH.
         let path = self.offered_path.clone().unwrap_or_default();
@@ -579,7 +584,7 @@ impl Camera {
             let json = serde_json::json!({
                 "version": 1,
                 "file": {"file_type": if video { 0 } else { 1 }, "file_timestamp": now,
-                         "duration": if video { vdur } else { 0 }, "framerate": self.cfg.frame_rate},
+                         "duration": if video { vdur } else { 0 }, "framerate": fps},
                 "fm_trigger": {"type": 5},
                 "location": {"latitude": lat, "longitude": lon},
                 "cam_trigger": {"type": 3},
@@ -599,16 +604,9 @@ impl Camera {
                 if video { vdur.min(255) as u8 } else { 0 },
             ),
             Family::Dsm => encode::dsm(now as u32, !video as u8, 13, lat, lon, 0b1001, "JONAS"),
-            Family::DualCam => encode::dualcam(
-                0x10,
-                now as u64 * 1000,
-                3,
-                vdur,
-                self.cfg.frame_rate,
-                120,
-                lat,
-                lon,
-            ),
+            Family::DualCam => {
+                encode::dualcam(0x10, now as u64 * 1000, 3, vdur, fps, 120, lat, lon)
+            }
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub frame_rate: u8,
     /// Video length metadata reports, in seconds (default 10).
     pub video_duration_s: u16,
+    /// Per file (by identifier, `%videof`, or path): frame rate and length
+    /// that file's metadata reports, over the two above.
+    pub file_meta: Vec<(Vec<u8>, u8, u16)>,
     /// Position metadata reports (default 54.7004183, 25.2797).
     pub position: (f64, f64),
     /// Write the stream in random pieces of 1..=max_write bytes (0: whole frames).
@@ -85,6 +88,7 @@ impl SimConfig {
             metadata: true,
             frame_rate: 25,
             video_duration_s: 10,
+            file_meta: Vec::new(),
             position: (54.7004183, 25.2797),
             max_write: 0,
             corrupt_packets: Vec::new(),
