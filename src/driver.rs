@@ -398,11 +398,23 @@ fn summarize(
             .or_else(|| session.ended().cloned())
             .unwrap_or(End::Completed),
     };
+    let had = summary
+        .stored
+        .iter()
+        .filter(|s| s.duplicate_of.is_some())
+        .count();
+    let new_bytes: u64 = summary
+        .stored
+        .iter()
+        .filter(|s| s.duplicate_of.is_none())
+        .map(|s| s.sidecar.size_bytes)
+        .sum();
     let line = format!(
-        "[{}] session end: {} file(s), {} bytes stored, {} failed, {} CRC errors, {:.1}s, {}",
+        "[{}] session end: {} stored ({} bytes), {} already had, {} failed, {} CRC errors, {:.1}s, {}",
         session.tag(),
-        summary.stored.len(),
-        summary.bytes,
+        summary.stored.len() - had,
+        new_bytes,
+        had,
         stats.files_failed,
         summary.crc_errors,
         summary.duration.as_secs_f64(),
@@ -410,7 +422,8 @@ fn summarize(
     );
     Metrics::add(&env.metrics.sessions, 1);
     match summary.end {
-        End::Completed => log::info!("{line}"),
+        // A stop on purpose is not an error.
+        End::Completed | End::Shutdown => log::info!("{line}"),
         _ => {
             Metrics::add(&env.metrics.failed_sessions, 1);
             log::warn!("{line}")
