@@ -20,7 +20,7 @@ use crate::storage::StorageConfig;
 #[command(
     name = "dashcam-server",
     version,
-    about = "Downloads video and photos from DashCam/DualCam and ADAS cameras (Teltonika FMx file-transfer protocol).",
+    about = "Downloads video and photos from DualCam/DashCam, ADAS and DSM cameras (Teltonika FMx file-transfer protocol, versions 5 and 6).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -70,6 +70,17 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
             codec::hex(rest).replace(' ', "")
         ));
     }
+    // A sidecar's `raw_hex`: the metadata payload alone, without its frame
+    // header (15 bytes ADAS, 26 DSM, 32 or 40 DualCam, or JSON text).
+    let whole_frame = matches!(parse_any(rest), Ok(Some((_, used))) if used == rest.len());
+    if out.is_empty()
+        && !whole_frame
+        && (matches!(rest.len(), 15 | 26 | 32 | 40) || rest.first() == Some(&b'{'))
+    {
+        let _ = write!(out, "METADATA payload without its frame header: ");
+        let _ = describe_metadata(rest, &mut out);
+        return Ok(out);
+    }
     let mut n = 0;
     while !rest.is_empty() {
         n += 1;
@@ -312,6 +323,22 @@ mod tests {
         assert!(lines[1].contains("32 packets"));
         assert!(lines[2].contains("status 17"), "{s}");
         assert!(lines[2].contains("file not available"), "{s}");
+    }
+
+    /// A sidecar's `raw_hex` (the real photo's 32 bytes, no frame header).
+    #[test]
+    fn bare_metadata_as_a_sidecar_keeps_it() {
+        let raw = parse_hex(&[
+            "0304000001 92DD353628 00 0000 00 012C 404B57F62B6AE7D5 4039479A6B50B0F2".into(),
+        ])
+        .unwrap();
+        let text = describe(&raw).unwrap();
+        assert!(
+            text.starts_with("METADATA payload without its frame header"),
+            "{text}"
+        );
+        assert!(text.contains("2024-10-30T11:35:05.000Z"), "{text}");
+        assert!(text.contains("command version: 3"), "{text}");
     }
 
     #[test]

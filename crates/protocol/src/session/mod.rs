@@ -372,7 +372,10 @@ impl<'c> Session<'c> {
         match input {
             Input::Init(init) => self.on_init(now, init),
             Input::Frame(frame) => {
-                if log::log_enabled!(log::Level::Debug) {
+                if log::log_enabled!(log::Level::Trace) {
+                    // Every byte, DATA included (RUST_LOG=trace).
+                    log::trace!("[{}] <- {}", self.tag, codec::hex(&frame.to_vec()));
+                } else if log::log_enabled!(log::Level::Debug) {
                     log::debug!("[{}] <- {}", self.tag, frame_summary(&frame));
                 }
                 self.on_frame(now, frame)
