@@ -569,3 +569,28 @@ fn a_failure_after_the_rename_never_stores_the_file_twice() {
         "nothing left in .partial"
     );
 }
+
+/// The output folder (or a camera's folder) removed while the server runs is
+/// made again at the next file, and cameras keep being served.
+#[test]
+fn a_removed_output_folder_is_made_again_at_the_next_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "a.jpg", &content(3000, 61)),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.summary();
+    std::fs::remove_dir_all(&out).unwrap();
+    let photo = content(4000, 62);
+    cam.files = vec![(FileKind::PhotoRear, write_file(tmp.path(), "b.jpg", &photo))];
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(srv.summary().end, End::Completed);
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), photo);
+}

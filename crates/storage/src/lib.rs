@@ -181,6 +181,16 @@ impl Storage {
     /// The camera's folder and its `.partial`, created, never symlinks.
     fn camera_dirs(&self, imei: u64) -> Result<(PathBuf, PathBuf)> {
         let dir = self.camera_dir(imei);
+        // The output folder removed or renamed while running: made again
+        // (said once per time it happens), and the cameras keep being served.
+        if !fsx::exists(&self.root) {
+            fsx::ensure_dir(&self.root)
+                .ctx(|| format!("the output folder {} (made again)", self.root.display()))?;
+            log::warn!(
+                "the output folder {} was gone: made again",
+                self.root.display()
+            );
+        }
         fsx::ensure_dir(&dir).ctx(|| format!("camera folder {}", dir.display()))?;
         let pdir = dir.join(PARTIAL_DIR);
         fsx::ensure_dir(&pdir).ctx(|| format!("partial folder {}", pdir.display()))?;
