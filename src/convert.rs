@@ -92,14 +92,8 @@ fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
     let video = derived::scratch(&stored.path, "video.h265").map_err(|e| e.to_string())?;
     let audio = derived::scratch(&stored.path, "audio.alaw").map_err(|e| e.to_string())?;
     let (summary, stop) = {
-        let open = |p: &Path| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(p)
-                .map(std::io::BufWriter::new)
-        };
-        let mut v = open(video.path()).map_err(|e| e.to_string())?;
-        let mut a = open(audio.path()).map_err(|e| e.to_string())?;
+        let mut v = std::io::BufWriter::new(video.file());
+        let mut a = std::io::BufWriter::new(audio.file());
         let r = media::demux(&stored.path, &mut v, &mut a).map_err(|e| e.to_string())?;
         std::io::Write::flush(&mut v).map_err(|e| e.to_string())?;
         std::io::Write::flush(&mut a).map_err(|e| e.to_string())?;
@@ -148,12 +142,7 @@ pub fn pending(root: &Path, imei: Option<u64>, force: bool) -> Vec<Stored> {
     storage::catalog::all_files(root)
         .into_iter()
         .filter(|f| imei.is_none_or(|i| i == f.imei))
-        .map(|f| Stored {
-            path: f.media,
-            sidecar_path: f.sidecar_path,
-            sidecar: f.sidecar,
-            duplicate_of: None,
-        })
+        .map(Stored::from)
         .filter(needs_conversion)
         .filter(|s| {
             force

@@ -272,7 +272,7 @@ impl<'a> Conn<'_, 'a> {
     }
 
     /// Nothing buffered: runs a due deadline, or waits for bytes until the next one.
-    fn wait_and_read<L: Link>(&mut self, link: &mut L, fast: &'a FastBudget) {
+    fn wait_and_read<L: Link>(&mut self, link: &mut L) {
         let now = Instant::now();
         // Part of a frame is waiting for the rest: the frame deadline runs.
         self.session.handle_bytes(now, self.deframer.buffered() > 0);
@@ -315,7 +315,7 @@ impl<'a> Conn<'_, 'a> {
                 self.deframer.filled(n);
                 self.read.filled(n, asked);
                 if self.read.saturated && self.fast.is_none() {
-                    self.fast = fast.try_take();
+                    self.fast = self.files.env.fast.try_take();
                     if self.fast.is_some() {
                         self.read.max = ReadSize::FAST;
                     }
@@ -372,7 +372,7 @@ pub fn run<L: Link>(
         if env.shutdown.load(Ordering::Relaxed) {
             c.session.handle_shutdown();
         } else if !c.next_input() {
-            c.wait_and_read(&mut link, env.fast);
+            c.wait_and_read(&mut link);
         }
     }
     c.files.partial = None;

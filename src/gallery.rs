@@ -60,7 +60,7 @@ fn make_thumbnail(media: &Path, out: &Path) -> bool {
             let Ok(scratch) = derived::scratch(media, "key.h265") else {
                 return false;
             };
-            if std::fs::write(scratch.path(), frame).is_err() {
+            if std::io::Write::write_all(&mut scratch.file(), &frame).is_err() {
                 return false;
             }
             Some(scratch)

@@ -422,16 +422,6 @@ impl Server {
         self.shared.storage.root()
     }
 
-    /// This server's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
-    }
-
-    /// Connections holding a slot now.
-    pub fn active(&self) -> usize {
-        self.shared.active.load(Ordering::SeqCst)
-    }
-
     /// Called (on the camera's thread) for each file stored.
     pub fn on_stored(mut self, hook: impl Fn(&Stored) + Send + Sync + 'static) -> Self {
         Arc::get_mut(&mut self.shared)
@@ -858,32 +848,26 @@ fn serve_tls(
     // The handshake, byte by byte if it must, within the init deadline.
     let mut io = Deadline { s: &stream, until };
     while conn.is_handshaking() {
-        let step = if conn.wants_write() {
-            conn.write_tls(&mut io).map(|_| ())
+        let step: Result<(), String> = if conn.wants_write() {
+            conn.write_tls(&mut io)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         } else {
             match conn.read_tls(&mut io) {
-                Ok(0) => Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the peer closed the link during the handshake",
-                )),
-                Ok(_) => conn
-                    .process_new_packets()
-                    .map(|_| ())
-                    .map_err(std::io::Error::other),
-                Err(e) => Err(e),
+                Ok(0) => Err("the peer closed the link during the handshake".into()),
+                Ok(_) => conn.process_new_packets().map(|_| ()).map_err(|e| match e {
+                    // A camera's init packet starts 00 00: plain TCP on the TLS port.
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                        format!("the peer speaks plain TCP, and this port speaks TLS: turn TLS on in the camera, or use the server's plain port ({e})")
+                    }
+                    e => e.to_string(),
+                }),
+                Err(e) => Err(e.to_string()),
             }
         };
-        if let Err(e) = step {
+        if let Err(why) = step {
             // Tell the peer why (a TLS alert), when rustls has one to send.
             let _ = conn.write_tls(&mut io);
-            // A camera's init packet starts 00 00: plain TCP on the TLS port.
-            let plain = e.to_string().contains("InvalidContentType")
-                || e.to_string().contains("content type");
-            let why = if plain {
-                format!("the peer speaks plain TCP, and this port speaks TLS: turn TLS on in the camera, or use the server's plain port ({e})")
-            } else {
-                e.to_string()
-            };
             log::warn!("[{peer}] TLS handshake failed: {why}");
             let _ = stream.shutdown(Shutdown::Both);
             return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(why)));

@@ -20,6 +20,17 @@ pub struct StoredFile {
     pub sidecar: Sidecar,
 }
 
+impl From<StoredFile> for super::Stored {
+    fn from(f: StoredFile) -> super::Stored {
+        super::Stored {
+            path: f.media,
+            sidecar_path: f.sidecar_path,
+            sidecar: f.sidecar,
+            duplicate_of: None,
+        }
+    }
+}
+
 /// The extension the server gave a file: what its identifier says, as at publish.
 fn extension_of(sc: &Sidecar) -> &'static str {
     match sc.flow {

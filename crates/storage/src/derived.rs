@@ -20,6 +20,8 @@ pub const CONVERTING: &str = "mp4.converting";
 pub struct Derived {
     tmp: PathBuf,
     dest: PathBuf,
+    /// The temp file as created: written through this, never opened again by name.
+    file: fs::File,
     done: bool,
 }
 
@@ -33,12 +35,18 @@ impl Derived {
         if fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_file()) {
             let _ = fs::remove_file(&tmp);
         }
-        fsx::create_new(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        let file = fsx::create_new(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
         Ok(Derived {
             tmp,
             dest,
+            file,
             done: false,
         })
+    }
+
+    /// The temp file, open for writing (as `create_new` made it).
+    pub fn file(&self) -> &fs::File {
+        &self.file
     }
 
     /// The temp file to write (an external tool may write it by name).

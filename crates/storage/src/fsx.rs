@@ -127,10 +127,9 @@ pub fn free_space(_path: &Path) -> Option<u64> {
     None
 }
 
-/// The disk is full (ENOSPC), or a quota is exhausted.
-pub fn is_no_space(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
-}
+/// The disk is full (ENOSPC), or a quota is exhausted: the protocol crate's
+/// rule, which `StoreError` uses too.
+pub use dashcam_protocol::file::is_no_space;
 
 #[cfg(test)]
 mod tests {

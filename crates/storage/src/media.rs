@@ -2,7 +2,6 @@
 //! and for the camera's container ("PTMF") its video and sound, read chunk
 //! header by chunk header (video payloads are skipped, not read).
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -50,13 +49,16 @@ fn secs(us: u64) -> f64 {
 }
 
 /// Walks the container's chunks from the start of `r`, handing each header
-/// and (for audio, and for video when `video` is set) its payload to `each`.
-/// Returns the summary and the first problem that stopped the walk.
+/// and (for audio, and for video when `video` is set) its payload to `each`,
+/// which says whether to go on. Returns the summary and the problem that
+/// stopped the walk, if any.
 pub fn walk<R: Read + Seek>(
     mut r: R,
     video: bool,
-    mut each: impl FnMut(&container::ChunkHeader, &[u8]) -> io::Result<()>,
+    mut each: impl FnMut(&container::ChunkHeader, &[u8]) -> io::Result<bool>,
 ) -> io::Result<(Summary, Option<ContainerError>)> {
+    let file_len = r.seek(SeekFrom::End(0))?;
+    r.seek(SeekFrom::Start(0))?;
     let mut s = Summary::default();
     let mut at = 0u64;
     let mut head = [0u8; HEADER_LEN];
@@ -70,37 +72,28 @@ pub fn walk<R: Read + Seek>(
             Ok(h) => h,
             Err(e) => return Ok((s, Some(e))),
         };
-        let wanted = video || h.kind == ChunkKind::Audio;
-        if wanted {
-            payload.resize(h.length as usize, 0);
-            let got = read_full(&mut r, &mut payload)?;
-            if got < payload.len() {
-                let e = ContainerError::Truncated {
-                    at,
-                    need: h.total_len() as u64,
-                    have: (HEADER_LEN + got) as u64,
-                };
-                return Ok((s, Some(e)));
-            }
-            let data = &payload[..h.data_len()];
-            s.add(&h, data);
-            each(&h, data)?;
-        } else {
-            let end = r.seek(SeekFrom::Current(i64::from(h.length)))?;
-            let len = r.seek(SeekFrom::End(0))?;
-            if end > len {
-                let e = ContainerError::Truncated {
-                    at,
-                    need: h.total_len() as u64,
-                    have: len - at,
-                };
-                return Ok((s, Some(e)));
-            }
-            r.seek(SeekFrom::Start(end))?;
-            s.add(&h, &[]);
-            each(&h, &[])?;
+        let end = at + h.total_len() as u64;
+        if end > file_len {
+            let e = ContainerError::Truncated {
+                at,
+                need: h.total_len() as u64,
+                have: file_len - at,
+            };
+            return Ok((s, Some(e)));
         }
-        at += h.total_len() as u64;
+        let data = if video || h.kind == ChunkKind::Audio {
+            payload.resize(h.length as usize, 0);
+            r.read_exact(&mut payload)?;
+            &payload[..h.data_len()]
+        } else {
+            r.seek(SeekFrom::Start(end))?;
+            &[][..]
+        };
+        s.add(&h, data);
+        if !each(&h, data)? {
+            return Ok((s, None));
+        }
+        at = end;
     }
 }
 
@@ -129,8 +122,7 @@ pub fn inspect(path: &Path) -> io::Result<MediaInfo> {
     if kind != Sniffed::Ptmf {
         return Ok(info);
     }
-    f.seek(SeekFrom::Start(0))?;
-    let (s, stop) = walk(f, false, |_, _| Ok(()))?;
+    let (s, stop) = walk(f, false, |_, _| Ok(true))?;
     fill(&mut info, &s, stop);
     Ok(info)
 }
@@ -193,17 +185,18 @@ pub fn demux(
     let f = BufReader::with_capacity(64 * 1024, fsx::open_read(path)?);
     walk(f, true, |h, data| {
         if h.kind.is_video() {
-            video.write_all(data)
+            video.write_all(data)?;
         } else {
-            audio.write_all(container::audio_samples(data))
+            audio.write_all(container::audio_samples(data))?;
         }
+        Ok(true)
     })
 }
 
 /// The first bytes of a file, sniffed.
 pub fn sniff_file(path: &Path) -> io::Result<Sniffed> {
     let mut first = [0u8; 12];
-    let n = read_full(&mut File::open(path)?, &mut first)?;
+    let n = read_full(&mut fsx::open_read(path)?, &mut first)?;
     Ok(container::sniff(&first[..n]))
 }
 
@@ -213,25 +206,13 @@ pub fn first_key_frame(path: &Path) -> io::Result<Option<Vec<u8>>> {
     if sniff_file(path)? != Sniffed::Ptmf {
         return Ok(None);
     }
-    let mut f = BufReader::with_capacity(64 * 1024, fsx::open_read(path)?);
-    let mut head = [0u8; HEADER_LEN];
-    let mut at = 0u64;
-    loop {
-        if read_full(&mut f, &mut head)? < HEADER_LEN {
-            return Ok(None);
-        }
-        let Ok(h) = parse_header(&head, at) else {
-            return Ok(None);
-        };
+    let f = BufReader::with_capacity(64 * 1024, fsx::open_read(path)?);
+    let mut key = None;
+    walk(f, true, |h, data| {
         if h.kind == ChunkKind::Key {
-            let mut payload = vec![0u8; h.length as usize];
-            if read_full(&mut f, &mut payload)? < payload.len() {
-                return Ok(None);
-            }
-            payload.truncate(h.data_len());
-            return Ok(Some(payload));
+            key = Some(data.to_vec());
         }
-        f.seek(SeekFrom::Current(i64::from(h.length)))?;
-        at += h.total_len() as u64;
-    }
+        Ok(key.is_none())
+    })?;
+    Ok(key)
 }
