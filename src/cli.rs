@@ -736,7 +736,17 @@ fn verify(args: &VerifyArgs) -> Result<bool> {
     let mut cfg = args.serve.to_config()?;
     cfg.session.metadata = true;
     let timeout = positive_secs(args.timeout, "--timeout")?;
-    let mut server = Server::bind(cfg)?;
+    // The files of the session verified (verify serves one camera): each as
+    // it is stored, from the server's hook.
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut server = Server::bind(cfg)?.on_stored({
+        let sent = sent.clone();
+        move |st: &crate::storage::Stored| {
+            if let Ok(mut v) = sent.lock() {
+                v.push((st.path.clone(), st.sidecar.clone()));
+            }
+        }
+    });
     let summaries = server.summaries();
     let stop = server.stop_handle();
     ctrlc::set_handler({
@@ -771,13 +781,13 @@ fn verify(args: &VerifyArgs) -> Result<bool> {
     println!(
         "verify: camera {} sent {} file(s); session {}",
         s.imei.unwrap_or_default(),
-        s.stored.len(),
+        s.stored + s.already_had,
         s.end
     );
-    let files: Vec<_> = s
-        .stored
-        .iter()
-        .map(|st| (st.path.clone(), st.sidecar.clone()))
+    let imei = s.imei.unwrap_or_default().to_string();
+    let files: Vec<_> = std::mem::take(&mut *sent.lock().unwrap_or_else(|e| e.into_inner()))
+        .into_iter()
+        .filter(|(_, sc)| sc.imei == imei)
         .collect();
     let (table, ok) = crate::verify::report(&files, &args.expect);
     print!("{table}");

@@ -47,7 +47,11 @@ pub struct Env<'a> {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub imei: Option<u64>,
-    pub stored: Vec<Stored>,
+    /// Files stored by this session (new ones).
+    pub stored: u32,
+    /// Files the camera sent that were stored already (not stored again).
+    pub already_had: u32,
+    /// Bytes of the files stored (new ones).
     pub bytes: u64,
     pub crc_errors: u32,
     pub duration: Duration,
@@ -59,7 +63,8 @@ impl Summary {
     pub fn ended(end: End) -> Summary {
         Summary {
             imei: None,
-            stored: Vec::new(),
+            stored: 0,
+            already_had: 0,
             bytes: 0,
             crc_errors: 0,
             duration: Duration::ZERO,
@@ -126,8 +131,17 @@ struct Files<'e, 'a> {
     conn: u64,
     remote: String,
     partial: Option<Partial<'a>>,
-    stored: Vec<Stored>,
+    /// Counters, not the files: a session of 1,000 files holds no more than one.
+    tally: Tally,
     end: Option<End>,
+}
+
+/// What a session stored, counted.
+#[derive(Default)]
+struct Tally {
+    stored: u32,
+    already_had: u32,
+    bytes: u64,
 }
 
 impl<'a> Files<'_, 'a> {
@@ -168,7 +182,12 @@ impl<'a> Files<'_, 'a> {
                     crc16: stored.sidecar.crc16,
                     duplicate: stored.duplicate_of.is_some(),
                 };
-                self.stored.push(stored);
+                if published.duplicate {
+                    self.tally.already_had += 1;
+                } else {
+                    self.tally.stored += 1;
+                    self.tally.bytes += stored.sidecar.size_bytes;
+                }
                 s.finished(now, Ok(published));
             }
             Err(e) => s.finished(now, Err(e)),
@@ -355,7 +374,7 @@ pub fn run<L: Link>(
             conn,
             remote,
             partial: None,
-            stored: Vec::new(),
+            tally: Tally::default(),
             end: None,
         },
         read: ReadSize::new(),
@@ -377,44 +396,34 @@ pub fn run<L: Link>(
     }
     c.files.partial = None;
     live::file_ended(conn);
-    summarize(env, c.session, c.files.stored, c.files.end, began)
+    summarize(env, c.session, c.files.tally, c.files.end, began)
 }
 
 fn summarize(
     env: &Env<'_>,
     session: Session<'_>,
-    stored: Vec<Stored>,
+    tally: Tally,
     end: Option<End>,
     began: Instant,
 ) -> Summary {
     let stats = session.stats().clone();
     let summary = Summary {
         imei: session.imei(),
-        bytes: stored.iter().map(|s| s.sidecar.size_bytes).sum(),
-        stored,
+        stored: tally.stored,
+        already_had: tally.already_had,
+        bytes: tally.bytes,
         crc_errors: stats.crc_errors,
         duration: began.elapsed(),
         end: end
             .or_else(|| session.ended().cloned())
             .unwrap_or(End::Completed),
     };
-    let had = summary
-        .stored
-        .iter()
-        .filter(|s| s.duplicate_of.is_some())
-        .count();
-    let new_bytes: u64 = summary
-        .stored
-        .iter()
-        .filter(|s| s.duplicate_of.is_none())
-        .map(|s| s.sidecar.size_bytes)
-        .sum();
     let line = format!(
         "[{}] session end: {} stored ({} bytes), {} already had, {} failed, {} CRC errors, {:.1}s, {}",
         session.tag(),
-        summary.stored.len() - had,
-        new_bytes,
-        had,
+        summary.stored,
+        summary.bytes,
+        summary.already_had,
         stats.files_failed,
         summary.crc_errors,
         summary.duration.as_secs_f64(),

@@ -51,13 +51,13 @@ fn build(cmd: u16, bytes: &[u8], n: u32) -> Option<Vec<u8>> {
 /// Runs a server session over `input`; returns the media files it stored.
 fn session_on(input: &[u8], cfg: &session::Config) -> Vec<std::path::PathBuf> {
     let tmp = tempfile::tempdir().unwrap();
-    let (summary, _) = session_over_bytes(cfg, tmp.path(), input);
-    for s in &summary.stored {
+    let (_, _, stored) = session_over_bytes(cfg, tmp.path(), input);
+    for s in &stored {
         let bytes = std::fs::read(&s.path).unwrap();
         assert_eq!(s.sidecar.crc16, crc16(0, &bytes));
         assert!(s.path.starts_with(tmp.path()));
     }
-    summary.stored.iter().map(|s| s.path.clone()).collect()
+    stored.iter().map(|s| s.path.clone()).collect()
 }
 
 fn cfg() -> session::Config {

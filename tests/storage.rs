@@ -488,8 +488,7 @@ fn a_file_already_stored_is_confirmed_by_its_last_packet_only() {
         assert_eq!(r.resumes, vec![(r.taken[0].clone(), last_at)], "{family}");
         assert_eq!(r.bytes_sent, last_len, "{family}: only the end was fetched");
         let s = srv.summary();
-        assert_eq!((s.end, s.stored.len()), (End::Completed, 1));
-        assert!(s.stored[0].duplicate_of.is_some());
+        assert_eq!((s.end, s.stored, s.already_had), (End::Completed, 0, 1));
         assert_eq!(media(&out, imei).len(), 1, "{family}: stored once");
         let lines: Vec<_> = index_lines(&out)
             .into_iter()
@@ -593,4 +592,149 @@ fn a_removed_output_folder_is_made_again_at_the_next_file() {
     let stored = media(&out, IMEI);
     assert_eq!(stored.len(), 1);
     assert_eq!(std::fs::read(&stored[0]).unwrap(), photo);
+}
+
+/// After a restart the de-duplication lists come from the index (one pass);
+/// a file the index does not name (the index replaced, a line lost) is still
+/// known by its sidecar, and an index line whose media is gone matches nothing.
+#[test]
+fn duplicates_are_known_after_a_restart_from_the_index_and_from_sidecars() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let files: Vec<(FileKind, PathBuf)> = (0..3u64)
+        .map(|i| {
+            let f = write_file(tmp.path(), &format!("v{i}.jpg"), &content(2000, 40 + i));
+            (FileKind::PhotoFront, f)
+        })
+        .collect();
+    let send = |srv: &TestServer, which: usize| {
+        let mut cam = srv.sim(IMEI);
+        cam.files = vec![files[which].clone()];
+        assert!(run_camera(&cam).unwrap().complete);
+        srv.summary()
+    };
+    {
+        let srv = start(&out, |_| {});
+        for i in 0..3 {
+            send(&srv, i);
+        }
+        srv.shutdown();
+    }
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 3);
+    // The index loses file 1's line; file 2's media is removed by hand.
+    let index = out.join("downloads.jsonl");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains(stored[1].file_name().unwrap().to_str().unwrap()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&index, kept).unwrap();
+    std::fs::remove_file(&stored[2]).unwrap();
+    std::fs::remove_file(stored[2].with_extension("json")).unwrap();
+    let srv = start(&out, |_| {});
+    for i in 0..3 {
+        send(&srv, i);
+    }
+    let lines = index_lines(&out);
+    let tail = &lines[lines.len() - 3..];
+    // 0: known from the index; 1: known from its sidecar; 2: stored again.
+    assert!(tail[0]["duplicate_of"].is_string(), "{:?}", tail[0]);
+    assert!(tail[1]["duplicate_of"].is_string(), "{:?}", tail[1]);
+    assert!(tail[2].get("duplicate_of").is_none(), "{:?}", tail[2]);
+    assert_eq!(media(&out, IMEI).len(), 3);
+}
+
+fn open_named(total: u32, name: &str) -> OpenFile {
+    OpenFile {
+        spec: FileSpec::from_path(format!("/mnt/sd/mdas9/video/{name}.mp4").as_bytes()),
+        ..open_file(total)
+    }
+}
+
+fn parts_of(root: &Path, imei: u64) -> usize {
+    under_partial(root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .filter(|p| p.starts_with(root.join(imei.to_string())))
+        .count()
+}
+
+/// `--max-partials-gb` is shared fairly: a camera over its share (the cap
+/// divided by the cameras holding partials) gives up its own partials, never
+/// the older partial of a camera within its share; a camera within its share
+/// takes room only from cameras over theirs.
+#[test]
+fn the_partials_budget_is_shared_fairly_between_cameras() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("out");
+    let st = Storage::open(
+        &root,
+        StorageConfig {
+            max_partial_bytes: 250_000,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let (a, b, c) = (IMEI, IMEI + 1, IMEI + 2);
+    let hold = |imei: u64, name: &str, len: usize| {
+        let open = open_named(100_000, name);
+        let mut p = st.begin(imei, &open).unwrap();
+        p.write_at(0, &content(len, imei)).unwrap();
+        p.abandon(0);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    hold(b, "b1", 60_000); // the oldest, within its share
+    hold(a, "a1", 90_000);
+    hold(a, "a2", 90_000);
+    // A holds 180,000 of 250,000 (share 125,000) and asks for 100,000 more:
+    // only its own oldest goes, not B's older one.
+    hold(a, "a3", 10_000);
+    assert_eq!((parts_of(&root, a), parts_of(&root, b)), (2, 1));
+    // C holds nothing (share 83,333): it may take from A (over its share),
+    // never from B (within it), though B's is the oldest.
+    hold(c, "c1", 10_000);
+    assert_eq!(parts_of(&root, b), 1, "B's partial is kept");
+    assert_eq!(parts_of(&root, a), 1, "A gave up its oldest");
+    assert_eq!(parts_of(&root, c), 1);
+}
+
+/// Init + START from an IMEI that never stores anything leaves no folder:
+/// an empty partial goes at once with its folders, a partial with bytes goes
+/// with them when it ages out.
+#[test]
+fn folders_of_cameras_that_never_stored_anything_are_removed_with_their_last_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("out");
+    {
+        let st = Storage::open(&root, cfg()).unwrap();
+        for i in 0..20 {
+            drop(st.begin(IMEI + i, &open_file(1000)).unwrap());
+        }
+        assert!(!root.join(IMEI.to_string()).exists());
+        let mut p = st.begin(IMEI, &open_file(1000)).unwrap();
+        p.write_at(0, &content(500, 1)).unwrap();
+        p.abandon(0);
+        assert_eq!(parts_of(&root, IMEI), 1, "a resumable partial is kept");
+    }
+    let names: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![IMEI.to_string()],
+        "only the camera with bytes kept"
+    );
+    // A restart after the partial aged out: the folder goes with it.
+    Storage::open(
+        &root,
+        StorageConfig {
+            partial_max_age: Duration::ZERO,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    assert!(!root.join(IMEI.to_string()).exists());
 }

@@ -311,17 +311,22 @@ impl Link for MemoryLink<'_> {
 }
 
 /// One server session over in-memory bytes, storing under `dir`: what it
-/// reports, and every byte it sent back.
-pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (Summary, Vec<u8>) {
+/// reports, every byte it sent back, and each file as it was stored.
+pub fn session_over_bytes(
+    cfg: &session::Config,
+    dir: &Path,
+    input: &[u8],
+) -> (Summary, Vec<u8>, Vec<dashcam_server::storage::Stored>) {
     trace_logging();
     let storage = Storage::new(dir, Duration::from_secs(3600)).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (metrics, fast) = (Metrics::default(), FastBudget::default());
+    let stored = std::sync::Mutex::new(Vec::new());
     let env = Env {
         config: cfg,
         storage: &storage,
         shutdown: &stop,
-        on_stored: &|_| {},
+        on_stored: &|st| stored.lock().unwrap().push(st.clone()),
         on_camera: &|_| {},
         metrics: &metrics,
         fast: &fast,
@@ -337,7 +342,7 @@ pub fn session_over_bytes(cfg: &session::Config, dir: &Path, input: &[u8]) -> (S
         0,
         std::time::Instant::now(),
     );
-    (summary, link.output)
+    (summary, link.output, stored.into_inner().unwrap())
 }
 
 /// What a camera sends for a one-packet file after the server's FILE REQ

@@ -45,14 +45,13 @@ fn extension_of(sc: &Sidecar) -> &'static str {
 /// Sidecars larger than this are not sidecars.
 const MAX_SIDECAR: u64 = 4 << 20;
 
-/// Every stored file of one camera folder, in name order. One `read_dir`; a
-/// sidecar whose media is gone (or that does not parse) is left out.
-pub fn camera_files(dir: &Path, imei: u64) -> Vec<StoredFile> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    // stem -> extensions present
+/// A camera folder's file names: stem -> the extensions present (dot files
+/// and anything that is not a plain file left out). One `read_dir`.
+pub(crate) fn listing(dir: &Path) -> HashMap<OsString, Vec<OsString>> {
     let mut by_stem: HashMap<OsString, Vec<OsString>> = HashMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return by_stem;
+    };
     for e in entries.flatten() {
         let name = PathBuf::from(e.file_name());
         if name.to_string_lossy().starts_with('.') {
@@ -69,28 +68,43 @@ pub fn camera_files(dir: &Path, imei: u64) -> Vec<StoredFile> {
             .or_default()
             .push(ext.to_os_string());
     }
-    let mut out = Vec::new();
-    for (stem, exts) in &by_stem {
-        if !exts.iter().any(|e| e == "json") {
-            continue;
-        }
-        let sidecar_path = dir.join(stem).with_extension("json");
-        let Some(sidecar) = fsx::read_json::<Sidecar>(&sidecar_path, MAX_SIDECAR) else {
-            continue;
-        };
-        let ext = extension_of(&sidecar);
-        if !exts.iter().any(|e| e == ext) {
-            continue;
-        }
-        let mut media = dir.join(stem);
-        media.as_mut_os_string().push(format!(".{ext}"));
-        out.push(StoredFile {
-            imei,
-            media,
-            sidecar_path,
-            sidecar,
-        });
+    by_stem
+}
+
+/// The stored file of one stem of a [`listing`]: its sidecar read, and its
+/// media present. None when it has no sidecar, an unreadable one, or no media.
+pub(crate) fn stored_file(
+    dir: &Path,
+    imei: u64,
+    stem: &OsString,
+    exts: &[OsString],
+) -> Option<StoredFile> {
+    if !exts.iter().any(|e| e == "json") {
+        return None;
     }
+    let sidecar_path = dir.join(stem).with_extension("json");
+    let sidecar = fsx::read_json::<Sidecar>(&sidecar_path, MAX_SIDECAR)?;
+    let ext = extension_of(&sidecar);
+    if !exts.iter().any(|e| e == ext) {
+        return None;
+    }
+    let mut media = dir.join(stem);
+    media.as_mut_os_string().push(format!(".{ext}"));
+    Some(StoredFile {
+        imei,
+        media,
+        sidecar_path,
+        sidecar,
+    })
+}
+
+/// Every stored file of one camera folder, in name order. One `read_dir`; a
+/// sidecar whose media is gone (or that does not parse) is left out.
+pub fn camera_files(dir: &Path, imei: u64) -> Vec<StoredFile> {
+    let mut out: Vec<StoredFile> = listing(dir)
+        .iter()
+        .filter_map(|(stem, exts)| stored_file(dir, imei, stem, exts))
+        .collect();
     out.sort_by(|a, b| a.media.cmp(&b.media));
     out
 }

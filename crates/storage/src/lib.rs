@@ -248,6 +248,14 @@ impl Storage {
                     }
                 }
             }
+            // A camera that never stored anything leaves no folder behind.
+            if let Some(imei) = cam
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                self.tidy_camera_dir(imei);
+            }
         }
         self.partial_bytes.store(total, Ordering::Relaxed);
         removed
@@ -268,8 +276,15 @@ impl Storage {
     }
 
     /// Keeps all partials under `--max-partials-gb` with room for `need`
-    /// more bytes, removing the oldest idle ones.
-    fn make_room_for_partial(&self, need: u64) {
+    /// more bytes for camera `imei`, removing idle partials, oldest first,
+    /// shared fairly. The rule: a camera's share is the cap divided by the
+    /// cameras holding partials (counting the one asking). A camera holding
+    /// more than its share may only give up its own partials; otherwise it
+    /// may also take room from cameras holding more than their share. A
+    /// camera within its share never loses a resumable partial to another.
+    /// When no partial may go, the new one starts anyway (logged):
+    /// `--min-free-mb` still guards the disk.
+    fn make_room_for_partial(&self, imei: u64, need: u64) {
         let cap = self.cfg.max_partial_bytes;
         if self
             .partial_bytes
@@ -279,29 +294,74 @@ impl Storage {
         {
             return;
         }
-        let mut all: Vec<partial::Listed> = self
+        let mut all: Vec<(u64, partial::Listed)> = self
             .partial_dirs()
             .iter()
-            .flat_map(|d| partial::list(d))
+            .filter_map(|d| {
+                let owner = d.parent()?.file_name()?.to_str()?.parse::<u64>().ok()?;
+                Some(partial::list(d).into_iter().map(move |p| (owner, p)))
+            })
+            .flatten()
             .collect();
-        all.sort_by_key(|p| p.started_ms);
-        let mut total: u64 = all.iter().map(|p| p.size).sum();
-        for p in all {
+        all.sort_by_key(|(_, p)| p.started_ms);
+        let mut held: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        held.insert(imei, 0);
+        for (owner, p) in &all {
+            *held.entry(*owner).or_default() += p.size;
+        }
+        let share = cap / held.len() as u64;
+        let asker_over = held[&imei] > share;
+        let mut total: u64 = held.values().sum();
+        for (owner, p) in all {
             if total.saturating_add(need) <= cap {
                 break;
             }
-            if lock(&self.busy).contains(&p.part) {
+            let allowed = owner == imei || (!asker_over && held[&owner] > share);
+            if !allowed || lock(&self.busy).contains(&p.part) {
                 continue;
             }
             log::warn!(
-                "partials over --max-partials-gb: removing the oldest, {} ({} bytes)",
+                "[{imei}] partials over --max-partials-gb: removing {} ({} bytes, camera {owner}: over its share of {share} bytes or its own)",
                 p.part.display(),
                 p.size
             );
             total -= p.size;
+            *held.entry(owner).or_default() -= p.size;
             p.remove();
+            if owner != imei {
+                self.tidy_camera_dir(owner);
+            }
+        }
+        if total.saturating_add(need) > cap {
+            log::warn!(
+                "[{imei}] partials over --max-partials-gb ({total} bytes held, {need} more asked): no partial may be removed under the fair-share rule, starting anyway"
+            );
         }
         self.partial_bytes.store(total, Ordering::Relaxed);
+    }
+
+    /// A camera folder that holds nothing but an empty `.partial` (a camera
+    /// that never stored a file) is removed. Only empty folders are removed
+    /// (`rmdir`): a file that appears meanwhile keeps them.
+    pub(crate) fn tidy_camera_dir(&self, imei: u64) {
+        let dir = self.camera_dir(imei);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        let names: Vec<_> = entries.flatten().map(|e| e.file_name()).take(2).collect();
+        if names.iter().any(|n| n != PARTIAL_DIR) {
+            return;
+        }
+        let pdir = dir.join(PARTIAL_DIR);
+        if fs::symlink_metadata(&pdir).is_ok_and(|m| m.is_dir()) && fs::remove_dir(&pdir).is_err() {
+            return;
+        }
+        if fs::remove_dir(&dir).is_ok() {
+            log::debug!(
+                "[{imei}] removed {}: the camera stored nothing",
+                dir.display()
+            );
+        }
     }
 
     pub(crate) fn add_partial_bytes(&self, n: i64) {

@@ -85,7 +85,7 @@ pub(super) struct Listed {
 impl Listed {
     pub fn stale(&self, max_age: std::time::Duration) -> bool {
         let age_ms = Utc::now().timestamp_millis() - self.started_ms;
-        age_ms < 0 || age_ms as u128 > max_age.as_millis()
+        age_ms < 0 || age_ms as u128 >= max_age.as_millis()
     }
 
     /// Removes the partial and its state; returns how many files went.
@@ -275,10 +275,19 @@ impl<'s> Partial<'s> {
     /// A new, empty partial (under this partial's unique name).
     fn start_fresh(&mut self) -> Result<()> {
         self.storage.check_space(self.max_bytes)?;
-        self.storage.make_room_for_partial(self.max_bytes);
+        self.storage
+            .make_room_for_partial(self.imei, self.max_bytes);
         self.storage.claim(&self.part_path);
-        let f = fsx::create_new(&self.part_path)
-            .ctx(|| format!("creating {}", self.part_path.display()))?;
+        let f = match fsx::create_new(&self.part_path) {
+            // Its empty folder was just tidied away by another link of the
+            // same camera: made again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.storage.camera_dirs(self.imei)?;
+                fsx::create_new(&self.part_path)
+            }
+            r => r,
+        }
+        .ctx(|| format!("creating {}", self.part_path.display()))?;
         self.file = Some(f);
         self.state.started_at = Utc::now();
         self.len = 0;
@@ -390,8 +399,23 @@ impl<'s> Partial<'s> {
         self.state.verified_bytes = self.len;
         self.state.sha256 = sha_hex(&self.sha);
         self.state.crc = self.crc;
-        let body = serde_json::to_vec(&self.state).ctx(|| "partial state")?;
-        publish::write_replace(&self.state_path, &body, false)
+        let mut body = serde_json::to_vec(&self.state).ctx(|| "partial state")?;
+        // Written in place (no new file, no rename per checkpoint: creating
+        // a file costs more than the megabyte it records). Padded with spaces
+        // (valid after JSON) to the file's length, so it is never cut; a
+        // state torn by a power cut fails to parse and the file starts over.
+        let written = match fsx::open_rw(&self.state_path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fsx::create_new(&self.state_path),
+            r => r,
+        }
+        .and_then(|mut f| {
+            let old = f.metadata()?.len() as usize;
+            if body.len() < old {
+                body.resize(old, b' ');
+            }
+            f.write_all(&body)
+        });
+        written.ctx(|| format!("writing {}", self.state_path.display()))
     }
 
     fn writer(&mut self) -> io::Result<&mut fs::File> {
@@ -762,6 +786,8 @@ impl Drop for Partial<'_> {
             let _ = fs::remove_file(&self.part_path);
             let _ = fs::remove_file(&self.state_path);
             self.storage.add_partial_bytes(-(size as i64));
+            self.storage.release(&self.part_path);
+            return self.storage.tidy_camera_dir(self.imei);
         } else if !self.finished {
             let flushed = self.flush_pending();
             self.file = None;

@@ -237,7 +237,8 @@ pub(super) fn record_duplicate(
     })
 }
 
-/// Checks every line of the index at start-up: a torn last line (a stop in
+/// Checks every line of the index at start-up (and seeds the de-duplication
+/// lists from it, in the same pass): a torn last line (a stop in
 /// the middle of an append) is cut off; a line anywhere that is not a JSON
 /// object is set aside in `downloads.jsonl.bad` and the index rewritten
 /// without it. Returns how many lines were set aside.
@@ -266,7 +267,17 @@ fn repair_index(storage: &Storage) -> usize {
             torn = true;
             break;
         }
-        let whole = serde_json::from_slice::<serde_json::Value>(&line).is_ok_and(|v| v.is_object());
+        // One parse per line: what de-duplication needs, the rest checked as
+        // JSON; only a line of another shape is parsed a second time.
+        let whole = match serde_json::from_slice::<super::dedup::IndexKey>(&line) {
+            Ok(key) => {
+                storage.known.seed(key);
+                true
+            }
+            Err(_) => {
+                serde_json::from_slice::<serde_json::Value>(&line).is_ok_and(|v| v.is_object())
+            }
+        };
         if whole {
             good.extend_from_slice(&line);
         } else if line.iter().any(|b| !b.is_ascii_whitespace()) {
