@@ -26,8 +26,20 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// Python with the Prometheus client's text-format parser (the /metrics test).
+fn has_prometheus_parser() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rustc-check-cfg=cfg(have_prometheus_parser)");
+    if has_prometheus_parser() {
+        println!("cargo::rustc-cfg=have_prometheus_parser");
+    }
     println!("cargo::rustc-check-cfg=cfg(have_root)");
     if cfg!(target_os = "linux") && is_root() {
         println!("cargo::rustc-cfg=have_root");
@@ -37,6 +49,8 @@ fn main() {
         ("have_chromium", &["chromium"][..]),
         ("have_haproxy", &["haproxy"][..]),
         ("have_openssl", &["openssl"][..]),
+        // A real S3-compatible store, as its own process (the delivery tests).
+        ("have_s3s_fs", &["s3s-fs"][..]),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let found: Vec<Option<PathBuf>> = tools.iter().map(|t| find(t)).collect();

@@ -333,6 +333,100 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub sync_timeout: f64,
+    /// Also upload every stored file, its sidecar and its mp4 to this
+    /// S3-compatible store (`http://host:port` or `https://host`; path-style
+    /// requests). Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(
+        long,
+        env = "DASHCAM_S3_ENDPOINT",
+        value_name = "URL",
+        requires = "s3_bucket"
+    )]
+    pub s3_endpoint: Option<String>,
+    /// The bucket (with --s3-endpoint).
+    #[arg(
+        long,
+        env = "DASHCAM_S3_BUCKET",
+        value_name = "BUCKET",
+        requires = "s3_endpoint"
+    )]
+    pub s3_bucket: Option<String>,
+    /// The store's region (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "DASHCAM_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Keys are <prefix>/<imei>/<name>.
+    #[arg(long, env = "DASHCAM_S3_PREFIX", value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Remove the local media once the store confirmed its object.
+    #[arg(long, env = "DASHCAM_S3_DELETE_LOCAL", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set, value_name = "BOOL", requires = "s3_endpoint")]
+    pub s3_delete_local: bool,
+    /// POST an event (JSON: the sidecar, and the object when S3 is on) for
+    /// every stored file and converted mp4, at least once, with an
+    /// Idempotency-Key header.
+    #[arg(long, env = "DASHCAM_WEBHOOK", value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Sign each event: header X-Dashcam-Signature: sha256=<HMAC-SHA256 of the body, hex>.
+    #[arg(
+        long,
+        env = "DASHCAM_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        requires = "webhook",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// The longest wait between two attempts of an upload or an event (they
+    /// wait 1 s, 2 s, 4 s ... up to this).
+    #[arg(
+        long,
+        env = "DASHCAM_RETRY_MAX",
+        default_value_t = 300.0,
+        value_name = "SECS"
+    )]
+    pub retry_max: f64,
+    /// Serve /metrics (Prometheus), /healthz and the gallery over HTTP here
+    /// (e.g. 127.0.0.1:9090). Beyond loopback it needs --http-token.
+    #[arg(long, env = "DASHCAM_HTTP_BIND", value_name = "ADDR:PORT")]
+    pub http_bind: Option<std::net::SocketAddr>,
+    /// The token the HTTP endpoint asks for: `Authorization: Bearer TOKEN`,
+    /// or basic auth with TOKEN as the password (a browser asks for it).
+    #[arg(
+        long,
+        env = "DASHCAM_HTTP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub http_token: Option<String>,
+}
+
+impl ServeArgs {
+    /// Where files go besides the output folder.
+    pub fn delivery(&self) -> Result<crate::delivery::DeliveryConfig> {
+        let s3 = match (&self.s3_endpoint, &self.s3_bucket) {
+            (Some(e), Some(b)) => Some(crate::s3::S3Config::from_env(
+                e,
+                b,
+                self.s3_region.as_deref(),
+                self.s3_prefix.as_deref(),
+            )?),
+            _ => None,
+        };
+        if let Some(w) = &self.webhook {
+            if !(w.starts_with("http://") || w.starts_with("https://")) {
+                bail!("--webhook {w}: give an http:// or https:// URL");
+            }
+        }
+        if !(self.retry_max >= 1.0 && self.retry_max <= 86_400.0) {
+            bail!("--retry-max must be between 1 and 86400 seconds");
+        }
+        Ok(crate::delivery::DeliveryConfig {
+            s3,
+            webhook: self.webhook.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            delete_local: self.s3_delete_local,
+            workers: 2,
+            retry_max: Duration::from_secs_f64(self.retry_max),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -648,6 +742,40 @@ fn options_line(a: &ServeArgs) -> String {
     if let Some(l) = &a.log_file {
         o.push(format!("log file {}", l.display()));
     }
+    if let (Some(e), Some(b)) = (&a.s3_endpoint, &a.s3_bucket) {
+        o.push(format!(
+            "uploads to {e} bucket {b}{}{}",
+            a.s3_prefix
+                .as_deref()
+                .map(|p| format!(" prefix {p}"))
+                .unwrap_or_default(),
+            if a.s3_delete_local {
+                " (local media removed once uploaded)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(w) = &a.webhook {
+        o.push(format!(
+            "webhook {w}{}",
+            if a.webhook_secret.is_some() {
+                " (signed)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(h) = &a.http_bind {
+        o.push(format!(
+            "HTTP on {h}{}",
+            if a.http_token.is_some() {
+                " (token)"
+            } else {
+                ""
+            }
+        ));
+    }
     o.join(", ")
 }
 
@@ -658,13 +786,35 @@ fn serve(args: &ServeArgs) -> Result<()> {
         options_line(args)
     );
     let cfg = args.to_config()?;
+    let delivery_cfg = args.delivery()?;
     let mut server = Server::bind(cfg)?;
+    // The outbox is opened (and what a stop left in it queued) before the
+    // first camera is served.
+    let delivery = if delivery_cfg.is_on() {
+        Some(crate::delivery::Delivery::start(
+            &args.output_dir,
+            delivery_cfg,
+        )?)
+    } else {
+        None
+    };
+    let handle = delivery.as_ref().map(|d| d.handle());
     let converter = match args.convert {
         Some(ConvertTo::Mp4) => {
             if !(0.0..=3600.0).contains(&args.convert_trim) {
                 bail!("--convert-trim must be between 0 and 3600 seconds");
             }
-            Converter::start(args.fps, args.convert_trim, args.output_dir.clone())
+            let on_converted: Option<crate::convert::OnConverted> = handle.clone().map(|h| {
+                Box::new(move |s: &crate::storage::Stored, mp4: &std::path::Path| {
+                    h.converted(s, mp4)
+                }) as crate::convert::OnConverted
+            });
+            Converter::start(
+                args.fps,
+                args.convert_trim,
+                args.output_dir.clone(),
+                on_converted,
+            )
         }
         None => None,
     };
@@ -674,7 +824,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let queue = converter.as_ref().map(|c| c.queue());
     let root = args.output_dir.clone();
     let gallery = args.gallery;
+    let outbox = handle.clone();
     server = server.on_stored(move |s| {
+        // In the outbox before the camera is told the file is stored.
+        if let Some(d) = &outbox {
+            d.stored(s);
+        }
         if let Some(q) = &queue {
             q.submit(s);
         }
@@ -682,6 +837,26 @@ fn serve(args: &ServeArgs) -> Result<()> {
             crate::gallery::notify_changed(&root);
         }
     });
+    // After the hook is set: the endpoint keeps a handle on the server.
+    let http = match args.http_bind {
+        Some(bind) => {
+            let waiting = converter.as_ref().map(|c| c.waiting());
+            Some(crate::http::HttpEndpoint::start(
+                bind,
+                args.http_token.clone(),
+                crate::http::Sources {
+                    root: args.output_dir.clone(),
+                    server: server.stop_handle(),
+                    delivery: handle.clone(),
+                    convert_queue: waiting.map(|w| {
+                        std::sync::Arc::new(move || w.load(std::sync::atomic::Ordering::Relaxed))
+                            as std::sync::Arc<dyn Fn() -> usize + Send + Sync>
+                    }),
+                },
+            )?)
+        }
+        None => None,
+    };
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
     let ports: Vec<String> = server
@@ -708,6 +883,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let result = server.run();
     if let Some(c) = converter {
         c.stop();
+    }
+    if let Some(h) = http {
+        h.stop();
+    }
+    if let Some(d) = delivery {
+        d.stop(Duration::from_secs(5));
     }
     result
 }

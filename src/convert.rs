@@ -14,13 +14,17 @@ use crate::storage::{self, derived, media, Stored};
 /// never wait for ffmpeg).
 pub struct Converter {
     tx: SyncSender<Stored>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     stop: Arc<AtomicBool>,
     worker: JoinHandle<()>,
 }
 
 /// Where camera threads hand finished videos to the converter.
 #[derive(Clone)]
-pub struct ConvertQueue(SyncSender<Stored>);
+pub struct ConvertQueue(SyncSender<Stored>, Arc<std::sync::atomic::AtomicUsize>);
+
+/// Called with each video whose mp4 was made, and the mp4's path.
+pub type OnConverted = Box<dyn Fn(&Stored, &Path) + Send>;
 
 /// Videos waiting for the converter. A camera thread never waits for it: when
 /// it is full, the video is left for the next start (or `dashcam-server
@@ -32,7 +36,9 @@ impl ConvertQueue {
     /// or a raw stream, by its first bytes (an `.mp4` that is an mp4 does not).
     pub fn submit(&self, stored: &Stored) {
         if needs_conversion(stored) {
+            self.1.fetch_add(1, Ordering::Relaxed);
             if let Err(TrySendError::Full(s)) = self.0.try_send(stored.clone()) {
+                self.1.fetch_sub(1, Ordering::Relaxed);
                 log::warn!(
                     "[{}] conversion queue full ({QUEUE}): {} is converted at the next start or by 'dashcam-server convert'",
                     s.sidecar.imei,
@@ -215,7 +221,12 @@ impl Converter {
     /// None (and one warning) when ffmpeg is missing. `trim` seconds are cut
     /// from the start (the vendor's recipe cuts 0.9 s); each result is
     /// recorded in the index of `root` as a `converted` line.
-    pub fn start(default_fps: u32, trim: f64, root: PathBuf) -> Option<Converter> {
+    pub fn start(
+        default_fps: u32,
+        trim: f64,
+        root: PathBuf,
+        on_converted: Option<OnConverted>,
+    ) -> Option<Converter> {
         let root_for_backlog = root.clone();
         if !ffmpeg_available() {
             log::warn!("--convert mp4: ffmpeg not found on PATH; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')");
@@ -223,6 +234,8 @@ impl Converter {
         let (tx, rx) = mpsc::sync_channel::<Stored>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let worker_waiting = waiting.clone();
         let worker = thread::Builder::new()
             .name("convert".into())
             .spawn(move || loop {
@@ -238,6 +251,16 @@ impl Converter {
                 match rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(mut stored) => {
                         convert_one(&mut stored, default_fps, trim, &root);
+                        let _ = worker_waiting.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |n| Some(n.saturating_sub(1)),
+                        );
+                        if let (Some(hook), Some(mp4)) = (&on_converted, &stored.sidecar.mp4) {
+                            if let Some(dir) = stored.path.parent() {
+                                hook(&stored, &dir.join(mp4));
+                            }
+                        }
                         crate::gallery::notify_changed(&root);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -248,6 +271,7 @@ impl Converter {
         // What a stop or a crash left unconverted (or a failure whose cause
         // may be gone): queued again, from a thread of its own.
         let backlog = tx.clone();
+        let backlog_waiting = waiting.clone();
         let scan_root = root_for_backlog;
         let _ = thread::Builder::new()
             .name("convert-backlog".into())
@@ -260,16 +284,27 @@ impl Converter {
                     );
                 }
                 for s in todo {
+                    backlog_waiting.fetch_add(1, Ordering::Relaxed);
                     if backlog.send(s).is_err() {
                         return;
                     }
                 }
             });
-        Some(Converter { tx, stop, worker })
+        Some(Converter {
+            tx,
+            waiting,
+            stop,
+            worker,
+        })
     }
 
     pub fn queue(&self) -> ConvertQueue {
-        ConvertQueue(self.tx.clone())
+        ConvertQueue(self.tx.clone(), self.waiting.clone())
+    }
+
+    /// Videos waiting for conversion now.
+    pub fn waiting(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.waiting.clone()
     }
 
     /// Lets the conversion running now finish; skips the rest of the queue.

@@ -154,6 +154,9 @@ impl<'a> Files<'_, 'a> {
         match self.env.storage.begin(imei, open) {
             Ok(p) => {
                 let kept = p.stored();
+                if kept > 0 {
+                    Metrics::add(&self.env.metrics.resumes, 1);
+                }
                 self.partial = Some(p);
                 let total = open.extent().max_bytes();
                 live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
@@ -430,6 +433,9 @@ fn summarize(
         summary.end
     );
     Metrics::add(&env.metrics.sessions, 1);
+    Metrics::add(&env.metrics.bytes_stored, summary.bytes);
+    Metrics::add(&env.metrics.duplicates, summary.already_had as u64);
+    Metrics::add(&env.metrics.crc_errors, summary.crc_errors as u64);
     match summary.end {
         // A stop on purpose is not an error.
         End::Completed | End::Shutdown => log::info!("{line}"),

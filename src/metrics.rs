@@ -12,6 +12,39 @@ pub struct Metrics {
     pub bytes_received: AtomicU64,
     /// Camera threads that panicked (a bug; their slots were given back).
     pub panics: AtomicU64,
+    /// Bytes of the files stored (new ones).
+    pub bytes_stored: AtomicU64,
+    /// Files the cameras sent again that were stored already.
+    pub duplicates: AtomicU64,
+    pub crc_errors: AtomicU64,
+    /// Files that resumed a partial.
+    pub resumes: AtomicU64,
+    /// Sessions by how they ended (`completed`, `refused_max_per_ip` ...).
+    pub ends: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+/// A session's end as a metric label.
+pub fn end_label(end: &dashcam_protocol::session::End) -> &'static str {
+    use dashcam_protocol::session::{End, Refusal};
+    match end {
+        End::Completed => "completed",
+        End::NotACamera(_) => "not_a_camera",
+        End::NotAllowed => "not_allowed",
+        End::DeviceStatus(_) => "device_status",
+        End::Refused(Refusal::Path { .. }) => "refused_path",
+        End::Refused(Refusal::TooLarge { .. }) => "refused_too_large",
+        End::Refused(Refusal::MaxPerIp) => "refused_max_per_ip",
+        End::Refused(Refusal::MaxConnections) => "refused_max_connections",
+        End::Refused(_) => "refused_other",
+        End::Protocol(_) => "protocol_error",
+        End::LinkLost(_) => "link_lost",
+        End::TimedOut(_) => "timed_out",
+        End::GaveUp(_) => "gave_up",
+        End::Storage(_) => "storage_error",
+        End::Shutdown => "shutdown",
+        End::Internal(_) => "internal_error",
+        _ => "other",
+    }
 }
 
 impl Metrics {
@@ -21,6 +54,12 @@ impl Metrics {
 
     pub fn add(n: &AtomicU64, by: u64) {
         n.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Counts a session's end.
+    pub fn ended(&self, end: &dashcam_protocol::session::End) {
+        let mut m = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(end_label(end)).or_default() += 1;
     }
 }
 

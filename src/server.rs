@@ -194,6 +194,16 @@ impl StopHandle {
         self.0.active.load(Ordering::SeqCst)
     }
 
+    /// The server's counters since it started.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// False once a stop was asked for.
+    pub fn is_running(&self) -> bool {
+        !self.0.stopping.load(Ordering::SeqCst)
+    }
+
     pub fn stop(&self) {
         if self.0.stopping.swap(true, Ordering::SeqCst) {
             return;
@@ -577,9 +587,12 @@ fn accept_loop(
                 // EMFILE/ENFILE: free the spare, accept, CLOSE, take it back.
                 drop(spare.take());
                 if let Ok((s, peer)) = l.socket.accept() {
-                    refuse(shared, &s, || {
-                        format!("[{peer}] refused: out of file descriptors")
-                    });
+                    refuse(
+                        shared,
+                        &s,
+                        Some(session::End::Refused(session::Refusal::MaxConnections)),
+                        || format!("[{peer}] refused: out of file descriptors"),
+                    );
                 }
                 spare = spare_fd();
                 if spare.is_none() {
@@ -594,7 +607,17 @@ fn accept_loop(
     }
 }
 
-fn refuse(shared: &Shared, stream: &TcpStream, why: impl FnOnce() -> String) {
+/// CLOSE at once. `end`: counted here (None: the connection's thread counts
+/// the summary it returns).
+fn refuse(
+    shared: &Shared,
+    stream: &TcpStream,
+    end: Option<session::End>,
+    why: impl FnOnce() -> String,
+) {
+    if let Some(end) = end {
+        shared.metrics.ended(&end);
+    }
     shared.refusals.warn(why);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = (&*stream).write_all(&Frame::Close.to_vec());
@@ -611,17 +634,22 @@ fn admit(
     // Windows hands out sockets that inherit the listener's mode.
     let _ = stream.set_nonblocking(false);
     if shared.active.load(Ordering::SeqCst) >= shared.max_connections {
-        return refuse(shared, &stream, || {
-            format!(
-                "[{peer}] refused: {} connections open (--max-connections)",
-                shared.max_connections
-            )
-        });
+        return refuse(
+            shared,
+            &stream,
+            Some(session::End::Refused(session::Refusal::MaxConnections)),
+            || {
+                format!(
+                    "[{peer}] refused: {} connections open (--max-connections)",
+                    shared.max_connections
+                )
+            },
+        );
     }
     // Behind a load balancer only it may connect: a PROXY header from anyone
     // else could claim any camera's address.
     if shared.proxy_protocol && !trusted_proxy(shared, peer.ip()) {
-        return refuse(shared, &stream, || {
+        return refuse(shared, &stream, Some(session::End::NotAllowed), || {
             format!("[{peer}] refused: not a trusted load balancer (--trusted-proxy; --proxy-protocol is on)")
         });
     }
@@ -629,12 +657,17 @@ fn admit(
     let ip = (!shared.proxy_protocol).then(|| peer.ip());
     if let Some(ip) = ip {
         if !claim_ip(shared, ip) {
-            return refuse(shared, &stream, || {
-                format!(
+            return refuse(
+                shared,
+                &stream,
+                Some(session::End::Refused(session::Refusal::MaxPerIp)),
+                || {
+                    format!(
                     "[{peer}] refused: {} connections from {ip} already (--max-per-ip): {PER_IP_HINT}",
                     shared.max_per_ip
                 )
-            });
+                },
+            );
         }
     }
     let stream = Arc::new(stream);
@@ -664,6 +697,7 @@ fn admit(
                     Summary::ended(session::End::Internal(what))
                 });
                 drop(slot);
+                shared.metrics.ended(&summary.end);
                 if let Some(tx) = summaries {
                     let _ = tx.send(summary);
                 }
@@ -773,7 +807,7 @@ fn serve_camera(
         match header {
             Ok(Some(real)) => {
                 if !claim_ip(shared, real.ip()) {
-                    refuse(shared, &stream, || {
+                    refuse(shared, &stream, None, || {
                         format!(
                             "[{real} via {peer}] refused: {} connections from {} already (--max-per-ip): {PER_IP_HINT}",
                             shared.max_per_ip,
@@ -795,7 +829,7 @@ fn serve_camera(
                 ));
             }
             Err(e) => {
-                refuse(shared, &stream, || {
+                refuse(shared, &stream, None, || {
                     format!("[{peer}] refused: {e} (--proxy-protocol)")
                 });
                 return refused(session::End::NotACamera(session::NotACamera::Proxy(

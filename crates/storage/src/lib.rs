@@ -19,6 +19,7 @@ pub mod error;
 mod fsx;
 pub mod media;
 pub mod names;
+pub mod outbox;
 mod partial;
 pub mod publish;
 pub mod sidecar;

@@ -1,0 +1,224 @@
+//! The outbox: work that must reach another system (an object store, a
+//! webhook receiver) kept as one small file per job under
+//! `<output>/.outbox/`, written and fsynced before the camera is told its file
+//! is stored, removed only once the other side confirmed it. A crash at any
+//! point leaves the job to be done again: every job is idempotent (the same
+//! object key with the same bytes; the same event id).
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Ctx, Result, StoreError};
+use crate::fsx;
+
+const DIR: &str = ".outbox";
+const EXT: &str = "job";
+/// A job file larger than this is not a job.
+const MAX_JOB: u64 = 1 << 20;
+
+/// One piece of work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// A file under the output folder to put in the bucket under `key`.
+    Upload {
+        /// Relative to the output folder, `/`-separated.
+        path: String,
+        key: String,
+        /// Its SHA-256 when known (a media file's, from its sidecar).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// The event to send once the object is confirmed (the webhook of
+        /// a stored file says where its object is).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        then_event: Option<serde_json::Value>,
+        /// Remove the local file once the object is confirmed (`--s3-delete-local`).
+        #[serde(default)]
+        delete_local: bool,
+    },
+    /// An event to POST to the webhook; `id` is its idempotency key.
+    Webhook { id: String, body: serde_json::Value },
+}
+
+/// A job as found in the outbox.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub file: PathBuf,
+    pub job: Job,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Outbox {
+    /// The outbox of an output folder (created).
+    pub fn open(root: &Path) -> Result<Outbox> {
+        let dir = root.join(DIR);
+        fsx::ensure_dir(&dir).ctx(|| format!("outbox {}", dir.display()))?;
+        Ok(Outbox {
+            root: root.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// Writes a job (fsynced, atomically) and returns it as queued.
+    pub fn push(&self, job: Job) -> Result<Queued> {
+        if !fsx::exists(&self.dir) {
+            fsx::ensure_dir(&self.dir).ctx(|| format!("outbox {}", self.dir.display()))?;
+        }
+        let name = format!(
+            "{:013}-{}-{:06}.{EXT}",
+            chrono::Utc::now().timestamp_millis().max(0),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed) % 1_000_000
+        );
+        let file = self.dir.join(name);
+        crate::publish::write_atomic(&file, &serde_json::to_vec(&job)?)?;
+        Ok(Queued { file, job })
+    }
+
+    /// Every job waiting, oldest first. A job file that does not parse is
+    /// set aside (renamed `.bad`) and logged, never retried for ever.
+    pub fn pending(&self) -> Vec<Queued> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == EXT))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|file| match fsx::read_json::<Job>(&file, MAX_JOB) {
+                Some(job) => Some(Queued { file, job }),
+                None => {
+                    log::error!("{}: not a job, set aside as .bad", file.display());
+                    let _ = fs::rename(&file, file.with_extension("bad"));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The job is done: its file goes.
+    pub fn done(&self, q: &Queued) -> Result<()> {
+        match fs::remove_file(&q.file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::io(format!("removing {}", q.file.display()), &e))
+            }
+            _ => {}
+        }
+        fsx::sync_dir(&self.dir).ctx(|| format!("syncing {}", self.dir.display()))
+    }
+
+    /// The local file a job names: under the output folder, plain names only,
+    /// never through a symlink. None when it is not such a path.
+    pub fn local(&self, rel: &str) -> Option<PathBuf> {
+        let rel_path = Path::new(rel);
+        let plain = !rel.is_empty()
+            && !rel.contains('\\')
+            && rel_path.components().all(
+                |c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
+            );
+        if !plain {
+            return None;
+        }
+        let mut p = self.root.clone();
+        for c in rel.split('/') {
+            p.push(c);
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return None;
+            }
+        }
+        Some(p)
+    }
+
+    /// A path under the output folder as a job names it.
+    pub fn relative(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+        Some(parts?.join("/"))
+    }
+
+    /// Jobs waiting now (a count of files).
+    pub fn len(&self) -> usize {
+        fs::read_dir(&self.dir).map_or(0, |e| {
+            e.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == EXT))
+                .count()
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_survive_a_reopen_in_order_and_leave_when_done() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(tmp.path()).unwrap();
+        let a = ob
+            .push(Job::Webhook {
+                id: "a".into(),
+                body: serde_json::json!({"n": 1}),
+            })
+            .unwrap();
+        ob.push(Job::Upload {
+            path: "1/x.jpg".into(),
+            key: "p/1/x.jpg".into(),
+            sha256: None,
+            then_event: None,
+            delete_local: false,
+        })
+        .unwrap();
+        let again = Outbox::open(tmp.path()).unwrap().pending();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0].job, a.job);
+        ob.done(&again[0]).unwrap();
+        assert_eq!(ob.pending().len(), 1);
+        std::fs::write(tmp.path().join(".outbox/0-torn.job"), b"{\"kind\":").unwrap();
+        assert_eq!(ob.pending().len(), 1, "a torn job is set aside");
+        assert!(tmp.path().join(".outbox/0-torn.bad").exists());
+    }
+
+    #[test]
+    fn a_job_never_names_a_path_outside_the_output_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(tmp.path()).unwrap();
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "1/../../x",
+            ".outbox/a.job",
+            "1\\x",
+            "",
+        ] {
+            assert_eq!(ob.local(bad), None, "{bad}");
+        }
+        assert_eq!(
+            ob.local("1/x.jpg"),
+            Some(tmp.path().join("1").join("x.jpg"))
+        );
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", tmp.path().join("2")).unwrap();
+            assert_eq!(ob.local("2/passwd"), None, "never through a symlink");
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Delivery to the integrator's platform: objects to an S3-compatible bucket
+//! and events to a webhook, from the durable outbox (`storage::outbox`), by a
+//! few plain threads with blocking clients. A job is written (fsynced) on the
+//! camera's thread before the camera is told its file is stored, and removed
+//! only once the store or the receiver confirmed it; failures wait and retry
+//! (1 s doubling up to `--retry-max`), logged. A kill at any point repeats at
+//! most the job in flight: the same key with the same bytes, or the same
+//! event with the same id (receivers drop repeats by `Idempotency-Key`).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+
+use crate::s3::{S3Client, S3Config};
+use crate::storage::outbox::{Job, Outbox, Queued};
+use crate::storage::Stored;
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub s3: Option<S3Config>,
+    pub webhook: Option<String>,
+    pub webhook_secret: Option<String>,
+    /// Remove the local media once its object is confirmed.
+    pub delete_local: bool,
+    /// Uploader threads.
+    pub workers: usize,
+    /// The longest wait between two attempts of a job.
+    pub retry_max: Duration,
+}
+
+impl DeliveryConfig {
+    pub fn is_on(&self) -> bool {
+        self.s3.is_some() || self.webhook.is_some()
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub uploads_queued: AtomicU64,
+    pub uploads_done: AtomicU64,
+    pub upload_failures: AtomicU64,
+    pub webhooks_queued: AtomicU64,
+    pub webhooks_done: AtomicU64,
+    pub webhook_failures: AtomicU64,
+}
+
+struct Waiting {
+    job: Queued,
+    attempts: u32,
+    due: Instant,
+}
+
+struct Inner {
+    cfg: DeliveryConfig,
+    outbox: Outbox,
+    s3: Option<S3Client>,
+    http: ureq::Agent,
+    queue: Mutex<VecDeque<Waiting>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    stats: DeliveryStats,
+}
+
+pub struct Delivery {
+    inner: Arc<Inner>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// A handle the camera threads and the HTTP endpoint keep.
+#[derive(Clone)]
+pub struct DeliveryHandle(Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Delivery {
+    /// Opens the outbox of `root`, queues what a stop left in it, and starts
+    /// the workers.
+    pub fn start(root: &Path, cfg: DeliveryConfig) -> Result<Delivery> {
+        let outbox = Outbox::open(root).map_err(|e| anyhow!("{e}"))?;
+        let inner = Arc::new(Inner {
+            s3: cfg.s3.clone().map(S3Client::new),
+            http: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .timeout(Duration::from_secs(30))
+                .build(),
+            cfg,
+            outbox,
+            queue: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            stats: DeliveryStats::default(),
+        });
+        let left = inner.outbox.pending();
+        if !left.is_empty() {
+            log::info!("outbox: {} job(s) a stop left, delivering them", left.len());
+        }
+        for q in left {
+            inner.enqueue(q);
+        }
+        let workers = (0..inner.cfg.workers.max(1))
+            .map(|i| {
+                let inner = inner.clone();
+                std::thread::Builder::new()
+                    .name(format!("deliver-{i}"))
+                    .spawn(move || inner.work())
+                    .context("starting an uploader thread")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Delivery { inner, workers })
+    }
+
+    pub fn handle(&self) -> DeliveryHandle {
+        DeliveryHandle(self.inner.clone())
+    }
+
+    /// Stops after the jobs in flight (waits up to `wait` for them; what is
+    /// not done stays in the outbox for the next start).
+    pub fn stop(self, wait: Duration) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+        let deadline = Instant::now() + wait;
+        for w in self.workers {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+        let left = self.inner.outbox.len();
+        if left > 0 {
+            log::info!("outbox: {left} job(s) kept for the next start");
+        }
+    }
+}
+
+impl DeliveryHandle {
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.0.stats
+    }
+
+    /// Jobs waiting (uploads, webhooks).
+    pub fn queued(&self) -> (u64, u64) {
+        let s = &self.0.stats;
+        (
+            s.uploads_queued.load(Ordering::Relaxed),
+            s.webhooks_queued.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A file is stored (or was already): its jobs are written before the
+    /// camera is told. A duplicate repeats them (same keys, same bytes, same
+    /// event id): a crash between the rename and this call loses nothing.
+    pub fn stored(&self, st: &Stored) {
+        if let Err(e) = self.0.stored(st) {
+            log::error!(
+                "[{}] outbox: cannot queue {} for delivery: {e:#}",
+                st.sidecar.imei,
+                st.path.display()
+            );
+        }
+    }
+
+    /// A video's mp4 is made: it goes up too, with an event.
+    pub fn converted(&self, st: &Stored, mp4: &Path) {
+        let go = || -> Result<()> {
+            let inner = &self.0;
+            let rel = inner.rel(mp4)?;
+            let event = json!({
+                "event": "converted",
+                "id": format!("{rel}:converted"),
+                "imei": st.sidecar.imei,
+                "path": rel,
+                "source": inner.rel(&st.path)?,
+                "sidecar": st.sidecar,
+            });
+            if let Some(s3) = &inner.cfg.s3 {
+                inner.push(Job::Upload {
+                    path: inner.rel(&st.sidecar_path)?,
+                    key: s3.key_for(&inner.rel(&st.sidecar_path)?),
+                    sha256: None,
+                    then_event: None,
+                    delete_local: false,
+                })?;
+                inner.push(Job::Upload {
+                    key: s3.key_for(&rel),
+                    path: rel,
+                    sha256: None,
+                    then_event: Some(event),
+                    delete_local: false,
+                })?;
+            } else if inner.cfg.webhook.is_some() {
+                inner.push_event(event)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = go() {
+            log::error!("outbox: cannot queue {}: {e:#}", mp4.display());
+        }
+    }
+}
+
+impl Inner {
+    fn rel(&self, p: &Path) -> Result<String> {
+        self.outbox
+            .relative(p)
+            .ok_or_else(|| anyhow!("{} is not under the output folder", p.display()))
+    }
+
+    fn enqueue(&self, job: Queued) {
+        match job.job {
+            Job::Upload { .. } => &self.stats.uploads_queued,
+            Job::Webhook { .. } => &self.stats.webhooks_queued,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        lock(&self.queue).push_back(Waiting {
+            job,
+            attempts: 0,
+            due: Instant::now(),
+        });
+        self.wake.notify_one();
+    }
+
+    fn push(&self, job: Job) -> Result<()> {
+        let q = self.outbox.push(job).map_err(|e| anyhow!("{e}"))?;
+        self.enqueue(q);
+        Ok(())
+    }
+
+    fn push_event(&self, body: serde_json::Value) -> Result<()> {
+        let id = body["id"].as_str().unwrap_or_default().to_string();
+        self.push(Job::Webhook { id, body })
+    }
+
+    fn stored(&self, st: &Stored) -> Result<()> {
+        let rel = self.rel(&st.path)?;
+        let id = format!("{rel}:{}", st.sidecar.sha256.hex());
+        let mut event = json!({
+            "event": "stored",
+            "id": id,
+            "imei": st.sidecar.imei,
+            "path": rel,
+            "sidecar": st.sidecar,
+        });
+        // A duplicate's sidecar says so; the event is the stored file's.
+        if let Some(sc) = event["sidecar"].as_object_mut() {
+            sc.remove("duplicate_of");
+        }
+        if let Some(s3) = &self.cfg.s3 {
+            let key = s3.key_for(&rel);
+            event["object"] = json!({
+                "bucket": s3.bucket,
+                "key": key,
+                "url": s3.location(&key),
+            });
+            let sc_rel = self.rel(&st.sidecar_path)?;
+            self.push(Job::Upload {
+                key: s3.key_for(&sc_rel),
+                path: sc_rel,
+                sha256: None,
+                then_event: None,
+                delete_local: false,
+            })?;
+            self.push(Job::Upload {
+                path: rel,
+                key,
+                sha256: Some(st.sidecar.sha256.hex()),
+                then_event: self.cfg.webhook.is_some().then_some(event),
+                delete_local: self.cfg.delete_local,
+            })?;
+        } else if self.cfg.webhook.is_some() {
+            self.push_event(event)?;
+        }
+        Ok(())
+    }
+
+    fn work(&self) {
+        loop {
+            let next = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if let Some(i) = q.iter().position(|w| w.due <= now) {
+                        break q.remove(i).expect("an index just found");
+                    }
+                    let wait = q
+                        .iter()
+                        .map(|w| w.due - now)
+                        .min()
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(Duration::from_secs(1));
+                    q = self
+                        .wake
+                        .wait_timeout(q, wait)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            };
+            self.run(next);
+        }
+    }
+
+    fn run(&self, mut w: Waiting) {
+        let upload = matches!(w.job.job, Job::Upload { .. });
+        let (queued, done, failed) = if upload {
+            (
+                &self.stats.uploads_queued,
+                &self.stats.uploads_done,
+                &self.stats.upload_failures,
+            )
+        } else {
+            (
+                &self.stats.webhooks_queued,
+                &self.stats.webhooks_done,
+                &self.stats.webhook_failures,
+            )
+        };
+        match self.attempt(&w.job.job) {
+            Ok(Outcome::Done) | Ok(Outcome::Gone) => {
+                if let Err(e) = self.outbox.done(&w.job) {
+                    log::error!("outbox: {e}");
+                }
+                queued.fetch_sub(1, Ordering::Relaxed);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                w.attempts += 1;
+                let wait = Duration::from_secs(1u64 << w.attempts.min(16)).min(self.cfg.retry_max);
+                log::warn!(
+                    "outbox: {} failed (attempt {}): {e:#}; again in {} s",
+                    describe(&w.job.job),
+                    w.attempts,
+                    wait.as_secs()
+                );
+                w.due = Instant::now() + wait;
+                lock(&self.queue).push_back(w);
+            }
+        }
+    }
+
+    fn attempt(&self, job: &Job) -> Result<Outcome> {
+        match job {
+            Job::Upload {
+                path,
+                key,
+                sha256,
+                then_event,
+                delete_local,
+            } => {
+                let s3 = self.s3.as_ref().ok_or_else(|| {
+                    anyhow!("an upload job, but no --s3-endpoint: kept for a start with S3 on")
+                })?;
+                let Some(local) = self.outbox.local(path) else {
+                    log::error!(
+                        "outbox: upload of {path:?} names no file under the output folder: dropped"
+                    );
+                    return Ok(Outcome::Gone);
+                };
+                let mut f = match File::open(&local) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        log::warn!(
+                            "outbox: {} is gone before its upload: dropped",
+                            local.display()
+                        );
+                        return Ok(Outcome::Gone);
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("opening {}", local.display()))
+                    }
+                };
+                let len = f.metadata()?.len();
+                s3.put_file(key, &mut f, len, sha256.as_deref())?;
+                log::info!(
+                    "uploaded {} ({len} bytes) to {}",
+                    local.display(),
+                    s3.config().location(key)
+                );
+                if let Some(event) = then_event {
+                    if self.cfg.webhook.is_some() {
+                        self.push_event(event.clone())?;
+                    }
+                }
+                if *delete_local {
+                    drop(f);
+                    match std::fs::remove_file(&local) {
+                        Ok(()) => log::info!(
+                            "{}: removed locally (its object is confirmed)",
+                            local.display()
+                        ),
+                        Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
+                    }
+                }
+                Ok(Outcome::Done)
+            }
+            Job::Webhook { id, body } => {
+                let url = self.cfg.webhook.as_ref().ok_or_else(|| {
+                    anyhow!("an event, but no --webhook: kept for a start with it")
+                })?;
+                let bytes = serde_json::to_vec(body)?;
+                let mut req = self
+                    .http
+                    .post(url)
+                    .set("Content-Type", "application/json")
+                    .set("Idempotency-Key", id)
+                    .set("X-Dashcam-Event", body["event"].as_str().unwrap_or("event"));
+                if let Some(secret) = &self.cfg.webhook_secret {
+                    let sig = crate::s3::hmac_hex(secret.as_bytes(), &bytes);
+                    req = req.set("X-Dashcam-Signature", &format!("sha256={sig}"));
+                }
+                match req.send_bytes(&bytes) {
+                    Ok(_) => {
+                        log::debug!("webhook: {id} delivered");
+                        Ok(Outcome::Done)
+                    }
+                    Err(ureq::Error::Status(code, _)) => {
+                        Err(anyhow!("the receiver answered HTTP {code}"))
+                    }
+                    Err(e) => Err(anyhow!("{e}")),
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Done,
+    /// Can never be done (the file is gone): dropped, logged.
+    Gone,
+}
+
+fn describe(job: &Job) -> String {
+    match job {
+        Job::Upload { path, key, .. } => format!("upload of {path} as {key}"),
+        Job::Webhook { id, .. } => format!("event {id}"),
+    }
+}
+
+/// The output folder's outbox holds jobs for these paths (tests, `/metrics`).
+pub fn outbox_len(root: &Path) -> usize {
+    Outbox::open(root).map_or(0, |o| o.len())
+}

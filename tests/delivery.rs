@@ -1,0 +1,480 @@
+//! Into the integrator's platform, against real processes: the server binary
+//! uploads to a real S3-compatible store (`s3s-fs`, its own process, real
+//! SigV4 signatures and checksums), posts signed events to a real HTTP
+//! receiver, and serves /metrics (checked by Prometheus's own parser),
+//! /healthz and the gallery over HTTP (opened in headless chromium). A kill -9
+//! during uploads and a store that is down for a while lose nothing and
+//! store nothing twice.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dashcam_server::codec::FileKind;
+use dashcam_server::s3::{hmac_hex, S3Client, S3Config};
+use dashcam_server::simulator::run_camera;
+
+const KEY_ID: &str = "AKIDDASHCAMTEST";
+const SECRET: &str = "dashcam-test-secret-key";
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+
+/// Kills its process when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(addr: SocketAddr, what: &str) {
+    wait_for(what, || TcpStream::connect(addr).is_ok());
+}
+
+/// s3s-fs on `port`, keeping its objects in `dir`.
+fn store(dir: &Path, port: u16) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = Proc(
+        Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", KEY_ID, "--secret-key", SECRET])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs"),
+    );
+    wait_port(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "the object store",
+    );
+    p
+}
+
+fn client(port: u16) -> S3Client {
+    S3Client::new(S3Config {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: "fleet".into(),
+        region: "us-east-1".into(),
+        prefix: String::new(),
+        access_key: KEY_ID.into(),
+        secret_key: SECRET.into(),
+        session_token: None,
+    })
+}
+
+/// The server binary as a service would run it; returns it and its camera address.
+fn server(out: &Path, log: &Path, extra: &[String]) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--output-dir")
+        .arg(out)
+        .args(["--min-free-mb", "0", "--max-per-ip", "100"])
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let p = Proc(child);
+    wait_port(addr, "the server");
+    (p, addr)
+}
+
+fn s3_flags(port: u16, prefix: &str) -> Vec<String> {
+    [
+        "--s3-endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "--s3-bucket",
+        "fleet",
+        "--s3-prefix",
+        prefix,
+        "--retry-max",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// One POST: its headers (lower-case names) and body.
+type Post = (Vec<(String, String)>, Vec<u8>);
+
+/// A real HTTP receiver: each POST's headers and body.
+struct Receiver {
+    url: String,
+    rx: mpsc::Receiver<Post>,
+}
+
+fn receiver(fail_first: usize) -> Receiver {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", server.server_addr().to_ip().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for mut req in server.incoming_requests() {
+            n += 1;
+            let mut body = Vec::new();
+            req.as_reader().read_to_end(&mut body).unwrap();
+            if n <= fail_first {
+                let _ = req.respond(tiny_http::Response::from_string("busy").with_status_code(503));
+                continue;
+            }
+            let headers = req
+                .headers()
+                .iter()
+                .map(|h| {
+                    (
+                        h.field.to_string().to_ascii_lowercase(),
+                        h.value.to_string(),
+                    )
+                })
+                .collect();
+            let _ = req.respond(tiny_http::Response::from_string("ok"));
+            if tx.send((headers, body)).is_err() {
+                return;
+            }
+        }
+    });
+    Receiver { url, rx }
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+    h.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) {
+    let mut req = ureq::get(&format!("http://{addr}{path}"));
+    if let Some(a) = auth {
+        req = req.set("Authorization", a);
+    }
+    match req.call() {
+        Ok(r) => {
+            let code = r.status();
+            let mut b = Vec::new();
+            r.into_reader().read_to_end(&mut b).unwrap();
+            (code, b)
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            let mut b = Vec::new();
+            let _ = r.into_reader().read_to_end(&mut b);
+            (code, b)
+        }
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
+fn media_files(out: &Path, imei: u64) -> Vec<PathBuf> {
+    media(out, imei)
+}
+
+fn log_has(log: &Path, what: &str) -> bool {
+    std::fs::File::open(log).is_ok_and(|f| {
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(what))
+    })
+}
+
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+#[cfg_attr(
+    not(have_prometheus_parser),
+    ignore = "needs python3 with prometheus_client (pip install prometheus_client)"
+)]
+fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_in_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let _store = store(&tmp.path().join("s3"), s3_port);
+    let bucket = client(s3_port);
+    bucket.create_bucket().unwrap();
+    // The receiver is busy at first: events are retried.
+    let hook = receiver(1);
+    let http = free_port();
+    let out = tmp.path().join("out");
+    let log = tmp.path().join("server.log");
+    let mut flags = s3_flags(s3_port, "site-a");
+    flags.extend(
+        [
+            "--webhook",
+            &hook.url,
+            "--webhook-secret",
+            "hook-secret",
+            "--http-bind",
+            &format!("127.0.0.1:{http}"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let (_srv, addr) = server(&out, &log, &flags);
+    let imei = 350612071913857u64;
+    let photo = write_file(tmp.path(), "p.jpg", &content(3000, 1));
+    // Over 16 MiB: a multipart upload.
+    let video = write_file(tmp.path(), "v.h265", &content(17 << 20, 2));
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.files = vec![(FileKind::PhotoFront, photo), (FileKind::VideoFront, video)];
+    cam.timeout = Duration::from_secs(60);
+    assert!(run_camera(&cam).unwrap().complete);
+    let stored = media_files(&out, imei);
+    assert_eq!(stored.len(), 2);
+    // Two signed events, each naming its object.
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let (h, body) = hook
+            .rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an event");
+        assert_eq!(
+            header(&h, "x-dashcam-signature"),
+            format!("sha256={}", hmac_hex(b"hook-secret", &body))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(header(&h, "idempotency-key"), v["id"].as_str().unwrap());
+        assert_eq!(v["event"], "stored");
+        events.push(v);
+    }
+    for f in &stored {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let key = format!("site-a/{imei}/{name}");
+        let ev = events
+            .iter()
+            .find(|e| e["object"]["key"] == key.as_str())
+            .unwrap_or_else(|| panic!("no event for {key}: {events:?}"));
+        assert_eq!(ev["sidecar"]["sha256"], sidecar_json(f)["sha256"]);
+        // Byte-exact in the bucket, sidecar too.
+        assert_eq!(
+            bucket.get(&key).unwrap(),
+            std::fs::read(f).unwrap(),
+            "{key}"
+        );
+        let sc_key = key.rsplit_once('.').unwrap().0.to_string() + ".json";
+        wait_for("the sidecar object", || bucket.get(&sc_key).is_ok());
+        assert_eq!(
+            bucket.get(&sc_key).unwrap(),
+            std::fs::read(f.with_extension("json")).unwrap()
+        );
+    }
+    wait_for("an empty outbox", || {
+        dashcam_server::delivery::outbox_len(&out) == 0
+    });
+    // /metrics, read by Prometheus's own parser.
+    let (code, body) = http_get(
+        format!("127.0.0.1:{http}").parse().unwrap(),
+        "/metrics",
+        None,
+    );
+    assert_eq!(code, 200);
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+             for f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(s.name, dict(s.labels), s.value)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().unwrap(), &body)?;
+            drop(c.stdin.take());
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "the Prometheus parser refused /metrics"
+    );
+    let samples = String::from_utf8(parsed.stdout).unwrap();
+    let value = |name: &str| -> f64 {
+        samples
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{samples}"))
+    };
+    assert_eq!(value("dashcam_files_stored_total"), 2.0);
+    assert_eq!(
+        value("dashcam_bytes_stored_total"),
+        (3000 + (17 << 20)) as f64
+    );
+    assert_eq!(value("dashcam_uploads_total"), 4.0, "2 media + 2 sidecars");
+    assert_eq!(value("dashcam_upload_queue"), 0.0);
+    assert_eq!(value("dashcam_webhooks_total"), 2.0);
+    assert!(
+        value("dashcam_webhook_failures_total") >= 1.0,
+        "the busy receiver"
+    );
+    let completed = samples
+        .lines()
+        .find(|l| l.starts_with("dashcam_session_ends_total {'reason': 'completed'}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(completed, Some(1.0), "{samples}");
+    let (code, _) = http_get(
+        format!("127.0.0.1:{http}").parse().unwrap(),
+        "/healthz",
+        None,
+    );
+    assert_eq!(code, 200);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let out = tmp.path().join("out");
+    let imei = 350612071913858u64;
+    // The store is down: the camera is still served, the jobs wait on disk.
+    let (srv, addr) = server(&out, &tmp.path().join("a.log"), &s3_flags(s3_port, ""));
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "v.h265", &content(20 << 20, 3)),
+    )];
+    cam.timeout = Duration::from_secs(60);
+    assert!(run_camera(&cam).unwrap().complete);
+    wait_for("a failed attempt", || {
+        log_has(&tmp.path().join("a.log"), "failed (attempt")
+    });
+    drop(srv); // kill -9
+    assert_eq!(
+        dashcam_server::delivery::outbox_len(&out),
+        2,
+        "media + sidecar wait"
+    );
+    // The store comes back; a restarted server delivers, and is killed
+    // again as soon as an upload has begun, then restarted once more.
+    let _store = store(&tmp.path().join("s3"), s3_port);
+    let bucket = client(s3_port);
+    bucket.create_bucket().unwrap();
+    let log_b = tmp.path().join("b.log");
+    let (srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
+    wait_for("the first upload", || log_has(&log_b, "uploaded "));
+    drop(srv);
+    let log_c = tmp.path().join("c.log");
+    let (_srv, _) = server(&out, &log_c, &s3_flags(s3_port, ""));
+    let began = Instant::now();
+    while dashcam_server::delivery::outbox_len(&out) > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the outbox never emptied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stored = media_files(&out, imei);
+    assert_eq!(stored.len(), 1, "stored once locally");
+    let name = stored[0].file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        bucket.get(&format!("{imei}/{name}")).unwrap(),
+        std::fs::read(&stored[0]).unwrap()
+    );
+    // Nothing else in the bucket under that camera (no second copy under another name).
+    let objects: Vec<PathBuf> = all_files(&tmp.path().join("s3").join("fleet"));
+    assert_eq!(objects.len(), 2, "the media and its sidecar: {objects:?}");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_chromium),
+    ignore = "needs chromium on PATH (apt install chromium)"
+)]
+fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let http = free_port();
+    let haddr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let (_srv, addr) = server(
+        &out,
+        &tmp.path().join("s.log"),
+        &["--http-bind".into(), haddr.to_string()],
+    );
+    let imei = 350612071913859u64;
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photo.jpg"))
+        .unwrap_or_else(|_| content(2000, 9));
+    cam.files = vec![(FileKind::PhotoFront, write_file(tmp.path(), "p.jpg", &jpeg))];
+    assert!(run_camera(&cam).unwrap().complete);
+    let stored = media_files(&out, imei);
+    let name = stored[0].file_name().unwrap().to_str().unwrap().to_string();
+    wait_for("the gallery page", || {
+        std::fs::read_to_string(out.join("index.html")).is_ok_and(|t| t.contains(&imei.to_string()))
+    });
+    let (code, bytes) = http_get(haddr, &format!("/{imei}/{name}"), None);
+    assert_eq!((code, bytes), (200, std::fs::read(&stored[0]).unwrap()));
+    for bad in ["/../etc/passwd", "/.outbox/", &format!("/{imei}/.partial/")] {
+        assert_eq!(http_get(haddr, bad, None).0, 404, "{bad}");
+    }
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("http://{haddr}/"))
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains(&imei.to_string()),
+        "the page in the browser: {dom}"
+    );
+    // Beyond loopback a token is required; with one, it is asked for.
+    let refused = Command::new(BIN)
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--http-bind",
+            "0.0.0.0:0",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("o2"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--http-token"));
+    let http2 = free_port();
+    let h2: SocketAddr = format!("127.0.0.1:{http2}").parse().unwrap();
+    let (_srv2, _) = server(
+        &tmp.path().join("o3"),
+        &tmp.path().join("s3.log"),
+        &[
+            "--http-bind".into(),
+            h2.to_string(),
+            "--http-token".into(),
+            "t0ken".into(),
+        ],
+    );
+    wait_port(h2, "the HTTP endpoint");
+    assert_eq!(http_get(h2, "/metrics", None).0, 401);
+    assert_eq!(http_get(h2, "/metrics", Some("Bearer wrong")).0, 401);
+    assert_eq!(http_get(h2, "/metrics", Some("Bearer t0ken")).0, 200);
+    // Basic auth, the token as the password: "tech:t0ken".
+    assert_eq!(
+        http_get(h2, "/metrics", Some("Basic dGVjaDp0MGtlbg==")).0,
+        200
+    );
+    assert_eq!(
+        http_get(h2, "/healthz", None).0,
+        200,
+        "health needs no token"
+    );
+}
