@@ -478,3 +478,87 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
         "health needs no token"
     );
 }
+
+/// "Running a fleet", step 4: three instances behind the project's own
+/// `deploy/haproxy.cfg`, each with its own folder, all writing into one
+/// bucket: every camera's file is there once, byte-exact.
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+#[cfg_attr(
+    not(have_haproxy),
+    ignore = "needs haproxy on PATH (apt install haproxy)"
+)]
+fn three_instances_behind_haproxy_write_into_one_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let _store = store(&tmp.path().join("s3"), s3_port);
+    let bucket = client(s3_port);
+    bucket.create_bucket().unwrap();
+    let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();
+    let mut flags = s3_flags(s3_port, "site-a");
+    flags.push("--proxy-protocol".into());
+    let servers: Vec<(Proc, SocketAddr)> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| server(o, &tmp.path().join(format!("s{i}.log")), &flags))
+        .collect();
+    let front = free_port();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
+            .unwrap();
+    let mut cfg = text.replace("    bind :5000", &format!("    bind 127.0.0.1:{front}"));
+    for (i, (_, a)) in servers.iter().enumerate() {
+        cfg = cfg.replace(&format!("127.0.0.1:{}", 5001 + i), &a.to_string());
+    }
+    let cfg_path = tmp.path().join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let _haproxy = Proc(
+        Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let front_addr: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_port(front_addr, "haproxy");
+    let imeis: Vec<u64> = (0..6).map(|i| 350612071914000 + i).collect();
+    for (i, imei) in imeis.iter().enumerate() {
+        let mut cam = dashcam_server::simulator::SimConfig::new(front_addr.to_string(), *imei);
+        cam.files = vec![(
+            FileKind::PhotoFront,
+            write_file(
+                tmp.path(),
+                &format!("p{i}.jpg"),
+                &content(4000, 50 + i as u64),
+            ),
+        )];
+        cam.timeout = Duration::from_secs(30);
+        assert!(run_camera(&cam).unwrap().complete, "camera {imei}");
+    }
+    wait_for("every outbox empty", || {
+        outs.iter()
+            .all(|o| dashcam_server::delivery::outbox_len(o) == 0)
+    });
+    for imei in &imeis {
+        let stored: Vec<PathBuf> = outs.iter().flat_map(|o| media_files(o, *imei)).collect();
+        assert_eq!(stored.len(), 1, "camera {imei} stored once");
+        let name = stored[0].file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            bucket.get(&format!("site-a/{imei}/{name}")).unwrap(),
+            std::fs::read(&stored[0]).unwrap()
+        );
+    }
+    let used = outs
+        .iter()
+        .filter(|o| imeis.iter().any(|i| !media_files(o, *i).is_empty()))
+        .count();
+    assert!(
+        used >= 2,
+        "the cameras spread over the instances ({used} used)"
+    );
+}
