@@ -254,6 +254,16 @@ pub struct ServeArgs {
     /// `dashcam-server gallery` when someone wants to look.
     #[arg(long, env = "DASHCAM_GALLERY", default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, value_name = "BOOL")]
     pub gallery: bool,
+    /// How log lines look: text (for people) or json (one object per line,
+    /// for log shippers: ts, level, msg).
+    #[arg(
+        long,
+        env = "DASHCAM_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// Write the log to this file as well (appended; its folder is created).
     #[arg(long, env = "DASHCAM_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -383,6 +393,11 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub retry_max: f64,
+    /// Remove local media (videos, photos, mp4s) older than this many days,
+    /// checked at start and every hour; sidecars stay. With S3 on, a file
+    /// goes only once its upload is confirmed.
+    #[arg(long, env = "DASHCAM_KEEP_DAYS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_days: Option<u32>,
     /// Serve /metrics (Prometheus), /healthz and the gallery over HTTP here
     /// (e.g. 127.0.0.1:9090). Beyond loopback it needs --http-token.
     #[arg(long, env = "DASHCAM_HTTP_BIND", value_name = "ADDR:PORT")]
@@ -427,6 +442,12 @@ impl ServeArgs {
             retry_max: Duration::from_secs_f64(self.retry_max),
         })
     }
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -766,6 +787,22 @@ fn options_line(a: &ServeArgs) -> String {
             }
         ));
     }
+    if !a.allow_imei.is_empty() || a.allow_file.is_some() {
+        let mut what = Vec::new();
+        if !a.allow_imei.is_empty() {
+            what.push(format!("{} IMEI(s)", a.allow_imei.len()));
+        }
+        if let Some(f) = &a.allow_file {
+            what.push(format!("{}", f.display()));
+        }
+        o.push(format!("allow-list {}", what.join(" + ")));
+    }
+    if let Some(d) = a.keep_days {
+        o.push(format!("media kept {d} day(s)"));
+    }
+    if a.log_format == LogFormat::Json {
+        o.push("JSON log".into());
+    }
     if let Some(h) = &a.http_bind {
         o.push(format!(
             "HTTP on {h}{}",
@@ -777,6 +814,80 @@ fn options_line(a: &ServeArgs) -> String {
         ));
     }
     o.join(", ")
+}
+
+/// SIGINT and SIGTERM stop the server. SIGHUP (what `systemctl reload` and
+/// logrotate send): the allow-list is read again (a list that does not read
+/// keeps the old one) and the log file reopened. (Windows has no SIGHUP:
+/// restart the service there.)
+#[cfg(unix)]
+fn on_signals(args: ServeArgs, server: crate::server::StopHandle) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .context("installing the signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig != SIGHUP {
+                    server.stop();
+                    continue;
+                }
+                if let Err(e) = crate::logging::reopen() {
+                    log::error!("SIGHUP: {e:#}");
+                }
+                match args.allow_list() {
+                    Ok(list) => {
+                        let n = list.as_ref().map(|l| l.len());
+                        server.set_allow(list);
+                        match n {
+                            Some(n) => log::info!(
+                                "SIGHUP: allow-list reloaded: {n} IMEI(s); log file reopened"
+                            ),
+                            None => log::info!(
+                                "SIGHUP: no allow-list (every camera is served); log file reopened"
+                            ),
+                        }
+                    }
+                    Err(e) => log::error!(
+                        "SIGHUP: the allow-list was not reloaded, the old one stays: {e:#}"
+                    ),
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// `--keep-days`: a thread that sweeps at start and every hour until its
+/// channel closes.
+fn start_retention(
+    root: PathBuf,
+    days: u32,
+    s3: bool,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || loop {
+        let cutoff = std::time::SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400);
+        // With S3 on, a file whose upload still waits is kept.
+        let waiting = if s3 {
+            crate::storage::outbox::Outbox::open(&root)
+                .map(|o| o.waiting_uploads())
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let (n, bytes) =
+            crate::storage::retention::remove_older_than(&root, cutoff, |p| waiting.contains(p));
+        if n > 0 {
+            log::info!("--keep-days {days}: removed {n} file(s), {bytes} bytes");
+        }
+        match rx.recv_timeout(Duration::from_secs(3600)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return,
+        }
+    });
+    (tx, t)
 }
 
 fn serve(args: &ServeArgs) -> Result<()> {
@@ -837,7 +948,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
             crate::gallery::notify_changed(&root);
         }
     });
-    // After the hook is set: the endpoint keeps a handle on the server.
+    if let Some(d) = handle.clone() {
+        server = server.on_end(move |summary| d.refused(summary));
+    }
+    // After the hooks are set: the endpoint keeps a handle on the server.
     let http = match args.http_bind {
         Some(bind) => {
             let waiting = converter.as_ref().map(|c| c.waiting());
@@ -857,8 +971,15 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let stop = server.stop_handle();
-    ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
+    // Unix: SIGINT and SIGTERM stop, SIGHUP reloads (ctrlc would take
+    // SIGHUP as a stop). Windows: Ctrl+C and closing the console stop.
+    #[cfg(unix)]
+    on_signals(args.clone(), server.stop_handle())?;
+    #[cfg(not(unix))]
+    {
+        let stop = server.stop_handle();
+        ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
+    }
     let ports: Vec<String> = server
         .addrs()
         .iter()
@@ -880,7 +1001,14 @@ fn serve(args: &ServeArgs) -> Result<()> {
                 .display()
         );
     }
+    let retention = args
+        .keep_days
+        .map(|days| start_retention(args.output_dir.clone(), days, args.s3_endpoint.is_some()));
     let result = server.run();
+    if let Some((tx, t)) = retention {
+        drop(tx);
+        let _ = t.join();
+    }
     if let Some(c) = converter {
         c.stop();
     }
@@ -1127,7 +1255,8 @@ pub fn main() -> i32 {
         Some(Command::Verify(a)) => Some(&a.serve),
         _ => None,
     };
-    if let Err(e) = crate::logging::init(serving.and_then(|a| a.log_file.as_deref())) {
+    let json = serving.is_some_and(|a| a.log_format == LogFormat::Json);
+    if let Err(e) = crate::logging::init(serving.and_then(|a| a.log_file.as_deref()), json) {
         eprintln!("error: {e:#}");
         return 1;
     }

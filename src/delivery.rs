@@ -171,6 +171,34 @@ impl DeliveryHandle {
         }
     }
 
+    /// A file the server refused (larger than `--max-file-mb`, a path it
+    /// will not take): an event, so the platform knows it is not coming.
+    pub fn refused(&self, summary: &crate::driver::Summary) {
+        use crate::session::Refusal;
+        let (Some(imei), true) = (summary.imei, self.0.cfg.webhook.is_some()) else {
+            return;
+        };
+        for r in &summary.refused {
+            let file = match r {
+                Refusal::TooLarge { file, .. } => file.clone(),
+                Refusal::Path { shown, .. } => shown.clone(),
+                _ => continue,
+            };
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let event = json!({
+                "event": "refused",
+                "id": format!("{imei}:{file}:refused:{at}"),
+                "imei": imei.to_string(),
+                "file": file,
+                "reason": r.to_string(),
+                "at": at,
+            });
+            if let Err(e) = self.0.push_event(event) {
+                log::error!("[{imei}] outbox: cannot queue the refusal event: {e:#}");
+            }
+        }
+    }
+
     /// A video's mp4 is made: it goes up too, with an event.
     pub fn converted(&self, st: &Stored, mp4: &Path) {
         let go = || -> Result<()> {

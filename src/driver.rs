@@ -53,6 +53,8 @@ pub struct Summary {
     pub already_had: u32,
     /// Bytes of the files stored (new ones).
     pub bytes: u64,
+    /// Files the server would not take (the first 64).
+    pub refused: Vec<crate::session::Refusal>,
     pub crc_errors: u32,
     pub duration: Duration,
     pub end: End,
@@ -66,6 +68,7 @@ impl Summary {
             stored: 0,
             already_had: 0,
             bytes: 0,
+            refused: Vec::new(),
             crc_errors: 0,
             duration: Duration::ZERO,
             end,
@@ -142,7 +145,12 @@ struct Tally {
     stored: u32,
     already_had: u32,
     bytes: u64,
+    refused: Vec<crate::session::Refusal>,
 }
+
+/// Refusals a summary names (each is also logged): a camera offering
+/// thousands of refused files must not grow a session's memory.
+const MAX_REFUSALS_KEPT: usize = 64;
 
 impl<'a> Files<'_, 'a> {
     // The rare, heavy steps (open, publish) are kept out of line: their stack
@@ -233,6 +241,11 @@ impl<'a> Files<'_, 'a> {
                     live::file_ended(self.conn);
                     if let Some(p) = self.partial.take() {
                         p.abandon(crc_errors);
+                    }
+                }
+                Action::Refused(r) => {
+                    if self.tally.refused.len() < MAX_REFUSALS_KEPT {
+                        self.tally.refused.push(r);
                     }
                 }
                 Action::End(end) => self.end = Some(end),
@@ -415,6 +428,7 @@ fn summarize(
         stored: tally.stored,
         already_had: tally.already_had,
         bytes: tally.bytes,
+        refused: tally.refused,
         crc_errors: stats.crc_errors,
         duration: began.elapsed(),
         end: end

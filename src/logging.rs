@@ -36,26 +36,62 @@ impl Write for Tee {
     }
 }
 
-/// Starts logging (RUST_LOG, default `info`); with a log file, lines go there too.
-pub fn init(log_file: Option<&Path>) -> Result<()> {
+/// The log file, so SIGHUP can reopen it (logrotate moved it away).
+static LOG_FILE: Mutex<Option<(std::path::PathBuf, Arc<Mutex<File>>)>> = Mutex::new(None);
+
+fn open_log(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .with_context(|| format!("opening the log file {}", p.display()))
+}
+
+/// Reopens the log file under its name (after `logrotate` renamed it).
+pub fn reopen() -> Result<()> {
+    let guard = LOG_FILE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((path, file)) = guard.as_ref() {
+        let fresh = open_log(path)?;
+        *file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+    }
+    Ok(())
+}
+
+/// Starts logging (RUST_LOG, default `info`); with a log file, lines go there
+/// too; `json`: one JSON object per line (`ts`, `level`, `msg`).
+pub fn init(log_file: Option<&Path>, json: bool) -> Result<()> {
     let file = match log_file {
         Some(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the log folder {}", dir.display()))?;
             }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening the log file {}", p.display()))?;
-            Some(Arc::new(Mutex::new(f)))
+            let f = Arc::new(Mutex::new(open_log(p)?));
+            *LOG_FILE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((p.to_path_buf(), f.clone()));
+            Some(f)
         }
         None => None,
     };
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .target(env_logger::Target::Pipe(Box::new(Tee { file })))
-        .try_init();
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    b.format_target(false)
+        .target(env_logger::Target::Pipe(Box::new(Tee { file })));
+    if json {
+        b.format(|buf, record| {
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "msg": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    let _ = b.try_init();
     Ok(())
 }

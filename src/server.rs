@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,7 @@ impl ServerConfig {
 }
 
 type StoredHook = Box<dyn Fn(&Stored) + Send + Sync>;
+type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
 
 struct Conn {
     imei: Option<u64>,
@@ -153,7 +154,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 struct Shared {
-    session: session::Config,
+    /// Swapped whole when SIGHUP reloads the allow-list; each connection
+    /// keeps the one it started with.
+    session: RwLock<Arc<session::Config>>,
     storage: Storage,
     metrics: Metrics,
     fast: FastBudget,
@@ -163,6 +166,8 @@ struct Shared {
     conns: Mutex<HashMap<u64, Conn>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     on_stored: StoredHook,
+    /// Called with every connection's summary as it ends.
+    on_end: EndHook,
     max_connections: usize,
     max_per_ip: usize,
     proxy_protocol: bool,
@@ -197,6 +202,18 @@ impl StopHandle {
     /// The server's counters since it started.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Replaces the allow-list (SIGHUP): new connections use the new one.
+    pub fn set_allow(&self, allow: Option<std::collections::HashSet<u64>>) {
+        let mut cfg = self
+            .0
+            .session
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = session::Config::clone(&cfg);
+        next.allow = allow;
+        *cfg = Arc::new(next);
     }
 
     /// False once a stop was asked for.
@@ -396,7 +413,7 @@ impl Server {
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
-                session: cfg.session,
+                session: RwLock::new(Arc::new(cfg.session)),
                 storage,
                 metrics: Metrics::default(),
                 fast: FastBudget::default(),
@@ -406,6 +423,7 @@ impl Server {
                 conns: Mutex::new(HashMap::new()),
                 per_ip: Mutex::new(HashMap::new()),
                 on_stored: Box::new(|_| {}),
+                on_end: Box::new(|_| {}),
                 max_connections,
                 max_per_ip: cfg.max_per_ip,
                 proxy_protocol: cfg.proxy_protocol,
@@ -437,6 +455,14 @@ impl Server {
         Arc::get_mut(&mut self.shared)
             .expect("not running yet")
             .on_stored = Box::new(hook);
+        self
+    }
+
+    /// Called (on the connection's thread) with each session's summary.
+    pub fn on_end(mut self, hook: impl Fn(&Summary) + Send + Sync + 'static) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("not running yet")
+            .on_end = Box::new(hook);
         self
     }
 
@@ -698,6 +724,7 @@ fn admit(
                 });
                 drop(slot);
                 shared.metrics.ended(&summary.end);
+                (shared.on_end)(&summary);
                 if let Some(tx) = summaries {
                     let _ = tx.send(summary);
                 }
@@ -795,7 +822,12 @@ fn serve_camera(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Summary {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(shared.session.read_timeout));
+    let read_timeout = shared
+        .session
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .read_timeout;
+    let _ = stream.set_write_timeout(Some(read_timeout));
     // One deadline for every byte before the init packet: PROXY header, TLS
     // handshake and the init packet itself.
     let accepted = Instant::now();
@@ -843,8 +875,13 @@ fn serve_camera(
         if tls.is_some() { " (TLS)" } else { "" }
     );
     let on_camera = |imei: u64| replace_older_links(shared, id, imei);
+    let config = shared
+        .session
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let env = Env {
-        config: &shared.session,
+        config: &config,
         storage: &shared.storage,
         shutdown: &shared.stopping,
         on_stored: &*shared.on_stored,

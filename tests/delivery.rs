@@ -562,3 +562,157 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
         "the cameras spread over the instances ({used} used)"
     );
 }
+
+/// Sets a file's modification time `days` back.
+fn age(p: &Path, days: u64) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
+        .unwrap();
+}
+
+/// `--keep-days 2`: media older than two days goes (its sidecar stays), a
+/// newer one stays; with S3 on, an old file whose upload still waits stays.
+#[test]
+fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let send = |addr: SocketAddr, imei: u64, seed: u64| {
+        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+        cam.files = vec![(
+            FileKind::PhotoFront,
+            write_file(tmp.path(), &format!("p{seed}.jpg"), &content(3000, seed)),
+        )];
+        assert!(run_camera(&cam).unwrap().complete);
+        media_files(&out, imei).pop().unwrap()
+    };
+    let (old, new) = {
+        let (_srv, addr) = server(&out, &tmp.path().join("a.log"), &[]);
+        (
+            send(addr, 350612071915001, 1),
+            send(addr, 350612071915002, 2),
+        )
+    };
+    age(&old, 3);
+    age(&new, 1);
+    // A third camera's old file waits for an upload (the store is down).
+    let dead = free_port();
+    let waiting = {
+        let (_srv, addr) = server(&out, &tmp.path().join("b.log"), &s3_flags(dead, ""));
+        send(addr, 350612071915003, 3)
+    };
+    age(&waiting, 3);
+    let log = tmp.path().join("c.log");
+    let mut flags = s3_flags(dead, "");
+    flags.extend(["--keep-days".to_string(), "2".to_string()]);
+    let (_srv, _) = server(&out, &log, &flags);
+    wait_for("the sweep", || log_has(&log, "--keep-days 2: removed"));
+    assert!(!old.exists(), "old media removed");
+    assert!(old.with_extension("json").exists(), "its sidecar stays");
+    assert!(new.exists(), "newer media stays");
+    assert!(waiting.exists(), "an upload still waiting keeps its file");
+}
+
+/// SIGHUP reloads the allow-list and reopens the log file (logrotate's
+/// `create` mode: the old file renamed, a new one opened under the name);
+/// `--log-format json` writes one JSON object per line, the first naming
+/// the version and the options in effect.
+#[test]
+#[cfg(unix)]
+fn sighup_reloads_the_allow_list_and_reopens_a_json_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (a, b) = (350612071916001u64, 350612071916002u64);
+    let allow = tmp.path().join("allow.txt");
+    std::fs::write(&allow, format!("{a}\n")).unwrap();
+    let log = tmp.path().join("logs/server.log");
+    let flags: Vec<String> = vec![
+        "--allow-file".into(),
+        allow.to_str().unwrap().into(),
+        "--log-file".into(),
+        log.to_str().unwrap().into(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    let (srv, addr) = server(&out, &tmp.path().join("stderr.log"), &flags);
+    let send = |imei: u64, seed: u64| {
+        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+        cam.files = vec![(
+            FileKind::PhotoFront,
+            write_file(tmp.path(), &format!("p{seed}.jpg"), &content(2000, seed)),
+        )];
+        cam.timeout = Duration::from_secs(10);
+        let _ = run_camera(&cam);
+        media_files(&out, imei).len()
+    };
+    assert_eq!(send(a, 1), 1);
+    assert_eq!(send(b, 2), 0, "not in the allow-list yet");
+    std::fs::write(&allow, format!("{a}\n{b}\n")).unwrap();
+    let rotated = tmp.path().join("logs/server.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = srv.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the reload", || {
+        log_has(&log, "allow-list reloaded: 2 IMEI(s)")
+    });
+    assert_eq!(send(b, 3), 1, "served after the reload");
+    let mut lines = Vec::new();
+    for f in [&rotated, &log] {
+        for l in std::fs::read_to_string(f).unwrap().lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            assert!(v["ts"].is_string() && v["level"].is_string(), "{l}");
+            lines.push(v["msg"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        lines[0].starts_with(&format!(
+            "dashcam-server {} starting",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("allow-list"),
+        "the options in effect: {}",
+        lines[0]
+    );
+}
+
+/// A refused file is an event too: the platform learns it is not coming.
+#[test]
+fn a_refused_file_sends_a_refused_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let hook = receiver(0);
+    let flags: Vec<String> = vec![
+        "--webhook".into(),
+        hook.url.clone(),
+        "--max-file-mb".into(),
+        "1".into(),
+    ];
+    let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
+    let imei = 350612071917001u64;
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.files = vec![(
+        FileKind::VideoFront,
+        write_file(tmp.path(), "big.h265", &content(2 << 20, 7)),
+    )];
+    cam.timeout = Duration::from_secs(10);
+    let _ = run_camera(&cam);
+    let (h, body) = hook
+        .rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("an event");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["event"], "refused", "{v}");
+    assert_eq!(v["imei"], imei.to_string());
+    assert_eq!(v["file"], "%videof");
+    assert_eq!(header(&h, "idempotency-key"), v["id"].as_str().unwrap());
+    assert!(v["reason"].as_str().unwrap().contains("max-file-mb"), "{v}");
+    assert!(media_files(&out, imei).is_empty());
+}

@@ -22,6 +22,7 @@ pub mod names;
 pub mod outbox;
 mod partial;
 pub mod publish;
+pub mod retention;
 pub mod sidecar;
 
 pub use catalog::StoredFile;

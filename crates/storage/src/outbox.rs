@@ -151,6 +151,17 @@ impl Outbox {
         Some(parts?.join("/"))
     }
 
+    /// The local files uploads still waiting name.
+    pub fn waiting_uploads(&self) -> std::collections::HashSet<PathBuf> {
+        self.pending()
+            .into_iter()
+            .filter_map(|q| match q.job {
+                Job::Upload { path, .. } => self.local(&path),
+                Job::Webhook { .. } => None,
+            })
+            .collect()
+    }
+
     /// Jobs waiting now (a count of files).
     pub fn len(&self) -> usize {
         fs::read_dir(&self.dir).map_or(0, |e| {

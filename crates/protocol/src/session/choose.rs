@@ -246,7 +246,9 @@ impl Session<'_> {
         };
         if let Some(why) = refuse {
             log::warn!("[{}] refusing path \"{shown}\": {why}; CLOSE", self.tag);
-            self.finish_session(End::Refused(Refusal::Path { shown, why }), true);
+            let refusal = Refusal::Path { shown, why };
+            self.actions.push_back(Action::Refused(refusal.clone()));
+            self.finish_session(End::Refused(refusal), true);
             return;
         }
         // A path stored in this session and offered again is a new file of
@@ -370,6 +372,7 @@ impl Session<'_> {
             };
             self.stats.files_failed += 1;
             self.skip.insert(file.spec.identifier.clone());
+            self.actions.push_back(Action::Refused(why.clone()));
             if file.flow == Flow::Identifier {
                 // The camera's other files still come: ask for the next one.
                 log::warn!(

@@ -135,6 +135,9 @@ pub enum Action {
     /// Stop writing the open file; keep what is stored for a later resume,
     /// with the CRC errors seen on this connection.
     Abandon { crc_errors: u32 },
+    /// A file the server will not take (the camera is told; the session goes on
+    /// with its other files, or ends with [`Action::End`]).
+    Refused(Refusal),
     /// The session is over: send what is pending, then close the link.
     End(End),
 }

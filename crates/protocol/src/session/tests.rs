@@ -44,6 +44,7 @@ struct H<'c> {
     stored: Vec<(FileRecord, Vec<u8>)>,
     abandoned: u32,
     ends: Vec<End>,
+    refused: Vec<Refusal>,
 }
 
 impl<'c> H<'c> {
@@ -59,6 +60,7 @@ impl<'c> H<'c> {
             stored: Vec::new(),
             abandoned: 0,
             ends: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -68,6 +70,7 @@ impl<'c> H<'c> {
         while let Some(a) = self.s.poll_action() {
             match a {
                 Action::Camera(_) => {}
+                Action::Refused(r) => self.refused.push(r),
                 Action::Open(_) => {
                     self.file = std::mem::take(&mut self.preset);
                     let n = self.file.len() as u64;

@@ -1,0 +1,48 @@
+//! `--keep-days`: local media older than N days is removed (its sidecar
+//! stays: the record of what the camera sent). Only stored media (a file
+//! with its sidecar, and a converted mp4) is ever removed; partials, the
+//! index and the outbox are not media.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::catalog;
+
+/// Removes media under `root` last modified before `cutoff`, except those
+/// `keep` holds on to (an upload still waiting). Returns (files, bytes).
+pub fn remove_older_than(
+    root: &Path,
+    cutoff: SystemTime,
+    keep: impl Fn(&Path) -> bool,
+) -> (usize, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for (imei, dir) in catalog::cameras(root) {
+        for f in catalog::camera_files(&dir, imei) {
+            let mut media: Vec<PathBuf> = vec![f.media.clone()];
+            if let Some(mp4) = &f.sidecar.mp4 {
+                if !mp4.contains(['/', '\\']) {
+                    media.push(dir.join(mp4));
+                }
+            }
+            for m in media {
+                let Ok(meta) = fs::symlink_metadata(&m) else {
+                    continue;
+                };
+                let old = meta.is_file() && meta.modified().is_ok_and(|t| t < cutoff);
+                if !old || keep(&m) {
+                    continue;
+                }
+                match fs::remove_file(&m) {
+                    Ok(()) => {
+                        files += 1;
+                        bytes += meta.len();
+                        log::info!("--keep-days: removed {}", m.display());
+                    }
+                    Err(e) => log::warn!("--keep-days: cannot remove {}: {e}", m.display()),
+                }
+            }
+        }
+    }
+    (files, bytes)
+}
