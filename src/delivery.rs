@@ -218,14 +218,14 @@ impl DeliveryHandle {
                     key: s3.key_for(&inner.rel(&st.sidecar_path)?),
                     sha256: None,
                     then_event: None,
-                    delete_local: false,
+                    media: false,
                 })?;
                 inner.push(Job::Upload {
                     key: s3.key_for(&rel),
                     path: rel,
                     sha256: None,
                     then_event: Some(event),
-                    delete_local: false,
+                    media: false,
                 })?;
             } else if inner.cfg.webhook.is_some() {
                 inner.push_event(event)?;
@@ -297,14 +297,14 @@ impl Inner {
                 path: sc_rel,
                 sha256: None,
                 then_event: None,
-                delete_local: false,
+                media: false,
             })?;
             self.push(Job::Upload {
                 path: rel,
                 key,
                 sha256: Some(st.sidecar.sha256.hex()),
                 then_event: self.cfg.webhook.is_some().then_some(event),
-                delete_local: self.cfg.delete_local,
+                media: true,
             })?;
         } else if self.cfg.webhook.is_some() {
             self.push_event(event)?;
@@ -387,7 +387,7 @@ impl Inner {
                 key,
                 sha256,
                 then_event,
-                delete_local,
+                media,
             } => {
                 let s3 = self.s3.as_ref().ok_or_else(|| {
                     anyhow!("an upload job, but no --s3-endpoint: kept for a start with S3 on")
@@ -423,7 +423,7 @@ impl Inner {
                         self.push_event(event.clone())?;
                     }
                 }
-                if *delete_local {
+                if *media && self.cfg.delete_local {
                     drop(f);
                     match std::fs::remove_file(&local) {
                         Ok(()) => log::info!(

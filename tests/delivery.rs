@@ -354,6 +354,8 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     )];
     cam.timeout = Duration::from_secs(60);
     assert!(run_camera(&cam).unwrap().complete);
+    let local = media_files(&out, imei);
+    assert_eq!(local.len(), 1);
     wait_for("a failed attempt", || {
         log_has(&tmp.path().join("a.log"), "failed (attempt")
     });
@@ -372,8 +374,11 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     let (srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
     wait_for("the first upload", || log_has(&log_b, "uploaded "));
     drop(srv);
+    // The last start also removes local media once its object is confirmed.
     let log_c = tmp.path().join("c.log");
-    let (_srv, _) = server(&out, &log_c, &s3_flags(s3_port, ""));
+    let mut flags = s3_flags(s3_port, "");
+    flags.push("--s3-delete-local".into());
+    let (_srv, _) = server(&out, &log_c, &flags);
     let began = Instant::now();
     while dashcam_server::delivery::outbox_len(&out) > 0 {
         assert!(
@@ -382,12 +387,16 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stored = media_files(&out, imei);
-    assert_eq!(stored.len(), 1, "stored once locally");
-    let name = stored[0].file_name().unwrap().to_str().unwrap();
+    let name = local[0].file_name().unwrap().to_str().unwrap();
     assert_eq!(
         bucket.get(&format!("{imei}/{name}")).unwrap(),
-        std::fs::read(&stored[0]).unwrap()
+        content(20 << 20, 3),
+        "byte-exact in the bucket"
+    );
+    wait_for("the local media removed", || !local[0].exists());
+    assert!(
+        local[0].with_extension("json").exists(),
+        "the sidecar stays"
     );
     // Nothing else in the bucket under that camera (no second copy under another name).
     let objects: Vec<PathBuf> = all_files(&tmp.path().join("s3").join("fleet"));
@@ -715,4 +724,46 @@ fn a_refused_file_sends_a_refused_event() {
     assert_eq!(header(&h, "idempotency-key"), v["id"].as_str().unwrap());
     assert!(v["reason"].as_str().unwrap().contains("max-file-mb"), "{v}");
     assert!(media_files(&out, imei).is_empty());
+}
+
+/// An event survives a kill -9 while its receiver refuses it: after the
+/// restart it arrives, with the id it had (a receiver drops repeats by it).
+#[test]
+fn an_event_survives_a_kill_while_the_receiver_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let hook = receiver(2);
+    let mut flags: Vec<String> = vec!["--webhook".into(), hook.url.clone()];
+    flags.extend(["--retry-max".to_string(), "1".to_string()]);
+    let log_a = tmp.path().join("a.log");
+    let (srv, addr) = server(&out, &log_a, &flags);
+    let imei = 350612071918001u64;
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.files = vec![(
+        FileKind::PhotoRear,
+        write_file(tmp.path(), "r.jpg", &content(2500, 11)),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    wait_for("a refused delivery", || log_has(&log_a, "failed (attempt"));
+    drop(srv); // kill -9
+    assert_eq!(dashcam_server::delivery::outbox_len(&out), 1);
+    let (_srv, _) = server(&out, &tmp.path().join("b.log"), &flags);
+    let (h, body) = hook
+        .rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the event after the restart");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let stored = media_files(&out, imei);
+    let name = stored[0].file_name().unwrap().to_str().unwrap();
+    assert_eq!(v["path"], format!("{imei}/{name}"));
+    assert_eq!(
+        header(&h, "idempotency-key"),
+        format!(
+            "{imei}/{name}:{}",
+            sidecar_json(&stored[0])["sha256"].as_str().unwrap()
+        )
+    );
+    wait_for("an empty outbox", || {
+        dashcam_server::delivery::outbox_len(&out) == 0
+    });
 }

@@ -35,9 +35,10 @@ pub enum Job {
         /// a stored file says where its object is).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         then_event: Option<serde_json::Value>,
-        /// Remove the local file once the object is confirmed (`--s3-delete-local`).
+        /// The camera's media (not a sidecar or an mp4): removed locally once
+        /// its object is confirmed when `--s3-delete-local` is on then.
         #[serde(default)]
-        delete_local: bool,
+        media: bool,
     },
     /// An event to POST to the webhook; `id` is its idempotency key.
     Webhook { id: String, body: serde_json::Value },
@@ -195,7 +196,7 @@ mod tests {
             key: "p/1/x.jpg".into(),
             sha256: None,
             then_event: None,
-            delete_local: false,
+            media: false,
         })
         .unwrap();
         let again = Outbox::open(tmp.path()).unwrap().pending();
