@@ -897,6 +897,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
         options_line(args)
     );
     let cfg = args.to_config()?;
+    #[cfg(not(unix))]
+    if args.min_free_mb > 0 {
+        log::warn!("--min-free-mb: free space is not checked on Windows; a full disk ends the file being written (its partial removed)");
+    }
     let delivery_cfg = args.delivery()?;
     let mut server = Server::bind(cfg)?;
     // The outbox is opened (and what a stop left in it queued) before the
@@ -1004,21 +1008,25 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let retention = args
         .keep_days
         .map(|days| start_retention(args.output_dir.clone(), days, args.s3_endpoint.is_some()));
-    let result = server.run();
-    if let Some((tx, t)) = retention {
-        drop(tx);
-        let _ = t.join();
-    }
-    if let Some(c) = converter {
-        c.stop();
-    }
-    if let Some(h) = http {
-        h.stop();
-    }
-    if let Some(d) = delivery {
-        d.stop(Duration::from_secs(5));
-    }
-    result
+    // Once the links are closed, and before "server stopped": the running
+    // conversion finishes (its "converted" line comes first), then the
+    // uploads in flight (bounded; what is left stays in the outbox).
+    server = server.before_stopped(move || {
+        if let Some((tx, t)) = retention {
+            drop(tx);
+            let _ = t.join();
+        }
+        if let Some(c) = converter {
+            c.stop(Duration::from_secs(60));
+        }
+        if let Some(h) = http {
+            h.stop();
+        }
+        if let Some(d) = delivery {
+            d.stop(Duration::from_secs(5));
+        }
+    });
+    server.run()
 }
 
 fn verify(args: &VerifyArgs) -> Result<bool> {

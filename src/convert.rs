@@ -307,11 +307,24 @@ impl Converter {
         self.waiting.clone()
     }
 
-    /// Lets the conversion running now finish; skips the rest of the queue.
-    pub fn stop(self) {
+    /// Lets the conversion running now finish (waiting up to `wait`); skips
+    /// the rest of the queue. A conversion still running then is left (its
+    /// video is converted at the next start).
+    pub fn stop(self, wait: Duration) {
         self.stop.store(true, Ordering::SeqCst);
         drop(self.tx);
-        let _ = self.worker.join();
+        let deadline = std::time::Instant::now() + wait;
+        while !self.worker.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if self.worker.is_finished() {
+            let _ = self.worker.join();
+        } else {
+            log::warn!(
+                "a conversion still runs after {} s: left, converted again at the next start",
+                wait.as_secs()
+            );
+        }
     }
 }
 

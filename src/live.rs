@@ -52,19 +52,69 @@ pub fn write_log(buf: &[u8]) {
     }
 }
 
+/// True while progress bars are on screen (the logger then leaves out the
+/// "N%" progress lines: the bars show the same).
+pub fn bars_shown() -> bool {
+    bars().is_some()
+}
+
+/// Removes every bar (at stop: nothing stays frozen on screen).
+pub fn clear() {
+    let Some(b) = bars() else { return };
+    let all: Vec<ProgressBar> = b
+        .bars
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain()
+        .map(|(_, bar)| bar)
+        .collect();
+    for bar in all {
+        bar.finish_and_clear();
+        b.multi.remove(&bar);
+    }
+    let _ = b.multi.clear();
+}
+
+/// Width of the file column of a bar.
+const NAME: usize = 18;
+
+/// A file's identifier or path in `width` characters, keeping its name: a
+/// long path loses its folders first (`.../name`), a long name its middle.
+pub fn shorten(file: &str, width: usize) -> String {
+    let chars = |s: &str| s.chars().count();
+    if chars(file) <= width {
+        return file.to_string();
+    }
+    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    if name != file && chars(name) + 4 <= width {
+        return format!(".../{name}");
+    }
+    // The middle of the name goes: its start (date, time) and its end
+    // (number, extension) say which file it is.
+    let keep = width.saturating_sub(3);
+    let head = keep / 2;
+    let tail = keep - head;
+    let v: Vec<char> = name.chars().collect();
+    let tail_part: String = v[v.len().saturating_sub(tail)..].iter().collect();
+    let head_part: String = v[..head.min(v.len())].iter().collect();
+    format!("{head_part}...{tail_part}")
+}
+
 /// A connection started receiving a file of about `total` bytes.
 pub fn file_started(conn: u64, tag: &str, file: &str, total: u64, kept: u64) {
     let Some(b) = bars() else { return };
     let bar = b.multi.add(ProgressBar::new(total));
+    // 80 columns: IMEI 15, name 18, percent, bytes and speed in the log's
+    // units (kB, MB: decimal), time left, and the bar takes what is left.
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix:>15} {msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {bytes_per_sec:>12} {eta:>4}",
+            "{prefix:>15} {msg:18} {wide_bar} {percent:>3}% {decimal_bytes:>8}/{decimal_total_bytes:<8} {decimal_bytes_per_sec:>10} {eta:>3}",
         )
         .expect("valid template")
         .progress_chars("=> "),
     );
     bar.set_prefix(tag.to_string());
-    bar.set_message(file.to_string());
+    bar.set_message(shorten(file, NAME));
     bar.set_position(kept);
     bar.reset_eta();
     if let Some(old) = b
@@ -101,5 +151,19 @@ pub fn file_ended(conn: u64) {
     {
         bar.finish_and_clear();
         b.multi.remove(&bar);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn a_long_path_keeps_its_file_name() {
+        assert_eq!(shorten("%videof", 18), "%videof");
+        assert_eq!(shorten("/mnt/sd/mdas9/video/0001.mp4", 18), ".../0001.mp4");
+        let s = shorten("/mnt/sd/DSM/video/20260101_120000_ch1_0001.mp4", 18);
+        assert_eq!(s.chars().count(), 18, "{s}");
+        assert!(s.starts_with("2026010") && s.ends_with("0001.mp4"), "{s}");
     }
 }

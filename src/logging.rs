@@ -92,6 +92,31 @@ pub fn init(log_file: Option<&Path>, json: bool) -> Result<()> {
             writeln!(buf, "{line}")
         });
     }
-    let _ = b.try_init();
+    let logger = b.build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(Quiet(logger))).is_ok() {
+        log::set_max_level(max);
+    }
     Ok(())
+}
+
+/// env_logger, leaving out the "N%" progress lines while the terminal shows
+/// progress bars (they say the same).
+struct Quiet(env_logger::Logger);
+
+impl log::Log for Quiet {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target() == "progress" && crate::live::bars_shown() {
+            return;
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }

@@ -187,6 +187,9 @@ pub struct Server {
     listeners: Vec<Listener>,
     shared: Arc<Shared>,
     summaries: Option<std::sync::mpsc::Sender<Summary>>,
+    /// Run once every link is closed, before "server stopped" (conversions
+    /// and uploads finishing, bounded).
+    before_stopped: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Stops a running server from another thread (a signal handler, a test).
@@ -225,6 +228,11 @@ impl StopHandle {
         if self.0.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Counted when the stop is asked for: the links close right after.
+        log::info!(
+            "stopping: no new connections; closing {} open link(s), partials are kept",
+            self.0.active.load(Ordering::SeqCst)
+        );
         // Wake the blocking accepts.
         for addr in &self.0.wake {
             let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
@@ -433,6 +441,7 @@ impl Server {
                 refusals: RateLimit::new(),
             }),
             summaries: None,
+            before_stopped: None,
         })
     }
 
@@ -463,6 +472,12 @@ impl Server {
         Arc::get_mut(&mut self.shared)
             .expect("not running yet")
             .on_end = Box::new(hook);
+        self
+    }
+
+    /// Runs `hook` after the links are closed and before "server stopped".
+    pub fn before_stopped(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.before_stopped = Some(Box::new(hook));
         self
     }
 
@@ -538,16 +553,16 @@ impl Server {
                 .filter_map(|c| c.stream.try_clone().ok())
                 .collect()
         };
-        log::info!(
-            "stopping: no new connections; closing {} open link(s), partials are kept",
-            open.len()
-        );
         for s in open {
             let _ = s.shutdown(Shutdown::Both);
         }
         let deadline = Instant::now() + STOP_GRACE;
         while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
+        }
+        crate::live::clear();
+        if let Some(hook) = self.before_stopped {
+            hook();
         }
         let m = &self.shared.metrics;
         log::info!(

@@ -359,3 +359,59 @@ fn per_file_metadata_matches_each_clip() {
         "{text}"
     );
 }
+
+/// A stop while a video converts: the conversion finishes (its "converted"
+/// line) before "server stopped", and the videos not started are left for
+/// the next start, said so.
+#[cfg(unix)]
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn a_stop_waits_for_the_running_conversion_before_server_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    for imei in [IMEI, IMEI + 1, IMEI + 2] {
+        let mut cam = srv.sim(imei);
+        cam.frame_rate = 20;
+        cam.files = vec![(FileKind::VideoFront, samples().join("camera.h265"))];
+        assert!(run_camera(&cam).unwrap().complete);
+    }
+    srv.shutdown();
+    let log = tmp.path().join("server.log");
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--convert", "mp4", "--gallery", "false"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Stopped as soon as the first of the three is being converted.
+    wait_for("the conversion to begin", || {
+        std::fs::read_dir(out.join(IMEI.to_string())).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(".mp4.converting"))
+        }) || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("] converted "))
+    });
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(server.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let converted = text
+        .rfind("] converted ")
+        .expect("the running conversion finished");
+    let stopped = text.find("server stopped").expect("server stopped");
+    assert!(converted < stopped, "{text}");
+    assert!(
+        sidecar_of(&media(&out, IMEI)[0]).mp4.is_some(),
+        "the first video's mp4 is finished, not abandoned"
+    );
+}

@@ -482,15 +482,16 @@ fn two_hundred_cameras_at_once_byte_exact() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let port = free_port();
+    let log = tmp.path().join("server.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dashcam-server"))
         .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--output-dir")
         .arg(&out)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -542,6 +543,14 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
         .find(|p| p.extension().is_some_and(|e| e == "part"))
         .expect("partial kept");
     assert_eq!(std::fs::read(part).unwrap(), d);
+    // The count is the links open when the stop came: this camera's.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("closing 1 open link(s)"), "{text}");
+    let (closing, stopped) = (
+        text.find("closing 1 open link(s)").unwrap(),
+        text.find("server stopped").expect("server stopped"),
+    );
+    assert!(closing < stopped);
 }
 
 /// A camera that keeps reporting a file after every REPEAT INIT: --max-files bounds the session.

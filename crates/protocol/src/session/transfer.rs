@@ -586,7 +586,10 @@ impl Session<'_> {
             let secs = now.saturating_duration_since(t.began).as_secs_f64();
             let rate = (t.stored - t.began_at) as f64 / secs.max(1e-3);
             let eta = (max - t.stored) as f64 / rate.max(1.0);
+            // Target "progress": the terminal's bars show the same, and the
+            // server's logger leaves these lines out while bars are shown.
             log::info!(
+                target: "progress",
                 "[{}] {} {}%: {} of {} bytes, {}/s, about {:.0} s left",
                 self.tag,
                 t.file.spec.display(),
