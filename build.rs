@@ -49,6 +49,8 @@ fn main() {
         ("have_chromium", &["chromium"][..]),
         ("have_haproxy", &["haproxy"][..]),
         ("have_openssl", &["openssl"][..]),
+        // Wine's cmd runs run_server.bat against a stand-in .exe built by MinGW.
+        ("have_wine", &["wine", "x86_64-w64-mingw32-gcc"][..]),
         // A real S3-compatible store, as its own process (the delivery tests).
         ("have_s3s_fs", &["s3s-fs"][..]),
     ] {

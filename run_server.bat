@@ -23,7 +23,14 @@ set "LOG_LEVEL=info"
 
 cd /d "%~dp0"
 rem Notepad keeps spaces typed after a value ("METADATA=1 "): they are cut here.
-for %%V in (PORT OUTPUT_DIR MODE METADATA CONVERT LOG_FILE LOG_LEVEL) do call :trim %%V
+rem (One call a line: a goto inside a call from a for loop misbehaves in Wine's cmd.)
+call :trim PORT
+call :trim OUTPUT_DIR
+call :trim MODE
+call :trim METADATA
+call :trim CONVERT
+call :trim LOG_FILE
+call :trim LOG_LEVEL
 
 set "BIN=%DASHCAM_BIN%"
 if defined BIN goto :run
@@ -34,6 +41,101 @@ if errorlevel 1 goto :no_cargo
 echo Building dashcam-server (release) if the sources changed...
 cargo build --release --quiet
 if errorlevel 1 goto :build_failed
+goto :run
+
+:no_cargo
+if not exist "%BIN%" goto :no_rust
+echo Note: cargo not found, running the dashcam-server.exe already built (it may be older than the sources).
+goto :run
+
+:run
+if not defined DASHCAM_PORT set "DASHCAM_PORT=%PORT%"
+if not defined DASHCAM_OUTPUT_DIR set "DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%"
+if not defined DASHCAM_MODE set "DASHCAM_MODE=%MODE%"
+if not defined DASHCAM_METADATA set "DASHCAM_METADATA=%METADATA%"
+if not defined DASHCAM_LOG_FILE set "DASHCAM_LOG_FILE=%LOG_FILE%"
+if not defined RUST_LOG set "RUST_LOG=%LOG_LEVEL%"
+if not defined DASHCAM_CONVERT call :convert_setting
+"%BIN%" serve %*
+if errorlevel 1 goto :stopped_with_error
+echo.
+echo dashcam-server stopped. The log is in %DASHCAM_LOG_FILE%
+pause
+exit /b 0
+
+:stopped_with_error
+echo.
+echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
+pause
+exit /b 1
+
+:convert_setting
+for %%T in (1 true yes on) do if /i "%CONVERT%"=="%%T" set "DASHCAM_CONVERT=mp4"
+exit /b 0
+
+:trim
+rem Cuts trailing spaces and tabs (up to 16) from the variable named %1.
+rem Percent expansion, one test a call, no goto: Wine's cmd, which tests
+rem this file, runs it as Windows does.
+call set "TRIM_V=%%%1%%"
+for /l %%i in (1,1,16) do call :trim_one
+set "%1=%TRIM_V%"
+set "TRIM_V="
+exit /b 0
+:trim_one
+if not defined TRIM_V exit /b 0
+if "%TRIM_V:~-1%"==" " set "TRIM_V=%TRIM_V:~0,-1%"
+if not defined TRIM_V exit /b 0
+if "%TRIM_V:~-1%"=="	" set "TRIM_V=%TRIM_V:~0,-1%"
+exit /b 0
+
+:build_failed
+goto :run
+
+:no_cargo
+if not exist "%BIN%" goto :no_rust
+echo Note: cargo not found, running the dashcam-server.exe already built (it may be older than the sources).
+goto :run
+
+:run
+if not defined DASHCAM_PORT set "DASHCAM_PORT=%PORT%"
+if not defined DASHCAM_OUTPUT_DIR set "DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%"
+if not defined DASHCAM_MODE set "DASHCAM_MODE=%MODE%"
+if not defined DASHCAM_METADATA set "DASHCAM_METADATA=%METADATA%"
+if not defined DASHCAM_LOG_FILE set "DASHCAM_LOG_FILE=%LOG_FILE%"
+if not defined RUST_LOG set "RUST_LOG=%LOG_LEVEL%"
+if not defined DASHCAM_CONVERT call :convert_setting
+"%BIN%" serve %*
+if errorlevel 1 goto :stopped_with_error
+echo.
+echo dashcam-server stopped. The log is in %DASHCAM_LOG_FILE%
+pause
+exit /b 0
+
+:stopped_with_error
+echo.
+echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
+pause
+exit /b 1
+
+:convert_setting
+for %%T in (1 true yes on) do if /i "%CONVERT%"=="%%T" set "DASHCAM_CONVERT=mp4"
+exit /b 0
+
+:trim
+rem Cuts trailing spaces and tabs from the variable named %1. Percent
+rem expansion only (no !v:~-1!), so Wine's cmd, which tests this file, runs it too.
+call set "TRIM_V=%%%1%%"
+:trim_loop
+if not defined TRIM_V goto :trim_set
+if "%TRIM_V:~-1%"==" " (set "TRIM_V=%TRIM_V:~0,-1%" & goto :trim_loop)
+if "%TRIM_V:~-1%"=="	" (set "TRIM_V=%TRIM_V:~0,-1%" & goto :trim_loop)
+:trim_set
+set "%1=%TRIM_V%"
+set "TRIM_V="
+exit /b 0
+
+:build_failed
 goto :run
 
 :no_cargo

@@ -1,0 +1,158 @@
+//! `run_server.bat` as a technician edits and runs it, under Wine's `cmd`
+//! (Debian's wine), against a stand-in `dashcam-server.exe` built here by
+//! MinGW (`tests/fixtures/standin.c`) that writes down the arguments and
+//! `DASHCAM_*` variables it receives. The real server cannot be built for
+//! Windows here; what the launcher hands it can be checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `Z:\...`: how Wine's programs see a Unix path.
+fn win(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+fn standin() -> PathBuf {
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin.exe");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin.c");
+    let ok = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building the stand-in");
+    exe
+}
+
+/// Runs `cmd /c LINE` in `dir` under Wine; returns what the console showed.
+fn cmd(dir: &Path, line: &str, envs: &[(&str, String)]) -> (bool, String) {
+    let mut c = Command::new("wine");
+    c.args(["cmd", "/c", line])
+        .current_dir(dir)
+        .env(
+            "WINEPREFIX",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("wineprefix"),
+        )
+        .env("WINEDEBUG", "-all")
+        .env_remove("DASHCAM_PORT")
+        .env_remove("DASHCAM_OUTPUT_DIR")
+        .env_remove("DASHCAM_METADATA")
+        .env_remove("DASHCAM_CONVERT")
+        .env_remove("DASHCAM_MODE")
+        .env_remove("DASHCAM_LOG_FILE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// Each run the stand-in saw: its arguments and variables.
+fn runs(out: &Path) -> Vec<(Vec<String>, Vec<String>)> {
+    // Written in text mode on "Windows": CRLF.
+    let text = std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
+    let mut all = Vec::new();
+    for block in text.split("RUN\n").skip(1) {
+        let (mut args, mut env) = (Vec::new(), Vec::new());
+        for l in block.lines() {
+            let l = l.trim_end_matches('\r');
+            if let Some(a) = l.strip_prefix("ARG ") {
+                args.push(a.to_string());
+            } else if let Some(e) = l.strip_prefix("ENV ") {
+                env.push(e.to_string());
+            }
+        }
+        env.sort();
+        all.push((args, env));
+    }
+    all
+}
+
+#[test]
+#[cfg_attr(
+    not(have_wine),
+    ignore = "needs wine and x86_64-w64-mingw32-gcc on PATH (apt install wine gcc-mingw-w64-x86-64)"
+)]
+fn run_server_bat_takes_a_technicians_edits_under_wine_cmd() {
+    let original =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("run_server.bat")).unwrap();
+    // Windows line endings, every line.
+    let text = String::from_utf8(original).unwrap();
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    assert!(
+        body.split('\n').all(|l| l.ends_with('\r')),
+        "run_server.bat must stay CRLF"
+    );
+    let exe = standin();
+    let tmp = tempfile::tempdir().unwrap();
+    // A folder with a space and parentheses, as Windows users have.
+    let dir = tmp.path().join("tech (van) files");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Edited in Notepad: trailing spaces, `true`/`yes`, a folder with spaces and `)`.
+    let edited = text
+        .replace("set \"METADATA=0\"", "set \"METADATA=true  \"")
+        .replace(
+            "set \"OUTPUT_DIR=downloads\"",
+            "set \"OUTPUT_DIR=camera (van) downloads \"",
+        )
+        .replace("set \"CONVERT=0\"", "set \"CONVERT=Yes\"")
+        .replace("set \"PORT=5000\"", "set \"PORT=6001 \"");
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("run_server.bat"), edited).unwrap();
+    let out = tmp.path().join("seen.txt");
+    let envs = [("DASHCAM_BIN", win(&exe)), ("STANDIN_OUT", win(&out))];
+    // Two runs in one console, then what is left in it.
+    let (ok, console) = cmd(
+        &dir,
+        "run_server.bat --allow-imei 350612071913857 & run_server.bat & set DASHCAM_P",
+        &envs,
+    );
+    let seen = runs(&out);
+    assert_eq!(seen.len(), 2, "{console}");
+    let want = vec![
+        "DASHCAM_CONVERT=mp4".to_string(),
+        "DASHCAM_LOG_FILE=logs\\dashcam-server.log".into(),
+        "DASHCAM_METADATA=true".into(),
+        "DASHCAM_MODE=auto".into(),
+        "DASHCAM_OUTPUT_DIR=camera (van) downloads".into(),
+        "DASHCAM_PORT=6001".into(),
+        "RUST_LOG=info".into(),
+    ];
+    assert_eq!(seen[0].0, ["serve", "--allow-imei", "350612071913857"]);
+    assert_eq!(seen[0].1, want, "{console}");
+    assert_eq!(seen[1].0, ["serve"]);
+    assert_eq!(
+        seen[1].1, want,
+        "the second run in the same console is the same"
+    );
+    assert!(
+        !console.contains("DASHCAM_PORT="),
+        "nothing leaks into the console (setlocal): {console}"
+    );
+    assert!(console.contains("dashcam-server stopped."), "{console}");
+    let _ = ok;
+
+    // A variable set before wins over the file; a failing server says so and exits 1.
+    std::fs::remove_file(&out).unwrap();
+    let mut envs2 = envs.to_vec();
+    envs2.push(("DASHCAM_PORT", "7002".into()));
+    envs2.push(("STANDIN_EXIT", "1".into()));
+    let (ok, console) = cmd(&dir, "run_server.bat", &envs2);
+    let seen = runs(&out);
+    assert!(
+        seen[0].1.contains(&"DASHCAM_PORT=7002".to_string()),
+        "{:?}",
+        seen[0].1
+    );
+    assert!(console.contains("stopped with an error"), "{console}");
+    assert!(!ok, "exit code 1 when the server fails");
+}
