@@ -1,0 +1,117 @@
+//! What a person at an 80-column terminal sees (a pseudo-terminal made by
+//! `script`, util-linux): a progress bar per downloading camera (its file's name
+//! kept: `live::shorten`, unit-tested), fits the width, speaks the log's units, and no "N%" log
+//! lines repeating the bars.
+#![cfg(unix)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+
+/// The text a terminal would show, escape sequences left out; each redraw
+/// (carriage return or new line) is a line of its own.
+fn visible(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ ... final byte in @..~
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' | '\n' => {
+                if !line.is_empty() {
+                    out.push(std::mem::take(&mut line));
+                }
+            }
+            c => line.push(c),
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+#[test]
+fn progress_bars_keep_the_file_name_and_fit_80_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = tmp.path().join("out");
+    let typescript = tmp.path().join("typescript");
+    // The server on a pseudo-terminal of 80 columns, stopped by SIGINT after 8 s.
+    let inner = format!(
+        "stty cols 80 rows 24; exec timeout -s INT 8 {BIN} serve --bind 127.0.0.1 --port {port} --output-dir '{}' --gallery false",
+        out.display()
+    );
+    let mut term = Command::new("script")
+        .args(["-qfec", &inner])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for("the server", || std::net::TcpStream::connect(addr).is_ok());
+    // One camera trickling a 300 kB video at 100 kB/s: about 3 s of bars.
+    let video = write_file(tmp.path(), "clip.h265", &content(300_000, 5));
+    let sim = Command::new(BIN)
+        .args(["simulate", "--server", &addr.to_string(), "--cameras", "1"])
+        .args(["--rate", "100000", "--ramp", "0", "--timeout", "30"])
+        .arg("--file")
+        .arg(format!("videof={}", video.display()))
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert!(term.wait().unwrap().success() || typescript.exists());
+    let lines = visible(&std::fs::read(&typescript).unwrap());
+    let bars: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("%videof") && l.contains("% ") && !l.contains("INFO"))
+        .collect();
+    assert!(
+        !bars.is_empty(),
+        "no progress bar drawn:\n{}",
+        lines.join("\n")
+    );
+    for b in &bars {
+        assert!(
+            b.chars().count() <= 80,
+            "wider than 80 columns ({}): {b}",
+            b.chars().count()
+        );
+        assert!(
+            b.contains("kB") || b.contains("MB"),
+            "the log's units (kB, MB): {b}"
+        );
+        assert!(
+            !b.contains("KiB") && !b.contains("MiB"),
+            "no binary units: {b}"
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("%: ") && l.contains(" of ") && l.contains("bytes")),
+        "no 'N%' log lines while bars are shown:\n{}",
+        lines.join("\n")
+    );
+    assert!(lines.iter().any(|l| l.contains("server stopped")));
+}
