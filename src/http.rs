@@ -366,8 +366,10 @@ fn local_file(root: &Path, url_path: &str) -> Option<PathBuf> {
         return None;
     }
     let mut p = root.to_path_buf();
-    for c in Path::new(&rel).components() {
+    for (i, c) in Path::new(&rel).components().enumerate() {
         match c {
+            // The gallery's thumbnails are the one dot folder served.
+            Component::Normal(n) if i == 0 && n == crate::storage::derived::THUMBS => p.push(n),
             Component::Normal(n) if !n.to_string_lossy().starts_with('.') => p.push(n),
             _ => return None,
         }

@@ -429,6 +429,23 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
     wait_for("the gallery page", || {
         std::fs::read_to_string(out.join("index.html")).is_ok_and(|t| t.contains(&imei.to_string()))
     });
+    // Every link and image of the page is served (thumbnails, media, sidecars).
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let mut links = 0;
+    for attr in ["src=\"", "href=\""] {
+        for part in page.split(attr).skip(1) {
+            let target = part.split('"').next().unwrap();
+            if target.starts_with("http") || target.starts_with('#') || target.starts_with("data:")
+            {
+                continue;
+            }
+            let target = target.replace("&amp;", "&");
+            let (code, _) = http_get(haddr, &format!("/{target}"), None);
+            assert_eq!(code, 200, "{target}");
+            links += 1;
+        }
+    }
+    assert!(links >= 2, "the page links its files: {page}");
     let (code, bytes) = http_get(haddr, &format!("/{imei}/{name}"), None);
     assert_eq!((code, bytes), (200, std::fs::read(&stored[0]).unwrap()));
     for bad in ["/../etc/passwd", "/.outbox/", &format!("/{imei}/.partial/")] {
