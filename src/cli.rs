@@ -959,6 +959,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let http = match args.http_bind {
         Some(bind) => {
             let waiting = converter.as_ref().map(|c| c.waiting());
+            let convert_stats = converter.as_ref().map(|c| c.stats());
             Some(crate::http::HttpEndpoint::start(
                 bind,
                 args.http_token.clone(),
@@ -966,6 +967,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
                     root: args.output_dir.clone(),
                     server: server.stop_handle(),
                     delivery: handle.clone(),
+                    convert_stats,
                     convert_queue: waiting.map(|w| {
                         std::sync::Arc::new(move || w.load(std::sync::atomic::Ordering::Relaxed))
                             as std::sync::Arc<dyn Fn() -> usize + Send + Sync>

@@ -15,6 +15,7 @@ use crate::storage::{self, derived, media, Stored};
 pub struct Converter {
     tx: SyncSender<Stored>,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    stats: Arc<ConvertStats>,
     stop: Arc<AtomicBool>,
     worker: JoinHandle<()>,
 }
@@ -22,6 +23,13 @@ pub struct Converter {
 /// Where camera threads hand finished videos to the converter.
 #[derive(Clone)]
 pub struct ConvertQueue(SyncSender<Stored>, Arc<std::sync::atomic::AtomicUsize>);
+
+/// Conversions since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConvertStats {
+    pub done: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
 
 /// Called with each video whose mp4 was made, and the mp4's path.
 pub type OnConverted = Box<dyn Fn(&Stored, &Path) + Send>;
@@ -236,6 +244,8 @@ impl Converter {
         let worker_stop = stop.clone();
         let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let worker_waiting = waiting.clone();
+        let stats = Arc::new(ConvertStats::default());
+        let worker_stats = stats.clone();
         let worker = thread::Builder::new()
             .name("convert".into())
             .spawn(move || loop {
@@ -251,6 +261,11 @@ impl Converter {
                 match rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(mut stored) => {
                         convert_one(&mut stored, default_fps, trim, &root);
+                        match stored.sidecar.conversion_error {
+                            None => &worker_stats.done,
+                            Some(_) => &worker_stats.failed,
+                        }
+                        .fetch_add(1, Ordering::Relaxed);
                         let _ = worker_waiting.fetch_update(
                             Ordering::Relaxed,
                             Ordering::Relaxed,
@@ -293,6 +308,7 @@ impl Converter {
         Some(Converter {
             tx,
             waiting,
+            stats,
             stop,
             worker,
         })
@@ -300,6 +316,11 @@ impl Converter {
 
     pub fn queue(&self) -> ConvertQueue {
         ConvertQueue(self.tx.clone(), self.waiting.clone())
+    }
+
+    /// Conversions done and failed since start.
+    pub fn stats(&self) -> Arc<ConvertStats> {
+        self.stats.clone()
     }
 
     /// Videos waiting for conversion now.

@@ -27,6 +27,8 @@ pub struct Sources {
     pub delivery: Option<DeliveryHandle>,
     /// Videos waiting for conversion, when conversion is on.
     pub convert_queue: Option<Arc<dyn Fn() -> usize + Send + Sync>>,
+    /// Conversions done and failed, when conversion is on.
+    pub convert_stats: Option<Arc<crate::convert::ConvertStats>>,
 }
 
 pub struct HttpEndpoint {
@@ -270,6 +272,20 @@ fn metrics_text(src: &Sources) -> String {
             "gauge",
             "Videos waiting for conversion.",
             q() as u64,
+        );
+    }
+    if let Some(c) = &src.convert_stats {
+        one(
+            "dashcam_conversions_total",
+            "counter",
+            "Videos converted to mp4.",
+            c.done.load(Ordering::Relaxed),
+        );
+        one(
+            "dashcam_conversion_failures_total",
+            "counter",
+            "Conversions that failed (retried at the next start).",
+            c.failed.load(Ordering::Relaxed),
         );
     }
     if let Some(d) = &src.delivery {

@@ -266,17 +266,36 @@ fn a_killed_conversion_is_finished_after_a_restart_and_convert_does_the_rest() {
 
     // The next start with --convert mp4 finishes the interrupted one.
     let port = free_port();
+    let http = format!("127.0.0.1:{}", free_port());
     let mut server = Command::new(BIN)
         .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--output-dir")
         .arg(&out)
-        .args(["--convert", "mp4", "--gallery", "false"])
+        .args([
+            "--convert",
+            "mp4",
+            "--gallery",
+            "false",
+            "--http-bind",
+            &http,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the interrupted conversion", || {
         sidecar_of(&a).mp4.is_some()
+    });
+    // /metrics counts it.
+    wait_for("the conversion counted", || {
+        ureq::get(&format!("http://{http}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .is_some_and(|t| {
+                t.lines().any(|l| l == "dashcam_conversions_total 1")
+                    && t.lines().any(|l| l == "dashcam_conversion_queue 0")
+            })
     });
     let _ = server.kill();
     let _ = server.wait();
