@@ -198,134 +198,145 @@ fn health(src: &Sources) -> (u16, String) {
 }
 
 fn metrics_text(src: &Sources) -> String {
+    use Kind::{Counter, Gauge};
     let m: &Metrics = src.server.metrics();
-    let mut out = String::new();
-    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    one(
-        "dashcam_connections",
-        "gauge",
-        "Connections open now.",
-        src.server.connections() as u64,
-    );
-    one(
-        "dashcam_sessions_total",
-        "counter",
-        "Sessions ended.",
-        Metrics::get(&m.sessions),
-    );
-    one(
-        "dashcam_sessions_failed_total",
-        "counter",
-        "Sessions that ended in error.",
-        Metrics::get(&m.failed_sessions),
-    );
-    one(
-        "dashcam_files_stored_total",
-        "counter",
-        "Files stored (new ones).",
-        Metrics::get(&m.files),
-    );
-    one(
-        "dashcam_files_duplicate_total",
-        "counter",
-        "Files sent again that were stored already.",
-        Metrics::get(&m.duplicates),
-    );
-    one(
-        "dashcam_bytes_stored_total",
-        "counter",
-        "Bytes of the files stored.",
-        Metrics::get(&m.bytes_stored),
-    );
-    one(
-        "dashcam_bytes_received_total",
-        "counter",
-        "File bytes received.",
-        Metrics::get(&m.bytes_received),
-    );
-    one(
-        "dashcam_crc_errors_total",
-        "counter",
-        "DATA packets whose CRC did not match.",
-        Metrics::get(&m.crc_errors),
-    );
-    one(
-        "dashcam_resumes_total",
-        "counter",
-        "Files that resumed a partial.",
-        Metrics::get(&m.resumes),
-    );
-    one(
-        "dashcam_panics_total",
-        "counter",
-        "Camera threads that failed (bugs).",
-        Metrics::get(&m.panics),
-    );
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    // (name, kind, help, value), in the order they are written.
+    let mut rows: Vec<(&str, Kind, &str, u64)> = vec![
+        (
+            "dashcam_connections",
+            Gauge,
+            "Connections open now.",
+            src.server.connections() as u64,
+        ),
+        (
+            "dashcam_sessions_total",
+            Counter,
+            "Sessions ended.",
+            get(&m.sessions),
+        ),
+        (
+            "dashcam_sessions_failed_total",
+            Counter,
+            "Sessions that ended in error.",
+            get(&m.failed_sessions),
+        ),
+        (
+            "dashcam_files_stored_total",
+            Counter,
+            "Files stored (new ones).",
+            get(&m.files),
+        ),
+        (
+            "dashcam_files_duplicate_total",
+            Counter,
+            "Files sent again that were stored already.",
+            get(&m.duplicates),
+        ),
+        (
+            "dashcam_bytes_stored_total",
+            Counter,
+            "Bytes of the files stored.",
+            get(&m.bytes_stored),
+        ),
+        (
+            "dashcam_bytes_received_total",
+            Counter,
+            "File bytes received.",
+            get(&m.bytes_received),
+        ),
+        (
+            "dashcam_crc_errors_total",
+            Counter,
+            "DATA packets whose CRC did not match.",
+            get(&m.crc_errors),
+        ),
+        (
+            "dashcam_resumes_total",
+            Counter,
+            "Files that resumed a partial.",
+            get(&m.resumes),
+        ),
+        (
+            "dashcam_panics_total",
+            Counter,
+            "Camera threads that failed (bugs).",
+            get(&m.panics),
+        ),
+    ];
     if let Some(q) = &src.convert_queue {
-        one(
+        rows.push((
             "dashcam_conversion_queue",
-            "gauge",
+            Gauge,
             "Videos waiting for conversion.",
             q() as u64,
-        );
+        ));
     }
     if let Some(c) = &src.convert_stats {
-        one(
+        rows.push((
             "dashcam_conversions_total",
-            "counter",
+            Counter,
             "Videos converted to mp4.",
-            c.done.load(Ordering::Relaxed),
-        );
-        one(
+            get(&c.done),
+        ));
+        rows.push((
             "dashcam_conversion_failures_total",
-            "counter",
+            Counter,
             "Conversions that failed (retried at the next start).",
-            c.failed.load(Ordering::Relaxed),
-        );
+            get(&c.failed),
+        ));
     }
     if let Some(d) = &src.delivery {
         let s = d.stats();
         let (up, hooks) = d.queued();
-        one(
-            "dashcam_upload_queue",
-            "gauge",
-            "Uploads waiting in the outbox.",
-            up,
-        );
-        one(
-            "dashcam_uploads_total",
-            "counter",
-            "Uploads the store confirmed.",
-            s.uploads_done.load(Ordering::Relaxed),
-        );
-        one(
-            "dashcam_upload_failures_total",
-            "counter",
-            "Upload attempts that failed (retried).",
-            s.upload_failures.load(Ordering::Relaxed),
-        );
-        one(
-            "dashcam_webhook_queue",
-            "gauge",
-            "Events waiting in the outbox.",
-            hooks,
-        );
-        one(
-            "dashcam_webhooks_total",
-            "counter",
-            "Events the receiver confirmed.",
-            s.webhooks_done.load(Ordering::Relaxed),
-        );
-        one(
-            "dashcam_webhook_failures_total",
-            "counter",
-            "Event attempts that failed (retried).",
-            s.webhook_failures.load(Ordering::Relaxed),
+        rows.extend([
+            (
+                "dashcam_upload_queue",
+                Gauge,
+                "Uploads waiting in the outbox.",
+                up,
+            ),
+            (
+                "dashcam_uploads_total",
+                Counter,
+                "Uploads the store confirmed.",
+                get(&s.uploads_done),
+            ),
+            (
+                "dashcam_upload_failures_total",
+                Counter,
+                "Upload attempts that failed (retried).",
+                get(&s.upload_failures),
+            ),
+            (
+                "dashcam_webhook_queue",
+                Gauge,
+                "Events waiting in the outbox.",
+                hooks,
+            ),
+            (
+                "dashcam_webhooks_total",
+                Counter,
+                "Events the receiver confirmed.",
+                get(&s.webhooks_done),
+            ),
+            (
+                "dashcam_webhook_failures_total",
+                Counter,
+                "Event attempts that failed (retried).",
+                get(&s.webhook_failures),
+            ),
+        ]);
+    }
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        let kind = match kind {
+            Counter => "counter",
+            Gauge => "gauge",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
     let ends = m.ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -337,6 +348,12 @@ fn metrics_text(src: &Sources) -> String {
         let _ = writeln!(out, "dashcam_session_ends_total{{reason=\"{label}\"}} {n}");
     }
     out
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
 }
 
 fn content_type(p: &Path) -> &'static str {

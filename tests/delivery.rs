@@ -532,13 +532,8 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
         .map(|(i, o)| server(o, &tmp.path().join(format!("s{i}.log")), &flags))
         .collect();
     let front = free_port();
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
-            .unwrap();
-    let mut cfg = text.replace("    bind :5000", &format!("    bind 127.0.0.1:{front}"));
-    for (i, (_, a)) in servers.iter().enumerate() {
-        cfg = cfg.replace(&format!("127.0.0.1:{}", 5001 + i), &a.to_string());
-    }
+    let backends: Vec<SocketAddr> = servers.iter().map(|(_, a)| *a).collect();
+    let cfg = haproxy_config(front, &backends);
     let cfg_path = tmp.path().join("haproxy.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
     let _haproxy = Proc(

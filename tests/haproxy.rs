@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,19 +22,6 @@ impl Drop for Haproxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The deploy config with the test's ports.
-fn config(front: u16, backends: &[SocketAddr]) -> String {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
-            .unwrap();
-    let mut out = text.replace("    bind :5000", &format!("    bind 127.0.0.1:{front}"));
-    for (i, b) in backends.iter().enumerate() {
-        out = out.replace(&format!("127.0.0.1:{}", 5001 + i), &b.to_string());
-    }
-    assert!(out.contains(&format!("127.0.0.1:{front}")) && out.contains(&backends[2].to_string()));
-    out
 }
 
 fn instance_of(outs: &[PathBuf], imei: u64) -> Vec<usize> {
@@ -58,7 +45,7 @@ fn three_instances_behind_haproxy_pin_each_camera_and_see_its_address() {
     let front = free_port();
     let cfg = tmp.path().join("haproxy.cfg");
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    std::fs::write(&cfg, config(front, &addrs)).unwrap();
+    std::fs::write(&cfg, haproxy_config(front, &addrs)).unwrap();
     let _haproxy = Haproxy(
         Command::new("haproxy")
             .args(["-db", "-f"])

@@ -53,6 +53,18 @@ fn record(open: &OpenFile, data: &[u8]) -> FileRecord {
     }
 }
 
+/// Storage whose partials together stay under `cap` bytes.
+fn capped(root: &Path, cap: u64) -> Storage {
+    Storage::open(
+        root,
+        StorageConfig {
+            max_partial_bytes: cap,
+            ..cfg()
+        },
+    )
+    .unwrap()
+}
+
 fn index_lines(root: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(root.join("downloads.jsonl"))
         .unwrap_or_default()
@@ -406,14 +418,7 @@ fn a_full_disk_refuses_cleanly_and_the_next_camera_is_served() {
 fn partials_over_the_cap_lose_the_oldest_first() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("out");
-    let st = Storage::open(
-        &root,
-        StorageConfig {
-            max_partial_bytes: 250_000,
-            ..cfg()
-        },
-    )
-    .unwrap();
+    let st = capped(&root, 250_000);
     for (i, imei) in [IMEI, IMEI + 1, IMEI + 2].into_iter().enumerate() {
         let open = open_file(100_000);
         let mut p = st.begin(imei, &open).unwrap();
@@ -669,14 +674,7 @@ fn parts_of(root: &Path, imei: u64) -> usize {
 fn the_partials_budget_is_shared_fairly_between_cameras() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("out");
-    let st = Storage::open(
-        &root,
-        StorageConfig {
-            max_partial_bytes: 250_000,
-            ..cfg()
-        },
-    )
-    .unwrap();
+    let st = capped(&root, 250_000);
     let (a, b, c) = (IMEI, IMEI + 1, IMEI + 2);
     let hold = |imei: u64, name: &str, len: usize| {
         let open = open_named(100_000, name);

@@ -386,3 +386,17 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `deploy/haproxy.cfg` with the test's ports: the front on `front`, the
+/// three instances at `backends`.
+pub fn haproxy_config(front: u16, backends: &[SocketAddr]) -> String {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
+            .unwrap();
+    let mut out = text.replace("    bind :5000", &format!("    bind 127.0.0.1:{front}"));
+    for (i, b) in backends.iter().enumerate() {
+        out = out.replace(&format!("127.0.0.1:{}", 5001 + i), &b.to_string());
+    }
+    assert!(out.contains(&format!("127.0.0.1:{front}")) && out.contains(&backends[2].to_string()));
+    out
+}
