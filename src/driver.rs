@@ -205,9 +205,9 @@ impl<'a> Files<'_, 'a> {
         }
     }
 
-    fn write(&mut self, s: &mut Session<'_>, offset: u64, bytes: Option<&[u8]>) {
+    fn write(&mut self, s: &mut Session<'_>, offset: u64, bytes: Option<&[u8]>, crc: (u16, u16)) {
         let r = match (&mut self.partial, bytes) {
-            (Some(p), Some(b)) => p.write_at(offset, b),
+            (Some(p), Some(b)) => p.write_checked(offset, b, crc),
             _ => Err(io::Error::other("no open file for DATA").into()),
         };
         match r {
@@ -228,7 +228,7 @@ impl<'a> Files<'_, 'a> {
             match action {
                 Action::Camera(imei) => (self.env.on_camera)(imei),
                 Action::Open(open) => self.open(s, &open, now),
-                Action::Write { offset } => self.write(s, offset, bytes),
+                Action::Write { offset, crc } => self.write(s, offset, bytes, crc),
                 Action::Rewind { len } => {
                     let r = match &mut self.partial {
                         Some(p) => p.rewind(len).map_err(|e| StoreError::io("rewinding", &e)),

@@ -473,6 +473,23 @@ impl<'s> Partial<'s> {
     /// should repeat what is kept (a resume's overlap, or the end of a file
     /// already stored) and do not: [`StoreError::NotSameFile`].
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.write_chained(offset, bytes, None)
+    }
+
+    /// [`Partial::write_at`] for bytes the session checked with its CRC
+    /// chain `(from, to)` (`crc16(from, bytes) == to`): when the file's CRC
+    /// from 0 is `from` (an unbroken chain from the start), it becomes `to`
+    /// without a second pass over the bytes; otherwise it is computed.
+    pub fn write_checked(&mut self, offset: u64, bytes: &[u8], crc: (u16, u16)) -> Result<()> {
+        self.write_chained(offset, bytes, Some(crc))
+    }
+
+    fn write_chained(
+        &mut self,
+        offset: u64,
+        bytes: &[u8],
+        chain: Option<(u16, u16)>,
+    ) -> Result<()> {
         if let Some(c) = &mut self.confirm {
             let mut have = vec![0u8; bytes.len()];
             let same = c.file.seek(SeekFrom::Start(offset)).is_ok()
@@ -528,7 +545,10 @@ impl<'s> Partial<'s> {
             self.pending.extend_from_slice(bytes);
         }
         self.len += bytes.len() as u64;
-        self.crc = crc16(self.crc, bytes);
+        self.crc = match chain {
+            Some((from, to)) if from == self.crc => to,
+            _ => crc16(self.crc, bytes),
+        };
         self.sha.update(bytes);
         self.storage.add_partial_bytes(bytes.len() as i64);
         if self.len - self.checkpointed >= CHECKPOINT {

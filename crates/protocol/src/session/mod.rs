@@ -126,7 +126,10 @@ pub enum Action {
     /// Open (or resume) the partial of a file; answer with [`Session::opened`].
     Open(OpenFile),
     /// Write the file bytes of the frame just handled, at this byte offset.
-    Write { offset: u64 },
+    /// `crc`: the CRC-16 chain the session checked them with, (from, to):
+    /// `crc16(from, bytes) == to`, so storage, whose running CRC from 0
+    /// equals `from` in an unbroken chain, need not compute it again.
+    Write { offset: u64, crc: (u16, u16) },
     /// Keep only the first `len` stored bytes; answer with [`Session::rewound`]
     /// and the CRC (from 0) of what is kept.
     Rewind { len: u64 },

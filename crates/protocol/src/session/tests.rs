@@ -76,7 +76,7 @@ impl<'c> H<'c> {
                     let n = self.file.len() as u64;
                     self.s.opened(self.now, Ok(n));
                 }
-                Action::Write { offset } => {
+                Action::Write { offset, .. } => {
                     assert_eq!(offset, self.file.len() as u64);
                     self.file.extend_from_slice(bytes.expect("file bytes"));
                 }

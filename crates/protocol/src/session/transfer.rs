@@ -540,6 +540,7 @@ impl Session<'_> {
         let Some(which) = matched else {
             return self.bad_packet(now, offset, payload.len(), crc, shape_ok);
         };
+        let chain_from = t.inits[which];
         if t.n_inits == 2 {
             let conv = if which == 0 {
                 Convention::Restart
@@ -567,7 +568,10 @@ impl Session<'_> {
         t.retries_here = 0;
         t.first_after_disk_resume = false;
         t.data_frames += 1;
-        self.actions.push_back(Action::Write { offset: t.stored });
+        self.actions.push_back(Action::Write {
+            offset: t.stored,
+            crc: (chain_from, crc),
+        });
         t.stored += n;
         if t.complete() {
             self.file_complete();
