@@ -222,9 +222,8 @@ impl<'a> Files<'_, 'a> {
 
     /// Carries out every pending action; `bytes` are the file bytes of the
     /// frame just handled.
-    fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>) {
+    fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>, now: Instant) {
         while let Some(action) = s.poll_action() {
-            let now = Instant::now();
             match action {
                 Action::Camera(imei) => (self.env.on_camera)(imei),
                 Action::Open(open) => self.open(s, &open, now),
@@ -262,6 +261,9 @@ struct Conn<'e, 'a> {
     read: ReadSize,
     fast: Option<FastSlot<'a>>,
     timeout_set: Option<Duration>,
+    /// When the last bytes were read: the time of every frame they carry
+    /// (one clock reading per read, not two per frame).
+    now: Instant,
 }
 
 impl<'a> Conn<'_, 'a> {
@@ -285,17 +287,19 @@ impl<'a> Conn<'_, 'a> {
             session,
             deframer,
             files,
+            now,
             ..
         } = self;
+        let now = *now;
         deframer.set_limits(session.limits());
         match deframer.next(session.expects_init()) {
             Ok(Some(input)) => {
-                session.handle_input(Instant::now(), input);
+                session.handle_input(now, input);
                 let bytes = match &input {
                     Input::Frame(f) => f.file_bytes(),
                     Input::Init(_) => None,
                 };
-                files.apply(session, bytes);
+                files.apply(session, bytes, now);
                 true
             }
             Ok(None) => false,
@@ -309,6 +313,7 @@ impl<'a> Conn<'_, 'a> {
     /// Nothing buffered: runs a due deadline, or waits for bytes until the next one.
     fn wait_and_read<L: Link>(&mut self, link: &mut L) {
         let now = Instant::now();
+        self.now = now;
         // Part of a frame is waiting for the rest: the frame deadline runs.
         self.session.handle_bytes(now, self.deframer.buffered() > 0);
         let Some(deadline) = self.session.poll_timeout() else {
@@ -347,6 +352,7 @@ impl<'a> Conn<'_, 'a> {
                 });
             }
             Ok(n) => {
+                self.now = Instant::now();
                 self.deframer.filled(n);
                 self.read.filled(n, asked);
                 if self.read.saturated && self.fast.is_none() {
@@ -363,7 +369,8 @@ impl<'a> Conn<'_, 'a> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                self.session.handle_timeout(Instant::now())
+                self.now = Instant::now();
+                self.session.handle_timeout(self.now)
             }
             Err(e) => self.session.handle_link_lost(format!("read failed: {e}")),
         }
@@ -396,10 +403,11 @@ pub fn run<L: Link>(
         read: ReadSize::new(),
         fast: None,
         timeout_set: None,
+        now: began,
     };
     loop {
         c.send(&mut link);
-        c.files.apply(&mut c.session, None);
+        c.files.apply(&mut c.session, None, c.now);
         if c.session.is_over() {
             c.send(&mut link);
             break;
