@@ -779,3 +779,53 @@ fn an_event_survives_a_kill_while_the_receiver_is_down() {
         dashcam_server::delivery::outbox_len(&out) == 0
     });
 }
+
+/// With --convert mp4 the mp4 is announced too: a "converted" event after
+/// the "stored" one, naming the mp4 and its source.
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn a_converted_mp4_sends_a_converted_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let hook = receiver(0);
+    let flags: Vec<String> = vec![
+        "--webhook".into(),
+        hook.url.clone(),
+        "--convert".into(),
+        "mp4".into(),
+        "--metadata".into(),
+        "1".into(),
+        "--gallery".into(),
+        "false".into(),
+    ];
+    let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
+    let imei = 350612071919001u64;
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.frame_rate = 20;
+    cam.files = vec![(
+        FileKind::VideoFront,
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265"),
+    )];
+    assert!(run_camera(&cam).unwrap().complete);
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let (_, body) = hook
+            .rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an event");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        kinds.push(v["event"].as_str().unwrap().to_string());
+        if v["event"] == "converted" {
+            let stored = media_files(&out, imei);
+            let name = stored[0].file_name().unwrap().to_str().unwrap();
+            assert_eq!(v["source"], format!("{imei}/{name}"));
+            let mp4 = v["path"].as_str().unwrap();
+            assert!(mp4.ends_with(".mp4") && out.join(mp4).is_file(), "{v}");
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["converted", "stored"]);
+}
