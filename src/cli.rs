@@ -941,9 +941,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let gallery = args.gallery;
     let outbox = handle.clone();
     server = server.on_stored(move |s| {
-        // In the outbox before the camera is told the file is stored.
+        // In the outbox before the camera is told the file is stored (if it
+        // cannot be, the camera is not told, and sends the file again).
         if let Some(d) = &outbox {
-            d.stored(s);
+            d.stored(s)?;
         }
         if let Some(q) = &queue {
             q.submit(s);
@@ -951,6 +952,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         if gallery {
             crate::gallery::notify_changed(&root);
         }
+        Ok(())
     });
     if let Some(d) = handle.clone() {
         server = server.on_end(move |summary| d.refused(summary));
@@ -1064,6 +1066,7 @@ fn verify(args: &VerifyArgs) -> Result<bool> {
             if let Ok(mut v) = sent.lock() {
                 v.push((st.path.clone(), st.sidecar.clone()));
             }
+            Ok(())
         }
     });
     let summaries = server.summaries();

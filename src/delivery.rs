@@ -161,14 +161,15 @@ impl DeliveryHandle {
     /// A file is stored (or was already): its jobs are written before the
     /// camera is told. A duplicate repeats them (same keys, same bytes, same
     /// event id): a crash between the rename and this call loses nothing.
-    pub fn stored(&self, st: &Stored) {
-        if let Err(e) = self.0.stored(st) {
+    pub fn stored(&self, st: &Stored) -> Result<(), String> {
+        self.0.stored(st).map_err(|e| {
             log::error!(
                 "[{}] outbox: cannot queue {} for delivery: {e:#}",
                 st.sidecar.imei,
                 st.path.display()
             );
-        }
+            format!("{e:#}")
+        })
     }
 
     /// A file the server refused (larger than `--max-file-mb`, a path it

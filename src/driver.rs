@@ -35,7 +35,9 @@ pub struct Env<'a> {
     pub config: &'a Config,
     pub storage: &'a Storage,
     pub shutdown: &'a AtomicBool,
-    pub on_stored: &'a (dyn Fn(&Stored) + Sync),
+    /// Told each stored file before the camera is: an error (its delivery
+    /// could not be queued) and the camera keeps the file and sends it again.
+    pub on_stored: &'a (dyn Fn(&Stored) -> Result<(), String> + Sync),
     /// Told the IMEI once the camera is admitted.
     pub on_camera: &'a (dyn Fn(u64) + Sync),
     pub metrics: &'a Metrics,
@@ -186,7 +188,21 @@ impl<'a> Files<'_, 'a> {
                 if stored.duplicate_of.is_none() {
                     Metrics::add(&self.env.metrics.files, 1);
                 }
-                (self.env.on_stored)(&stored);
+                if let Err(why) = (self.env.on_stored)(&stored) {
+                    // Stored here, but its upload or event is not queued: the
+                    // camera is not told, keeps the file and sends it again;
+                    // de-dup recognises it then and the hook runs again.
+                    return s.finished(
+                        now,
+                        Err(StoreError::Io {
+                            kind: io::ErrorKind::Other,
+                            what: format!(
+                                "{} is stored, but its delivery could not be queued ({why})",
+                                stored.path.display()
+                            ),
+                        }),
+                    );
+                }
                 let published = Published {
                     path: stored.path.display().to_string(),
                     size_bytes: stored.sidecar.size_bytes,

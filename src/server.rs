@@ -77,7 +77,7 @@ impl ServerConfig {
     }
 }
 
-type StoredHook = Box<dyn Fn(&Stored) + Send + Sync>;
+type StoredHook = Box<dyn Fn(&Stored) -> Result<(), String> + Send + Sync>;
 type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
 
 struct Conn {
@@ -430,7 +430,7 @@ impl Server {
                 next_id: AtomicU64::new(1),
                 conns: Mutex::new(HashMap::new()),
                 per_ip: Mutex::new(HashMap::new()),
-                on_stored: Box::new(|_| {}),
+                on_stored: Box::new(|_| Ok(())),
                 on_end: Box::new(|_| {}),
                 max_connections,
                 max_per_ip: cfg.max_per_ip,
@@ -460,7 +460,11 @@ impl Server {
     }
 
     /// Called (on the camera's thread) for each file stored.
-    pub fn on_stored(mut self, hook: impl Fn(&Stored) + Send + Sync + 'static) -> Self {
+    /// An error: the camera is not told the file is stored (it sends it again).
+    pub fn on_stored(
+        mut self,
+        hook: impl Fn(&Stored) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
         Arc::get_mut(&mut self.shared)
             .expect("not running yet")
             .on_stored = Box::new(hook);

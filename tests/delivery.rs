@@ -829,3 +829,42 @@ fn a_converted_mp4_sends_a_converted_event() {
     kinds.sort();
     assert_eq!(kinds, ["converted", "stored"]);
 }
+
+/// An outbox that cannot take a job (here a file stands where its folder
+/// was): the file is stored, but the camera is not told (CLOSE), so it
+/// keeps it; sent again once the outbox works, it is known (stored once) and
+/// its event goes out.
+#[test]
+fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let hook = receiver(0);
+    let flags: Vec<String> = vec!["--webhook".into(), hook.url.clone()];
+    let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
+    let outbox = out.join(".outbox");
+    std::fs::remove_dir_all(&outbox).unwrap();
+    std::fs::write(&outbox, b"not a folder").unwrap();
+    let imei = 350612071920001u64;
+    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    cam.files = vec![(
+        FileKind::PhotoFront,
+        write_file(tmp.path(), "p.jpg", &content(2200, 21)),
+    )];
+    cam.timeout = Duration::from_secs(10);
+    let r = run_camera(&cam).unwrap();
+    assert!(
+        !r.complete,
+        "the camera was not told its file is stored: {r:?}"
+    );
+    assert_eq!(media_files(&out, imei).len(), 1, "stored here all the same");
+    assert!(hook.rx.try_recv().is_err(), "no event yet");
+    std::fs::remove_file(&outbox).unwrap();
+    assert!(run_camera(&cam).unwrap().complete);
+    let (_, body) = hook
+        .rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the event once the outbox works");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["event"], "stored");
+    assert_eq!(media_files(&out, imei).len(), 1, "stored once");
+}

@@ -326,7 +326,10 @@ pub fn session_over_bytes(
         config: cfg,
         storage: &storage,
         shutdown: &stop,
-        on_stored: &|st| stored.lock().unwrap().push(st.clone()),
+        on_stored: &|st| {
+            stored.lock().unwrap().push(st.clone());
+            Ok(())
+        },
         on_camera: &|_| {},
         metrics: &metrics,
         fast: &fast,
