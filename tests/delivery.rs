@@ -868,3 +868,37 @@ fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
     assert_eq!(v["event"], "stored");
     assert_eq!(media_files(&out, imei).len(), 1, "stored once");
 }
+
+/// The checksum is one the store checks: a PUT whose SHA-256 does not match
+/// its bytes is refused (and nothing is stored under the key); the right one
+/// is taken, whole or in parts.
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+fn the_store_checks_each_uploads_sha256() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _store = store(&tmp.path().join("s3"), port);
+    let bucket = client(port);
+    bucket.create_bucket().unwrap();
+    let bytes = content(5000, 31);
+    let f = write_file(tmp.path(), "f.bin", &bytes);
+    let mut file = std::fs::File::open(&f).unwrap();
+    let wrong = "00".repeat(32);
+    let refused = bucket.put_file("1/wrong.bin", &mut file, 5000, Some(&wrong));
+    assert!(refused.is_err(), "a wrong SHA-256 must be refused");
+    assert!(
+        bucket.get("1/wrong.bin").is_err(),
+        "nothing stored under it"
+    );
+    bucket
+        .put_file("1/right.bin", &mut file, 5000, None)
+        .unwrap();
+    assert_eq!(bucket.get("1/right.bin").unwrap(), bytes);
+    let empty = write_file(tmp.path(), "e.bin", b"");
+    let mut e = std::fs::File::open(&empty).unwrap();
+    bucket.put_file("1/empty.bin", &mut e, 0, None).unwrap();
+    assert_eq!(bucket.get("1/empty.bin").unwrap(), b"");
+}
