@@ -115,3 +115,51 @@ fn progress_bars_keep_the_file_name_and_fit_80_columns() {
     );
     assert!(lines.iter().any(|l| l.contains("server stopped")));
 }
+
+/// Stopped while a camera is still sending: its bar is erased before the
+/// last lines, not left frozen on the screen.
+#[test]
+fn a_stop_in_the_middle_of_a_file_clears_the_bars() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = tmp.path().join("out");
+    let typescript = tmp.path().join("typescript");
+    let inner = format!(
+        "stty cols 80 rows 24; exec timeout -s INT 4 {BIN} serve --bind 127.0.0.1 --port {port} --output-dir '{}' --gallery false",
+        out.display()
+    );
+    let mut term = Command::new("script")
+        .args(["-qfec", &inner])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for("the server", || std::net::TcpStream::connect(addr).is_ok());
+    // 600 kB at 60 kB/s: about 10 s, so the stop comes in the middle.
+    let video = write_file(tmp.path(), "clip.h265", &content(600_000, 6));
+    let _ = Command::new(BIN)
+        .args(["simulate", "--server", &addr.to_string(), "--cameras", "1"])
+        .args(["--rate", "60000", "--ramp", "0", "--timeout", "20"])
+        .arg("--file")
+        .arg(format!("videof={}", video.display()))
+        .output()
+        .unwrap();
+    let _ = term.wait();
+    let raw = std::fs::read(&typescript).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let last_bar = text.rfind("%videof ").expect("a bar was drawn");
+    let stopped = text.rfind("server stopped").expect("server stopped");
+    let after = &text[last_bar..stopped];
+    assert!(
+        after.contains("\u{1b}[2K") || after.contains("\u{1b}[K") || after.contains("\u{1b}[J"),
+        "the bar is erased before 'server stopped': {after:?}"
+    );
+    assert!(
+        !visible(text[stopped..].as_bytes())
+            .iter()
+            .any(|l| l.contains("%videof")),
+        "no bar after the stop"
+    );
+}
