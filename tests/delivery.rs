@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use dashcam_server::codec::FileKind;
 use dashcam_server::s3::{hmac_hex, S3Client, S3Config};
-use dashcam_server::simulator::run_camera;
+use dashcam_server::simulator::{run_camera, SimConfig};
 
 const KEY_ID: &str = "AKIDDASHCAMTEST";
 const SECRET: &str = "dashcam-test-secret-key";
@@ -38,8 +38,9 @@ fn wait_port(addr: SocketAddr, what: &str) {
     wait_for(what, || TcpStream::connect(addr).is_ok());
 }
 
-/// s3s-fs on `port`, keeping its objects in `dir`.
-fn store(dir: &Path, port: u16) -> Proc {
+/// s3s-fs on `port`, keeping its objects in `dir`, and a client of its
+/// bucket `fleet` (created).
+fn store(dir: &Path, port: u16) -> (Proc, S3Client) {
     std::fs::create_dir_all(dir).unwrap();
     let p = Proc(
         Command::new("s3s-fs")
@@ -55,11 +56,7 @@ fn store(dir: &Path, port: u16) -> Proc {
         format!("127.0.0.1:{port}").parse().unwrap(),
         "the object store",
     );
-    p
-}
-
-fn client(port: u16) -> S3Client {
-    S3Client::new(S3Config {
+    let bucket = S3Client::new(S3Config {
         endpoint: format!("http://127.0.0.1:{port}"),
         bucket: "fleet".into(),
         region: "us-east-1".into(),
@@ -67,7 +64,17 @@ fn client(port: u16) -> S3Client {
         access_key: KEY_ID.into(),
         secret_key: SECRET.into(),
         session_token: None,
-    })
+    });
+    bucket.create_bucket().unwrap();
+    (p, bucket)
+}
+
+/// A camera at `addr` that sends `files`.
+fn camera(addr: SocketAddr, imei: u64, files: Vec<(FileKind, PathBuf)>) -> SimConfig {
+    let mut cam = SimConfig::new(addr.to_string(), imei);
+    cam.files = files;
+    cam.timeout = Duration::from_secs(60);
+    cam
 }
 
 /// The server binary as a service would run it; returns it and its camera address.
@@ -177,10 +184,6 @@ fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) 
     }
 }
 
-fn media_files(out: &Path, imei: u64) -> Vec<PathBuf> {
-    media(out, imei)
-}
-
 fn log_has(log: &Path, what: &str) -> bool {
     std::fs::File::open(log).is_ok_and(|f| {
         BufReader::new(f)
@@ -202,9 +205,7 @@ fn log_has(log: &Path, what: &str) -> bool {
 fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_in_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let s3_port = free_port();
-    let _store = store(&tmp.path().join("s3"), s3_port);
-    let bucket = client(s3_port);
-    bucket.create_bucket().unwrap();
+    let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
     // The receiver is busy at first: events are retried.
     let hook = receiver(1);
     let http = free_port();
@@ -228,11 +229,13 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
     let photo = write_file(tmp.path(), "p.jpg", &content(3000, 1));
     // Over 16 MiB: a multipart upload.
     let video = write_file(tmp.path(), "v.h265", &content(17 << 20, 2));
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    cam.files = vec![(FileKind::PhotoFront, photo), (FileKind::VideoFront, video)];
-    cam.timeout = Duration::from_secs(60);
+    let cam = camera(
+        addr,
+        imei,
+        vec![(FileKind::PhotoFront, photo), (FileKind::VideoFront, video)],
+    );
     assert!(run_camera(&cam).unwrap().complete);
-    let stored = media_files(&out, imei);
+    let stored = media(&out, imei);
     assert_eq!(stored.len(), 2);
     // Two signed events, each naming its object.
     let mut events = Vec::new();
@@ -347,14 +350,10 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     let imei = 350612071913858u64;
     // The store is down: the camera is still served, the jobs wait on disk.
     let (srv, addr) = server(&out, &tmp.path().join("a.log"), &s3_flags(s3_port, ""));
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    cam.files = vec![(
-        FileKind::VideoFront,
-        write_file(tmp.path(), "v.h265", &content(20 << 20, 3)),
-    )];
-    cam.timeout = Duration::from_secs(60);
+    let video = write_file(tmp.path(), "v.h265", &content(20 << 20, 3));
+    let cam = camera(addr, imei, vec![(FileKind::VideoFront, video)]);
     assert!(run_camera(&cam).unwrap().complete);
-    let local = media_files(&out, imei);
+    let local = media(&out, imei);
     assert_eq!(local.len(), 1);
     wait_for("a failed attempt", || {
         log_has(&tmp.path().join("a.log"), "failed (attempt")
@@ -367,9 +366,7 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     );
     // The store comes back; a restarted server delivers, and is killed
     // again as soon as an upload has begun, then restarted once more.
-    let _store = store(&tmp.path().join("s3"), s3_port);
-    let bucket = client(s3_port);
-    bucket.create_bucket().unwrap();
+    let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
     let log_b = tmp.path().join("b.log");
     let (srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
     wait_for("the first upload", || log_has(&log_b, "uploaded "));
@@ -419,12 +416,10 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
         &["--http-bind".into(), haddr.to_string()],
     );
     let imei = 350612071913859u64;
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photo.jpg"))
-        .unwrap_or_else(|_| content(2000, 9));
-    cam.files = vec![(FileKind::PhotoFront, write_file(tmp.path(), "p.jpg", &jpeg))];
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photo.jpg");
+    let cam = camera(addr, imei, vec![(FileKind::PhotoFront, photo)]);
     assert!(run_camera(&cam).unwrap().complete);
-    let stored = media_files(&out, imei);
+    let stored = media(&out, imei);
     let name = stored[0].file_name().unwrap().to_str().unwrap().to_string();
     wait_for("the gallery page", || {
         std::fs::read_to_string(out.join("index.html")).is_ok_and(|t| t.contains(&imei.to_string()))
@@ -520,9 +515,7 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
 fn three_instances_behind_haproxy_write_into_one_bucket() {
     let tmp = tempfile::tempdir().unwrap();
     let s3_port = free_port();
-    let _store = store(&tmp.path().join("s3"), s3_port);
-    let bucket = client(s3_port);
-    bucket.create_bucket().unwrap();
+    let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
     let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();
     let mut flags = s3_flags(s3_port, "site-a");
     flags.push("--proxy-protocol".into());
@@ -549,16 +542,12 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
     wait_port(front_addr, "haproxy");
     let imeis: Vec<u64> = (0..6).map(|i| 350612071914000 + i).collect();
     for (i, imei) in imeis.iter().enumerate() {
-        let mut cam = dashcam_server::simulator::SimConfig::new(front_addr.to_string(), *imei);
-        cam.files = vec![(
-            FileKind::PhotoFront,
-            write_file(
-                tmp.path(),
-                &format!("p{i}.jpg"),
-                &content(4000, 50 + i as u64),
-            ),
-        )];
-        cam.timeout = Duration::from_secs(30);
+        let photo = write_file(
+            tmp.path(),
+            &format!("p{i}.jpg"),
+            &content(4000, 50 + i as u64),
+        );
+        let cam = camera(front_addr, *imei, vec![(FileKind::PhotoFront, photo)]);
         assert!(run_camera(&cam).unwrap().complete, "camera {imei}");
     }
     wait_for("every outbox empty", || {
@@ -566,7 +555,7 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
             .all(|o| dashcam_server::delivery::outbox_len(o) == 0)
     });
     for imei in &imeis {
-        let stored: Vec<PathBuf> = outs.iter().flat_map(|o| media_files(o, *imei)).collect();
+        let stored: Vec<PathBuf> = outs.iter().flat_map(|o| media(o, *imei)).collect();
         assert_eq!(stored.len(), 1, "camera {imei} stored once");
         let name = stored[0].file_name().unwrap().to_str().unwrap();
         assert_eq!(
@@ -576,7 +565,7 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
     }
     let used = outs
         .iter()
-        .filter(|o| imeis.iter().any(|i| !media_files(o, *i).is_empty()))
+        .filter(|o| imeis.iter().any(|i| !media(o, *i).is_empty()))
         .count();
     assert!(
         used >= 2,
@@ -598,13 +587,13 @@ fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let send = |addr: SocketAddr, imei: u64, seed: u64| {
-        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-        cam.files = vec![(
-            FileKind::PhotoFront,
-            write_file(tmp.path(), &format!("p{seed}.jpg"), &content(3000, seed)),
-        )];
-        assert!(run_camera(&cam).unwrap().complete);
-        media_files(&out, imei).pop().unwrap()
+        let photo = write_file(tmp.path(), &format!("p{seed}.jpg"), &content(3000, seed));
+        assert!(
+            run_camera(&camera(addr, imei, vec![(FileKind::PhotoFront, photo)]))
+                .unwrap()
+                .complete
+        );
+        media(&out, imei).pop().unwrap()
     };
     let (old, new) = {
         let (_srv, addr) = server(&out, &tmp.path().join("a.log"), &[]);
@@ -656,14 +645,9 @@ fn sighup_reloads_the_allow_list_and_reopens_a_json_log() {
     ];
     let (srv, addr) = server(&out, &tmp.path().join("stderr.log"), &flags);
     let send = |imei: u64, seed: u64| {
-        let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-        cam.files = vec![(
-            FileKind::PhotoFront,
-            write_file(tmp.path(), &format!("p{seed}.jpg"), &content(2000, seed)),
-        )];
-        cam.timeout = Duration::from_secs(10);
-        let _ = run_camera(&cam);
-        media_files(&out, imei).len()
+        let photo = write_file(tmp.path(), &format!("p{seed}.jpg"), &content(2000, seed));
+        let _ = run_camera(&camera(addr, imei, vec![(FileKind::PhotoFront, photo)]));
+        media(&out, imei).len()
     };
     assert_eq!(send(a, 1), 1);
     assert_eq!(send(b, 2), 0, "not in the allow-list yet");
@@ -718,13 +702,8 @@ fn a_refused_file_sends_a_refused_event() {
     ];
     let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
     let imei = 350612071917001u64;
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    cam.files = vec![(
-        FileKind::VideoFront,
-        write_file(tmp.path(), "big.h265", &content(2 << 20, 7)),
-    )];
-    cam.timeout = Duration::from_secs(10);
-    let _ = run_camera(&cam);
+    let video = write_file(tmp.path(), "big.h265", &content(2 << 20, 7));
+    let _ = run_camera(&camera(addr, imei, vec![(FileKind::VideoFront, video)]));
     let (h, body) = hook
         .rx
         .recv_timeout(Duration::from_secs(20))
@@ -735,7 +714,7 @@ fn a_refused_file_sends_a_refused_event() {
     assert_eq!(v["file"], "%videof");
     assert_eq!(header(&h, "idempotency-key"), v["id"].as_str().unwrap());
     assert!(v["reason"].as_str().unwrap().contains("max-file-mb"), "{v}");
-    assert!(media_files(&out, imei).is_empty());
+    assert!(media(&out, imei).is_empty());
 }
 
 /// An event survives a kill -9 while its receiver refuses it: after the
@@ -750,12 +729,12 @@ fn an_event_survives_a_kill_while_the_receiver_is_down() {
     let log_a = tmp.path().join("a.log");
     let (srv, addr) = server(&out, &log_a, &flags);
     let imei = 350612071918001u64;
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    cam.files = vec![(
-        FileKind::PhotoRear,
-        write_file(tmp.path(), "r.jpg", &content(2500, 11)),
-    )];
-    assert!(run_camera(&cam).unwrap().complete);
+    let photo = write_file(tmp.path(), "r.jpg", &content(2500, 11));
+    assert!(
+        run_camera(&camera(addr, imei, vec![(FileKind::PhotoRear, photo)]))
+            .unwrap()
+            .complete
+    );
     wait_for("a refused delivery", || log_has(&log_a, "failed (attempt"));
     drop(srv); // kill -9
     assert_eq!(dashcam_server::delivery::outbox_len(&out), 1);
@@ -765,7 +744,7 @@ fn an_event_survives_a_kill_while_the_receiver_is_down() {
         .recv_timeout(Duration::from_secs(30))
         .expect("the event after the restart");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let stored = media_files(&out, imei);
+    let stored = media(&out, imei);
     let name = stored[0].file_name().unwrap().to_str().unwrap();
     assert_eq!(v["path"], format!("{imei}/{name}"));
     assert_eq!(
@@ -803,12 +782,9 @@ fn a_converted_mp4_sends_a_converted_event() {
     ];
     let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
     let imei = 350612071919001u64;
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265");
+    let mut cam = camera(addr, imei, vec![(FileKind::VideoFront, clip)]);
     cam.frame_rate = 20;
-    cam.files = vec![(
-        FileKind::VideoFront,
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265"),
-    )];
     assert!(run_camera(&cam).unwrap().complete);
     let mut kinds = Vec::new();
     while kinds.len() < 2 {
@@ -819,7 +795,7 @@ fn a_converted_mp4_sends_a_converted_event() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         kinds.push(v["event"].as_str().unwrap().to_string());
         if v["event"] == "converted" {
-            let stored = media_files(&out, imei);
+            let stored = media(&out, imei);
             let name = stored[0].file_name().unwrap().to_str().unwrap();
             assert_eq!(v["source"], format!("{imei}/{name}"));
             let mp4 = v["path"].as_str().unwrap();
@@ -845,18 +821,14 @@ fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
     std::fs::remove_dir_all(&outbox).unwrap();
     std::fs::write(&outbox, b"not a folder").unwrap();
     let imei = 350612071920001u64;
-    let mut cam = dashcam_server::simulator::SimConfig::new(addr.to_string(), imei);
-    cam.files = vec![(
-        FileKind::PhotoFront,
-        write_file(tmp.path(), "p.jpg", &content(2200, 21)),
-    )];
-    cam.timeout = Duration::from_secs(10);
+    let photo = write_file(tmp.path(), "p.jpg", &content(2200, 21));
+    let cam = camera(addr, imei, vec![(FileKind::PhotoFront, photo)]);
     let r = run_camera(&cam).unwrap();
     assert!(
         !r.complete,
         "the camera was not told its file is stored: {r:?}"
     );
-    assert_eq!(media_files(&out, imei).len(), 1, "stored here all the same");
+    assert_eq!(media(&out, imei).len(), 1, "stored here all the same");
     assert!(hook.rx.try_recv().is_err(), "no event yet");
     std::fs::remove_file(&outbox).unwrap();
     assert!(run_camera(&cam).unwrap().complete);
@@ -866,7 +838,7 @@ fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
         .expect("the event once the outbox works");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["event"], "stored");
-    assert_eq!(media_files(&out, imei).len(), 1, "stored once");
+    assert_eq!(media(&out, imei).len(), 1, "stored once");
 }
 
 /// The checksum is one the store checks: a PUT whose SHA-256 does not match
@@ -880,9 +852,7 @@ fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
 fn the_store_checks_each_uploads_sha256() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _store = store(&tmp.path().join("s3"), port);
-    let bucket = client(port);
-    bucket.create_bucket().unwrap();
+    let (_store, bucket) = store(&tmp.path().join("s3"), port);
     let bytes = content(5000, 31);
     let f = write_file(tmp.path(), "f.bin", &bytes);
     let mut file = std::fs::File::open(&f).unwrap();
