@@ -223,6 +223,38 @@ fn a_converted_camera_clip_keeps_every_frame_and_its_sound() {
     assert!(moov < mdat, "+faststart");
 }
 
+/// The camera's sample clip (20 fps) stored for each IMEI, without conversion.
+fn clips_stored(out: &Path, imeis: &[u64]) {
+    let srv = start(out, |c| c.session.metadata = true);
+    for &imei in imeis {
+        let mut cam = srv.sim(imei);
+        cam.frame_rate = 20;
+        cam.files = vec![(FileKind::VideoFront, samples().join("camera.h265"))];
+        assert!(run_camera(&cam).unwrap().complete);
+    }
+    srv.shutdown();
+}
+
+/// `serve --convert mp4` on `out` (gallery off), with `extra` flags.
+fn serve_converting(out: &Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .arg("--output-dir")
+        .arg(out)
+        .args(["--convert", "mp4", "--gallery", "false"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// A conversion a crash interrupted (its `.mp4.converting` left behind) is
 /// done at the next start; `dashcam-server convert` does what is missing.
 #[test]
@@ -233,15 +265,7 @@ fn a_converted_camera_clip_keeps_every_frame_and_its_sound() {
 fn a_killed_conversion_is_finished_after_a_restart_and_convert_does_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    // Stored without --convert: two camera clips.
-    let srv = start(&out, |c| c.session.metadata = true);
-    for imei in [IMEI, IMEI + 1] {
-        let mut cam = srv.sim(imei);
-        cam.frame_rate = 20;
-        cam.files = vec![(FileKind::VideoFront, samples().join("camera.h265"))];
-        assert!(run_camera(&cam).unwrap().complete);
-    }
-    srv.shutdown();
+    clips_stored(&out, &[IMEI, IMEI + 1]);
     let a = media(&out, IMEI).remove(0);
     let b = media(&out, IMEI + 1).remove(0);
     // A crash in the middle of converting the first.
@@ -265,24 +289,8 @@ fn a_killed_conversion_is_finished_after_a_restart_and_convert_does_the_rest() {
     assert!(sidecar_of(&a).mp4.is_none());
 
     // The next start with --convert mp4 finishes the interrupted one.
-    let port = free_port();
     let http = format!("127.0.0.1:{}", free_port());
-    let mut server = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--output-dir")
-        .arg(&out)
-        .args([
-            "--convert",
-            "mp4",
-            "--gallery",
-            "false",
-            "--http-bind",
-            &http,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = serve_converting(&out, &["--http-bind", &http], Stdio::null());
     wait_for("the interrupted conversion", || {
         sidecar_of(&a).mp4.is_some()
     });
@@ -391,25 +399,9 @@ fn per_file_metadata_matches_each_clip() {
 fn a_stop_waits_for_the_running_conversion_before_server_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let srv = start(&out, |c| c.session.metadata = true);
-    for imei in [IMEI, IMEI + 1, IMEI + 2] {
-        let mut cam = srv.sim(imei);
-        cam.frame_rate = 20;
-        cam.files = vec![(FileKind::VideoFront, samples().join("camera.h265"))];
-        assert!(run_camera(&cam).unwrap().complete);
-    }
-    srv.shutdown();
+    clips_stored(&out, &[IMEI, IMEI + 1, IMEI + 2]);
     let log = tmp.path().join("server.log");
-    let port = free_port();
-    let mut server = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--convert", "mp4", "--gallery", "false"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut server = serve_converting(&out, &[], std::fs::File::create(&log).unwrap().into());
     // Stopped as soon as the first of the three is being converted.
     wait_for("the conversion to begin", || {
         std::fs::read_dir(out.join(IMEI.to_string())).is_ok_and(|d| {
