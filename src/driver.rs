@@ -30,6 +30,71 @@ impl Link for &TcpStream {
     }
 }
 
+/// Bytes in, bytes out, all in memory: reading past the input is the peer
+/// closing the link. (Tests and the fuzz targets run sessions over it.)
+pub struct MemoryLink<'a> {
+    pub input: &'a [u8],
+    pub output: Vec<u8>,
+}
+
+impl Read for MemoryLink<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for MemoryLink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Link for MemoryLink<'_> {
+    fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One whole session over in-memory bytes, storing into `storage`: what it
+/// reports, every byte it sent back, and each file as it was stored.
+pub fn run_over_bytes(
+    config: &Config,
+    storage: &Storage,
+    input: &[u8],
+) -> (Summary, Vec<u8>, Vec<Stored>) {
+    let stop = AtomicBool::new(false);
+    let (metrics, fast) = (Metrics::default(), FastBudget::default());
+    let stored = std::sync::Mutex::new(Vec::new());
+    let env = Env {
+        config,
+        storage,
+        shutdown: &stop,
+        on_stored: &|st| {
+            stored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(st.clone());
+            Ok(())
+        },
+        on_camera: &|_| {},
+        metrics: &metrics,
+        fast: &fast,
+    };
+    let mut link = MemoryLink {
+        input,
+        output: Vec::new(),
+    };
+    let summary = run(&env, &mut link, "in-memory".into(), 0, Instant::now());
+    let stored = stored
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (summary, link.output, stored)
+}
+
 /// Everything a session needs from the server around it.
 pub struct Env<'a> {
     pub config: &'a Config,

@@ -10,8 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dashcam_server::codec::{FileKind, Frame, InitPacket};
-use dashcam_server::driver::{self, Env, Link, Summary};
-use dashcam_server::metrics::{FastBudget, Metrics};
+use dashcam_server::driver::{self, Summary};
 use dashcam_server::server::{Server, ServerConfig, StopHandle};
 use dashcam_server::session;
 use dashcam_server::simulator::SimConfig;
@@ -281,35 +280,6 @@ impl Raw {
     }
 }
 
-/// Bytes in, bytes out, all in memory. Reading past the input is the peer
-/// closing the link.
-pub struct MemoryLink<'a> {
-    pub input: &'a [u8],
-    pub output: Vec<u8>,
-}
-
-impl Read for MemoryLink<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for MemoryLink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.output.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Link for MemoryLink<'_> {
-    fn set_read_timeout(&mut self, _: Duration) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One server session over in-memory bytes, storing under `dir`: what it
 /// reports, every byte it sent back, and each file as it was stored.
 pub fn session_over_bytes(
@@ -319,33 +289,7 @@ pub fn session_over_bytes(
 ) -> (Summary, Vec<u8>, Vec<dashcam_server::storage::Stored>) {
     trace_logging();
     let storage = Storage::new(dir, Duration::from_secs(3600)).unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (metrics, fast) = (Metrics::default(), FastBudget::default());
-    let stored = std::sync::Mutex::new(Vec::new());
-    let env = Env {
-        config: cfg,
-        storage: &storage,
-        shutdown: &stop,
-        on_stored: &|st| {
-            stored.lock().unwrap().push(st.clone());
-            Ok(())
-        },
-        on_camera: &|_| {},
-        metrics: &metrics,
-        fast: &fast,
-    };
-    let mut link = MemoryLink {
-        input,
-        output: Vec::new(),
-    };
-    let summary = driver::run(
-        &env,
-        &mut link,
-        "in-memory".into(),
-        0,
-        std::time::Instant::now(),
-    );
-    (summary, link.output, stored.into_inner().unwrap())
+    driver::run_over_bytes(cfg, &storage, input)
 }
 
 /// What a camera sends for a one-packet file after the server's FILE REQ
