@@ -200,7 +200,8 @@ impl DeliveryHandle {
         }
     }
 
-    /// A video's mp4 is made: it goes up too, with an event.
+    /// A video's mp4 is made: it goes up too (with its updated sidecar),
+    /// with an event that names its object.
     pub fn converted(&self, st: &Stored, mp4: &Path) {
         let go = || -> Result<()> {
             let inner = &self.0;
@@ -213,25 +214,7 @@ impl DeliveryHandle {
                 "source": inner.rel(&st.path)?,
                 "sidecar": st.sidecar,
             });
-            if let Some(s3) = &inner.cfg.s3 {
-                inner.push(Job::Upload {
-                    path: inner.rel(&st.sidecar_path)?,
-                    key: s3.key_for(&inner.rel(&st.sidecar_path)?),
-                    sha256: None,
-                    then_event: None,
-                    media: false,
-                })?;
-                inner.push(Job::Upload {
-                    key: s3.key_for(&rel),
-                    path: rel,
-                    sha256: None,
-                    then_event: Some(event),
-                    media: false,
-                })?;
-            } else if inner.cfg.webhook.is_some() {
-                inner.push_event(event)?;
-            }
-            Ok(())
+            inner.deliver(&st.sidecar_path, rel, None, false, event)
         };
         if let Err(e) = go() {
             log::error!("outbox: cannot queue {}: {e:#}", mp4.display());
@@ -285,32 +268,47 @@ impl Inner {
         if let Some(sc) = event["sidecar"].as_object_mut() {
             sc.remove("duplicate_of");
         }
-        if let Some(s3) = &self.cfg.s3 {
-            let key = s3.key_for(&rel);
-            event["object"] = json!({
-                "bucket": s3.bucket,
-                "key": key,
-                "url": s3.location(&key),
-            });
-            let sc_rel = self.rel(&st.sidecar_path)?;
-            self.push(Job::Upload {
-                key: s3.key_for(&sc_rel),
-                path: sc_rel,
-                sha256: None,
-                then_event: None,
-                media: false,
-            })?;
-            self.push(Job::Upload {
-                path: rel,
-                key,
-                sha256: Some(st.sidecar.sha256.hex()),
-                then_event: self.cfg.webhook.is_some().then_some(event),
-                media: true,
-            })?;
-        } else if self.cfg.webhook.is_some() {
-            self.push_event(event)?;
-        }
-        Ok(())
+        let sha256 = Some(st.sidecar.sha256.hex());
+        self.deliver(&st.sidecar_path, rel, sha256, true, event)
+    }
+
+    /// With S3 on: the sidecar's upload, then the file's (`rel`), whose
+    /// confirmation sends `event` naming its object. Without: the event.
+    fn deliver(
+        &self,
+        sidecar: &Path,
+        rel: String,
+        sha256: Option<String>,
+        media: bool,
+        mut event: serde_json::Value,
+    ) -> Result<()> {
+        let Some(s3) = &self.cfg.s3 else {
+            if self.cfg.webhook.is_some() {
+                self.push_event(event)?;
+            }
+            return Ok(());
+        };
+        let key = s3.key_for(&rel);
+        event["object"] = json!({
+            "bucket": s3.bucket,
+            "key": key,
+            "url": s3.location(&key),
+        });
+        let sc_rel = self.rel(sidecar)?;
+        self.push(Job::Upload {
+            key: s3.key_for(&sc_rel),
+            path: sc_rel,
+            sha256: None,
+            then_event: None,
+            media: false,
+        })?;
+        self.push(Job::Upload {
+            path: rel,
+            key,
+            sha256,
+            then_event: self.cfg.webhook.is_some().then_some(event),
+            media,
+        })
     }
 
     fn work(&self) {
@@ -479,7 +477,7 @@ fn describe(job: &Job) -> String {
     }
 }
 
-/// The output folder's outbox holds jobs for these paths (tests, `/metrics`).
+/// Jobs waiting in the outbox of the output folder `root` (a count of files).
 pub fn outbox_len(root: &Path) -> usize {
     Outbox::open(root).map_or(0, |o| o.len())
 }
