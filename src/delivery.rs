@@ -268,7 +268,7 @@ impl Inner {
         if let Some(sc) = event["sidecar"].as_object_mut() {
             sc.remove("duplicate_of");
         }
-        let sha256 = Some(st.sidecar.sha256.hex());
+        let sha256 = Some(st.sidecar.sha256);
         self.deliver(&st.sidecar_path, rel, sha256, true, event)
     }
 
@@ -278,7 +278,7 @@ impl Inner {
         &self,
         sidecar: &Path,
         rel: String,
-        sha256: Option<String>,
+        sha256: Option<crate::storage::Sha256Digest>,
         media: bool,
         mut event: serde_json::Value,
     ) -> Result<()> {
@@ -411,7 +411,7 @@ impl Inner {
                     }
                 };
                 let len = f.metadata()?.len();
-                s3.put_file(key, &mut f, len, sha256.as_deref())?;
+                s3.put_file(key, &mut f, len, *sha256)?;
                 log::info!(
                     "uploaded {} ({len} bytes) to {}",
                     local.display(),

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::storage::Sha256Digest;
+
 /// Files up to this size go in one PUT.
 pub const SINGLE_PUT_MAX: u64 = 16 << 20;
 /// The part size of a multipart upload (S3's minimum is 5 MiB).
@@ -106,17 +108,13 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// HMAC-SHA256 of `body` with `secret`, in hex (webhook signatures).
 pub fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
-    hex(&hmac(secret, body))
+    Sha256Digest(hmac(secret, body)).hex()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    Sha256Digest(Sha256::digest(bytes).into()).hex()
 }
 
 /// Standard base64 with padding.
@@ -197,7 +195,7 @@ fn authorization(
     let k = hmac(&k, region.as_bytes());
     let k = hmac(&k, b"s3");
     let k = hmac(&k, b"aws4_request");
-    let signature = hex(&hmac(&k, to_sign.as_bytes()));
+    let signature = Sha256Digest(hmac(&k, to_sign.as_bytes())).hex();
     format!("AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}")
 }
 
@@ -330,26 +328,23 @@ impl S3Client {
         key: &str,
         file: &mut File,
         len: u64,
-        sha256: Option<&str>,
+        sha256: Option<Sha256Digest>,
     ) -> Result<()> {
         if len > SINGLE_PUT_MAX {
             return self.put_multipart(key, file, len);
         }
         let sha = match sha256 {
-            Some(s) => s.to_string(),
+            Some(d) => d,
             None => {
                 let mut h = Sha256::new();
                 file.seek(SeekFrom::Start(0))?;
                 std::io::copy(&mut (&mut *file).take(len), &mut h)?;
-                hex(&h.finalize())
+                Sha256Digest(h.finalize().into())
             }
         };
-        let raw: Vec<u8> = (0..sha.len() / 2)
-            .filter_map(|i| u8::from_str_radix(&sha[2 * i..2 * i + 2], 16).ok())
-            .collect();
         file.seek(SeekFrom::Start(0))?;
-        let extra = [("x-amz-checksum-sha256", base64(&raw))];
-        self.request("PUT", Some(key), &[], &sha, &extra)
+        let extra = [("x-amz-checksum-sha256", base64(&sha.0))];
+        self.request("PUT", Some(key), &[], &sha.hex(), &extra)
             .set("Content-Length", &len.to_string())
             .send((&mut *file).take(len))
             .map_err(failure)

@@ -856,8 +856,8 @@ fn the_store_checks_each_uploads_sha256() {
     let bytes = content(5000, 31);
     let f = write_file(tmp.path(), "f.bin", &bytes);
     let mut file = std::fs::File::open(&f).unwrap();
-    let wrong = "00".repeat(32);
-    let refused = bucket.put_file("1/wrong.bin", &mut file, 5000, Some(&wrong));
+    let wrong = dashcam_server::storage::Sha256Digest([0; 32]);
+    let refused = bucket.put_file("1/wrong.bin", &mut file, 5000, Some(wrong));
     assert!(refused.is_err(), "a wrong SHA-256 must be refused");
     assert!(
         bucket.get("1/wrong.bin").is_err(),

@@ -30,7 +30,7 @@ pub enum Job {
         key: String,
         /// Its SHA-256 when known (a media file's, from its sidecar).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        sha256: Option<String>,
+        sha256: Option<crate::Sha256Digest>,
         /// The event to send once the object is confirmed (the webhook of
         /// a stored file says where its object is).
         #[serde(default, skip_serializing_if = "Option::is_none")]
