@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -395,21 +395,8 @@ fn local_file(root: &Path, url_path: &str) -> Option<PathBuf> {
     } else {
         rel
     };
-    if rel.contains('\\') || rel.contains('\0') {
-        return None;
-    }
-    let mut p = root.to_path_buf();
-    for (i, c) in Path::new(&rel).components().enumerate() {
-        match c {
-            // The gallery's thumbnails are the one dot folder served.
-            Component::Normal(n) if i == 0 && n == crate::storage::derived::THUMBS => p.push(n),
-            Component::Normal(n) if !n.to_string_lossy().starts_with('.') => p.push(n),
-            _ => return None,
-        }
-        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return None;
-        }
-    }
+    // The gallery's thumbnails are the one dot folder served.
+    let p = crate::storage::under_root(root, &rel, Some(crate::storage::derived::THUMBS))?;
     std::fs::symlink_metadata(&p)
         .is_ok_and(|m| m.is_file())
         .then_some(p)

@@ -413,6 +413,33 @@ impl Storage {
     }
 }
 
+/// The file or folder `rel` names under `root`: `rel` is `/`-separated
+/// plain names, none of them `..` or starting with a dot (but for
+/// `dot_folder` as the first one, e.g. the gallery's `.thumbs`), and no step
+/// of the way is a symlink. None for anything else: a name from a job file
+/// or a URL never leaves the output folder.
+pub fn under_root(root: &Path, rel: &str, dot_folder: Option<&str>) -> Option<PathBuf> {
+    if rel.is_empty() || rel.contains(['\\', '\0']) {
+        return None;
+    }
+    let mut p = root.to_path_buf();
+    for (i, c) in Path::new(rel).components().enumerate() {
+        match c {
+            std::path::Component::Normal(n)
+                if !n.to_string_lossy().starts_with('.')
+                    || (i == 0 && dot_folder.is_some_and(|d| n == d)) =>
+            {
+                p.push(n)
+            }
+            _ => return None,
+        }
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return None;
+        }
+    }
+    Some(p)
+}
+
 /// (Re)writes a sidecar atomically: a reader never sees half a JSON.
 pub fn write_sidecar(stored: &Stored) -> Result<()> {
     let mut body = serde_json::to_vec_pretty(&stored.sidecar)?;

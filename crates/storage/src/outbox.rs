@@ -6,7 +6,7 @@
 //! object key with the same bytes; the same event id).
 
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -126,23 +126,7 @@ impl Outbox {
     /// The local file a job names: under the output folder, plain names only,
     /// never through a symlink. None when it is not such a path.
     pub fn local(&self, rel: &str) -> Option<PathBuf> {
-        let rel_path = Path::new(rel);
-        let plain = !rel.is_empty()
-            && !rel.contains('\\')
-            && rel_path.components().all(
-                |c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
-            );
-        if !plain {
-            return None;
-        }
-        let mut p = self.root.clone();
-        for c in rel.split('/') {
-            p.push(c);
-            if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                return None;
-            }
-        }
-        Some(p)
+        crate::under_root(&self.root, rel, None)
     }
 
     /// A path under the output folder as a job names it.
