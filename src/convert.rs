@@ -334,13 +334,7 @@ impl Converter {
     pub fn stop(self, wait: Duration) {
         self.stop.store(true, Ordering::SeqCst);
         drop(self.tx);
-        let deadline = std::time::Instant::now() + wait;
-        while !self.worker.is_finished() && std::time::Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        if self.worker.is_finished() {
-            let _ = self.worker.join();
-        } else {
+        if !crate::join_by(self.worker, std::time::Instant::now() + wait) {
             log::warn!(
                 "a conversion still runs after {} s: left, converted again at the next start",
                 wait.as_secs()

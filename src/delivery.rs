@@ -130,12 +130,7 @@ impl Delivery {
         self.inner.wake.notify_all();
         let deadline = Instant::now() + wait;
         for w in self.workers {
-            while !w.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            }
+            crate::join_by(w, deadline);
         }
         let left = self.inner.outbox.len();
         if left > 0 {

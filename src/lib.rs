@@ -27,3 +27,16 @@ pub mod s3;
 pub mod server;
 pub mod tls;
 pub mod verify;
+
+/// Joins `thread` if it ends before `deadline` (true); else leaves it
+/// running (false). For stops that wait, bounded, for work in flight.
+pub(crate) fn join_by<T>(thread: std::thread::JoinHandle<T>, deadline: std::time::Instant) -> bool {
+    while !thread.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ended = thread.is_finished();
+    if ended {
+        let _ = thread.join();
+    }
+    ended
+}
