@@ -26,15 +26,75 @@ fn standin() -> PathBuf {
     exe
 }
 
+fn wineprefix() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wineprefix")
+}
+
+/// Makes the Wine prefix and waits until Wine has finished with it.
+///
+/// On a first run `wine cmd` creates the prefix itself, but it does not wait
+/// for all of it: on a slow machine (CI) the loader went on before
+/// `system32\cmd.exe` was in place and Wine's `start` answered
+/// "ShellExecuteEx failed: Internal error". So the prefix is made by
+/// `wineboot --init` first, `wineserver -w` waits for every Wine process of
+/// it to end, and `cmd.exe` must then be there.
+fn prepare_wine() {
+    let prefix = wineprefix();
+    let cmd_exe = prefix.join("drive_c/windows/system32/cmd.exe");
+    let mut log = String::new();
+    for _ in 0..3 {
+        if cmd_exe.exists() {
+            return;
+        }
+        for (prog, args) in [
+            ("wine", &["wineboot", "--init"][..]),
+            ("wineserver", &["-w"]),
+        ] {
+            let o = Command::new(prog)
+                .args(args)
+                .env("WINEPREFIX", &prefix)
+                .env("WINEDEBUG", "-all")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            log.push_str(&format!(
+                "{prog} {args:?}: {}\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    assert!(cmd_exe.exists(), "Wine could not make its prefix:\n{log}");
+}
+
 /// Runs `cmd /c LINE` in `dir` under Wine; returns what the console showed.
+///
+/// When Wine itself could not start `cmd.exe` (its `start` says
+/// "ShellExecuteEx failed", before any line of the launcher ran), it is
+/// tried again after `wineserver -w`, at most three times in all: that is
+/// Wine on a busy machine, not the launcher.
 fn cmd(dir: &Path, line: &str, envs: &[(&str, String)]) -> (bool, String) {
+    let mut result = cmd_once(dir, line, envs);
+    for _ in 0..2 {
+        if !result.1.contains("ShellExecuteEx failed") {
+            break;
+        }
+        eprintln!("Wine could not start cmd.exe, trying again: {}", result.1);
+        let _ = Command::new("wineserver")
+            .arg("-w")
+            .env("WINEPREFIX", wineprefix())
+            .status();
+        result = cmd_once(dir, line, envs);
+    }
+    result
+}
+
+fn cmd_once(dir: &Path, line: &str, envs: &[(&str, String)]) -> (bool, String) {
     let mut c = Command::new("wine");
     c.args(["cmd", "/c", line])
         .current_dir(dir)
-        .env(
-            "WINEPREFIX",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("wineprefix"),
-        )
+        .env("WINEPREFIX", wineprefix())
         .env("WINEDEBUG", "-all")
         .env_remove("DASHCAM_PORT")
         .env_remove("DASHCAM_OUTPUT_DIR")
@@ -48,10 +108,13 @@ fn cmd(dir: &Path, line: &str, envs: &[(&str, String)]) -> (bool, String) {
         c.env(k, v);
     }
     let o = c.output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
+    let console = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if !stderr.trim().is_empty() {
+        // Wine's own complaints, shown with the console when an assertion fails.
+        eprintln!("wine's stderr for {line:?}:\n{stderr}");
+    }
+    (o.status.success(), console)
 }
 
 /// Each run the stand-in saw: its arguments and variables.
@@ -93,6 +156,7 @@ fn run_server_bat_takes_a_technicians_edits_under_wine_cmd() {
         "run_server.bat must stay CRLF"
     );
     let exe = standin();
+    prepare_wine();
     let tmp = tempfile::tempdir().unwrap();
     // A folder with a space and parentheses, as Windows users have.
     let dir = tmp.path().join("tech (van) files");
