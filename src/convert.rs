@@ -43,7 +43,9 @@ impl ConvertQueue {
     /// Queues a stored video if it needs converting: the camera's container
     /// or a raw stream, by its first bytes (an `.mp4` that is an mp4 does not).
     pub fn submit(&self, stored: &Stored) {
-        if needs_conversion(stored) {
+        // A file sent again is the stored one: converted (or queued) when it
+        // was stored, or by the backlog at the next start.
+        if stored.duplicate_of.is_none() && needs_conversion(stored) {
             self.1.fetch_add(1, Ordering::Relaxed);
             if let Err(TrySendError::Full(s)) = self.0.try_send(stored.clone()) {
                 self.1.fetch_sub(1, Ordering::Relaxed);
@@ -453,7 +455,16 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
             stored.sidecar.imei
         );
     }
-    if let Err(e) = storage::write_sidecar(stored) {
+    // The sidecar as it is on disk now gets the result: another thread's
+    // change (a local removal) is kept.
+    let (mp4, error) = (
+        stored.sidecar.mp4.clone(),
+        stored.sidecar.conversion_error.clone(),
+    );
+    if let Err(e) = storage::update_sidecar(&stored.sidecar_path, |sc| {
+        sc.mp4 = mp4;
+        sc.conversion_error = error;
+    }) {
         log::warn!(
             "[{}] could not update {}: {e:#}",
             stored.sidecar.imei,

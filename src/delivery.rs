@@ -250,6 +250,11 @@ impl Inner {
     }
 
     fn stored(&self, st: &Stored) -> Result<()> {
+        if st.duplicate_of.is_some() && crate::storage::removed_on_purpose(&st.path) {
+            // Sent again after its local copy was removed: its object was
+            // confirmed (or, without S3, its event queued) before that.
+            return Ok(());
+        }
         let rel = self.rel(&st.path)?;
         let id = format!("{rel}:{}", st.sidecar.sha256.hex());
         let mut event = json!({
@@ -419,8 +424,8 @@ impl Inner {
                 }
                 if *media && self.cfg.delete_local {
                     drop(f);
-                    match std::fs::remove_file(&local) {
-                        Ok(()) => log::info!(
+                    match crate::storage::remove_local(&local, "uploaded") {
+                        Ok(_) => log::info!(
                             "{}: removed locally (its object is confirmed)",
                             local.display()
                         ),

@@ -426,3 +426,66 @@ fn a_stop_waits_for_the_running_conversion_before_server_stopped() {
         "the first video's mp4 is finished, not abandoned"
     );
 }
+
+/// A camera that sends a stored video again is told it is stored, and that
+/// is all: the video is not converted a second time, and the stored file's
+/// sidecar is not replaced by the second download's record (which named
+/// itself as the duplicate of the file it described).
+#[cfg(unix)]
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn a_video_sent_again_is_not_converted_again_and_keeps_its_sidecar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let log = tmp.path().join("server.log");
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--convert", "mp4", "--gallery", "false"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let send = || {
+        let sim = simulate_until_served(
+            BIN,
+            &format!("127.0.0.1:{port}"),
+            &[
+                "--file".into(),
+                format!("videof={}", samples().join("camera.h265").display()),
+            ],
+        );
+        assert!(sim.status.success());
+    };
+    send();
+    let video = media(&out, IMEI)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "h265"))
+        .expect("stored");
+    wait_for("the conversion", || sidecar_of(&video).mp4.is_some());
+    let sidecar = std::fs::read(video.with_extension("json")).unwrap();
+    send();
+    let text = || std::fs::read_to_string(&log).unwrap();
+    assert!(text().contains("not stored again"), "{}", text());
+    // A stop waits for a running conversion and names any left queued.
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(server.wait().unwrap().success());
+    let text = text();
+    assert_eq!(text.matches("] converted ").count(), 1, "{text}");
+    assert!(!text.contains("left unconverted"), "{text}");
+    assert_eq!(
+        String::from_utf8(std::fs::read(video.with_extension("json")).unwrap()).unwrap(),
+        String::from_utf8(sidecar).unwrap(),
+        "the stored file's sidecar is unchanged"
+    );
+    assert_eq!(sidecar_of(&video).duplicate_of, None);
+}

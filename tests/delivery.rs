@@ -184,6 +184,23 @@ fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) 
     }
 }
 
+/// The counts of the camera's first "session end" line in `log` (waited
+/// for): `N stored (B bytes), M already had`.
+fn session_end(log: &Path, imei: u64) -> String {
+    let mut line = String::new();
+    wait_for("a session's end", || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        match text.split_once(&format!("[{imei}] session end: ")) {
+            Some((_, rest)) => {
+                line = rest.split(", 0 failed").next().unwrap_or(rest).to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    line
+}
+
 fn log_has(log: &Path, what: &str) -> bool {
     std::fs::File::open(log).is_ok_and(|f| {
         BufReader::new(f)
@@ -351,7 +368,7 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     // The store is down: the camera is still served, the jobs wait on disk.
     let (srv, addr) = server(&out, &tmp.path().join("a.log"), &s3_flags(s3_port, ""));
     let video = write_file(tmp.path(), "v.h265", &content(20 << 20, 3));
-    let cam = camera(addr, imei, vec![(FileKind::VideoFront, video)]);
+    let cam = camera(addr, imei, vec![(FileKind::VideoFront, video.clone())]);
     assert!(run_camera(&cam).unwrap().complete);
     let local = media(&out, imei);
     assert_eq!(local.len(), 1);
@@ -375,7 +392,7 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     let log_c = tmp.path().join("c.log");
     let mut flags = s3_flags(s3_port, "");
     flags.push("--s3-delete-local".into());
-    let (_srv, _) = server(&out, &log_c, &flags);
+    let (_srv, addr_c) = server(&out, &log_c, &flags);
     let began = Instant::now();
     while dashcam_server::delivery::outbox_len(&out) > 0 {
         assert!(
@@ -398,6 +415,21 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     // Nothing else in the bucket under that camera (no second copy under another name).
     let objects: Vec<PathBuf> = all_files(&tmp.path().join("s3").join("fleet"));
     assert_eq!(objects.len(), 2, "the media and its sidecar: {objects:?}");
+    // The camera offers the video again: it is known (its sidecar records
+    // the removal), so it is neither stored nor uploaded a second time.
+    assert_eq!(sidecar_of(&local[0]).removed_locally[0].why, "uploaded");
+    let cam = camera(addr_c, imei, vec![(FileKind::VideoFront, video)]);
+    assert!(run_camera(&cam).unwrap().complete);
+    assert_eq!(
+        session_end(&log_c, imei),
+        "0 stored (0 bytes), 1 already had"
+    );
+    assert!(media(&out, imei).is_empty(), "{:?}", media(&out, imei));
+    assert_eq!(
+        dashcam_server::delivery::outbox_len(&out),
+        0,
+        "nothing queued"
+    );
 }
 
 #[test]
@@ -614,12 +646,31 @@ fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
     let log = tmp.path().join("c.log");
     let mut flags = s3_flags(dead, "");
     flags.extend(["--keep-days".to_string(), "2".to_string()]);
-    let (_srv, _) = server(&out, &log, &flags);
+    let (srv, addr) = server(&out, &log, &flags);
     wait_for("the sweep", || log_has(&log, "--keep-days 2: removed"));
     assert!(!old.exists(), "old media removed");
     assert!(old.with_extension("json").exists(), "its sidecar stays");
     assert!(new.exists(), "newer media stays");
     assert!(waiting.exists(), "an upload still waiting keeps its file");
+    let sc = sidecar_of(&old);
+    assert_eq!(sc.removed_locally.len(), 1, "{sc:?}");
+    assert_eq!(sc.removed_locally[0].why, "keep-days");
+    // The camera still has the old photo and offers it again: it is known,
+    // not stored a second time (nor after a restart).
+    let cam = 350612071915001;
+    let again = || vec![(FileKind::PhotoFront, tmp.path().join("p1.jpg"))];
+    assert!(run_camera(&camera(addr, cam, again())).unwrap().complete);
+    assert_eq!(session_end(&log, cam), "0 stored (0 bytes), 1 already had");
+    drop(srv);
+    let log_d = tmp.path().join("d.log");
+    let (_srv, addr) = server(&out, &log_d, &[]);
+    assert!(run_camera(&camera(addr, cam, again())).unwrap().complete);
+    assert_eq!(
+        session_end(&log_d, cam),
+        "0 stored (0 bytes), 1 already had"
+    );
+    assert!(media(&out, cam).is_empty(), "{:?}", media(&out, cam));
+    assert_eq!(sidecar_of(&old), sc, "its sidecar is the first download's");
 }
 
 /// SIGHUP reloads the allow-list and reopens the log file (logrotate's

@@ -736,3 +736,49 @@ fn folders_of_cameras_that_never_stored_anything_are_removed_with_their_last_par
     .unwrap();
     assert!(!root.join(IMEI.to_string()).exists());
 }
+
+/// `remove_local` (what `--keep-days` and `--s3-delete-local` use): the
+/// sidecar records the removal before the file goes, so a stop between the
+/// two leaves a stored file that is still listed; without a readable sidecar
+/// nothing is removed.
+#[test]
+fn a_local_removal_is_recorded_in_the_sidecar_before_the_file_goes() {
+    use dashcam_server::storage::{catalog, remove_local, removed_on_purpose, update_sidecar};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    {
+        let srv = start(&out, |_| {});
+        for seed in [1, 2] {
+            let mut cam = srv.sim(IMEI);
+            let f = write_file(tmp.path(), &format!("p{seed}.jpg"), &content(2000, seed));
+            cam.files = vec![(FileKind::PhotoFront, f)];
+            assert!(run_camera(&cam).unwrap().complete);
+        }
+        srv.shutdown();
+    }
+    let stored = media(&out, IMEI);
+    let camera_dir = out.join(IMEI.to_string());
+    // A stop after the record, before the removal: still a stored file.
+    let name = stored[0].file_name().unwrap().to_str().unwrap().to_string();
+    update_sidecar(&stored[0].with_extension("json"), |sc| {
+        sc.removed_locally
+            .push(dashcam_server::storage::LocalRemoval {
+                file: name.clone(),
+                at: "2026-11-25T00:00:00Z".into(),
+                why: "keep-days".into(),
+            })
+    })
+    .unwrap();
+    assert_eq!(catalog::camera_files(&camera_dir, IMEI).len(), 2);
+    assert!(!removed_on_purpose(&stored[0]), "it is still there");
+    // The removal itself: recorded once, file gone, no longer listed.
+    assert_eq!(remove_local(&stored[0], "keep-days").unwrap(), 2000);
+    assert!(!stored[0].exists());
+    assert!(removed_on_purpose(&stored[0]));
+    assert_eq!(sidecar_of(&stored[0]).removed_locally.len(), 1);
+    assert_eq!(catalog::camera_files(&camera_dir, IMEI).len(), 1);
+    // No sidecar to record it in: the file stays.
+    std::fs::remove_file(stored[1].with_extension("json")).unwrap();
+    assert!(remove_local(&stored[1], "uploaded").is_err());
+    assert!(stored[1].exists());
+}

@@ -43,7 +43,7 @@ fn extension_of(sc: &Sidecar) -> &'static str {
 }
 
 /// Sidecars larger than this are not sidecars.
-const MAX_SIDECAR: u64 = 4 << 20;
+pub(crate) const MAX_SIDECAR: u64 = 4 << 20;
 
 /// A camera folder's file names: stem -> the extensions present (dot files
 /// and anything that is not a plain file left out). One `read_dir`.
@@ -79,23 +79,47 @@ pub(crate) fn stored_file(
     stem: &OsString,
     exts: &[OsString],
 ) -> Option<StoredFile> {
+    known_file(dir, imei, stem, exts)
+        .filter(|(_, present)| *present)
+        .map(|(f, _)| f)
+}
+
+/// As [`stored_file`], and also a file whose local copy was removed on
+/// purpose (its sidecar records the removal): still known, for de-dup.
+/// With whether its media is in the folder.
+pub(crate) fn known_file(
+    dir: &Path,
+    imei: u64,
+    stem: &OsString,
+    exts: &[OsString],
+) -> Option<(StoredFile, bool)> {
     if !exts.iter().any(|e| e == "json") {
         return None;
     }
     let sidecar_path = dir.join(stem).with_extension("json");
     let sidecar = fsx::read_json::<Sidecar>(&sidecar_path, MAX_SIDECAR)?;
     let ext = extension_of(&sidecar);
-    if !exts.iter().any(|e| e == ext) {
-        return None;
-    }
     let mut media = dir.join(stem);
     media.as_mut_os_string().push(format!(".{ext}"));
-    Some(StoredFile {
+    let present = exts.iter().any(|e| e == ext);
+    let f = StoredFile {
         imei,
         media,
         sidecar_path,
         sidecar,
-    })
+    };
+    (present || f.removed()).then_some((f, present))
+}
+
+impl StoredFile {
+    /// Its media is recorded as removed on purpose (it is not in the folder).
+    fn removed(&self) -> bool {
+        let name = self.media.file_name().and_then(|n| n.to_str());
+        self.sidecar
+            .removed_locally
+            .iter()
+            .any(|r| Some(r.file.as_str()) == name)
+    }
 }
 
 /// Every stored file of one camera folder, in name order. One `read_dir`; a

@@ -97,7 +97,11 @@ fn load(storage: &Storage, imei: u64, mut seeded: HashMap<String, Entry>) -> Vec
                 e.path = dir.join(e.path.file_name().unwrap_or_default());
                 out.push(e);
             }
-            _ => out.extend(catalog::stored_file(&dir, imei, &stem, &exts).map(entry_of)),
+            // Read from its sidecar; a file whose local copy was removed
+            // on purpose is still known.
+            _ => {
+                out.extend(catalog::known_file(&dir, imei, &stem, &exts).map(|(f, _)| entry_of(f)))
+            }
         }
     }
     out
@@ -172,7 +176,7 @@ impl Known {
         self.with(storage, imei, |list| {
             list.iter()
                 .find(|e| e.size == sc.size_bytes && e.sha256 == sc.sha256 && e.file == sc.file)
-                .filter(|e| fsx::exists(&e.path))
+                .filter(|e| fsx::exists(&e.path) || crate::removed_on_purpose(&e.path))
                 .map(|e| e.path.clone())
         })
     }

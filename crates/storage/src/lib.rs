@@ -32,7 +32,7 @@ pub use fsx::{free_space, is_no_space};
 pub use media::MediaInfo;
 pub use partial::Partial;
 pub use publish::PublishStep;
-pub use sidecar::{IndexLine, MetadataJson, Sha256Digest, Sidecar};
+pub use sidecar::{IndexLine, LocalRemoval, MetadataJson, Sha256Digest, Sidecar};
 
 use std::collections::HashSet;
 use std::fs;
@@ -441,8 +441,76 @@ pub fn under_root(root: &Path, rel: &str, dot_folder: Option<&str>) -> Option<Pa
 }
 
 /// (Re)writes a sidecar atomically: a reader never sees half a JSON.
-pub fn write_sidecar(stored: &Stored) -> Result<()> {
-    let mut body = serde_json::to_vec_pretty(&stored.sidecar)?;
+pub(crate) fn write_sidecar(stored: &Stored) -> Result<()> {
+    write_sidecar_at(&stored.sidecar_path, &stored.sidecar)
+}
+
+fn write_sidecar_at(path: &Path, sc: &Sidecar) -> Result<()> {
+    let mut body = serde_json::to_vec_pretty(sc)?;
     body.push(b'\n');
-    publish::write_atomic(&stored.sidecar_path, &body)
+    publish::write_atomic(path, &body)
+}
+
+/// One sidecar update at a time in this process: the converter's mp4 and a
+/// local removal, each a read-modify-write, never undo each other.
+static SIDECAR_UPDATES: Mutex<()> = Mutex::new(());
+
+/// Changes a stored file's sidecar as it is on disk now (not as some thread
+/// remembers it) and writes it back atomically; returns what was written.
+pub fn update_sidecar(path: &Path, change: impl FnOnce(&mut Sidecar)) -> Result<Sidecar> {
+    let _one = lock(&SIDECAR_UPDATES);
+    let mut sc: Sidecar =
+        fsx::read_json(path, catalog::MAX_SIDECAR).ok_or_else(|| StoreError::Io {
+            kind: std::io::ErrorKind::NotFound,
+            what: format!("{}: no readable sidecar to update", path.display()),
+        })?;
+    change(&mut sc);
+    write_sidecar_at(path, &sc)?;
+    Ok(sc)
+}
+
+/// Removes a stored file's local copy on purpose (`why`: `keep-days`,
+/// `uploaded`): its sidecar records the removal first, so the file stays
+/// known and a camera that offers it again is not stored twice. Nothing is
+/// removed when the sidecar cannot say so. Returns the bytes freed.
+pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
+    let name = media
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::Io {
+            kind: std::io::ErrorKind::InvalidInput,
+            what: format!("{}: not a stored file's name", media.display()),
+        })?
+        .to_string();
+    let meta = fs::symlink_metadata(media).ctx(|| media.display())?;
+    if !meta.is_file() {
+        return Err(StoreError::Io {
+            kind: std::io::ErrorKind::InvalidInput,
+            what: format!("{}: not a plain file", media.display()),
+        });
+    }
+    update_sidecar(&media.with_extension("json"), |sc| {
+        if !sc.removed_locally.iter().any(|r| r.file == name) {
+            sc.removed_locally.push(LocalRemoval {
+                file: name.clone(),
+                at: dashcam_protocol::time::rfc3339(chrono::Utc::now()),
+                why: why.to_string(),
+            });
+        }
+    })?;
+    fs::remove_file(media).ctx(|| format!("removing {}", media.display()))?;
+    Ok(meta.len())
+}
+
+/// Whether this stored file's local copy was removed on purpose (its sidecar
+/// says so, and it is gone).
+pub fn removed_on_purpose(media: &Path) -> bool {
+    if fsx::exists(media) {
+        return false;
+    }
+    let Some(name) = media.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    fsx::read_json::<Sidecar>(&media.with_extension("json"), catalog::MAX_SIDECAR)
+        .is_some_and(|sc| sc.removed_locally.iter().any(|r| r.file == name))
 }

@@ -771,6 +771,7 @@ impl<'s> Partial<'s> {
             mp4: None,
             conversion_error: None,
             duplicate_of: None,
+            removed_locally: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `--keep-days`: local media older than N days is removed (its sidecar
-//! stays: the record of what the camera sent). Only stored media (a file
+//! stays: the record of what the camera sent, and of the removal, so the
+//! file stays known and is not stored again if a camera offers it again). Only stored media (a file
 //! with its sidecar, and a converted mp4) is ever removed; partials, the
 //! index and the outbox are not media.
 
@@ -33,10 +34,10 @@ pub fn remove_older_than(
                 if !old || keep(&m) {
                     continue;
                 }
-                match fs::remove_file(&m) {
-                    Ok(()) => {
+                match crate::remove_local(&m, "keep-days") {
+                    Ok(n) => {
                         files += 1;
-                        bytes += meta.len();
+                        bytes += n;
                         log::info!("--keep-days: removed {}", m.display());
                     }
                     Err(e) => log::warn!("--keep-days: cannot remove {}: {e}", m.display()),

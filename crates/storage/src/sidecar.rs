@@ -55,6 +55,21 @@ pub struct Sidecar {
     /// path (same identifier, size and SHA-256), and was not stored again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// Local copies removed on purpose (`--keep-days`, `--s3-delete-local`):
+    /// the file is still known (a camera that offers it again is told it is
+    /// stored, not stored twice), only not kept here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_locally: Vec<LocalRemoval>,
+}
+
+/// One local copy removed on purpose.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LocalRemoval {
+    /// The removed file's name in the camera's folder (the media or its mp4).
+    pub file: String,
+    pub at: String,
+    /// `keep-days` or `uploaded`.
+    pub why: String,
 }
 
 /// A SHA-256, written as 64 lowercase hex digits.
