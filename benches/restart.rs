@@ -2,7 +2,8 @@
 //! and how long a camera's first file takes right after, for a camera with
 //! nothing stored and for the camera whose folder holds the 10,000 (its
 //! de-duplication list is seeded from the index in the start-up pass that
-//! checks it, then completed from one listing of its folder). Run: `cargo bench --bench restart` (medians of 5 restarts).
+//! checks it, then completed from one listing of its folder), and an hourly
+//! `--keep-days` sweep over the same archive. Run: `cargo bench --bench restart` (medians of 5 restarts).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -97,13 +98,27 @@ fn main() {
         ));
         own.push(first_file(addr, BIG, tmp.path(), 100 + run));
     }
+    // An hourly --keep-days sweep over the same archive when nothing is old
+    // enough to go (the usual hour).
+    let long_ago = std::time::SystemTime::UNIX_EPOCH;
+    let sweeps: Vec<Duration> = (0..5)
+        .map(|_| {
+            let began = Instant::now();
+            let (n, _) =
+                dashcam_server::storage::retention::remove_older_than(&root, long_ago, |_| false);
+            assert_eq!(n, 0);
+            began.elapsed()
+        })
+        .collect();
     println!(
         "restart with {FILES} stored files (one camera), medians of 5 on this machine:\n\
          server start (bind, recovery, sweep): {:?}\n\
          first file of another camera right after: {:?}\n\
-         first file of the camera with the {FILES} files right after: {:?}",
+         first file of the camera with the {FILES} files right after: {:?}\n\
+         a --keep-days sweep with nothing to remove: {:?}",
         median(starts),
         median(other),
-        median(own)
+        median(own),
+        median(sweeps)
     );
 }

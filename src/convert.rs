@@ -464,6 +464,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     if let Err(e) = storage::update_sidecar(&stored.sidecar_path, |sc| {
         sc.mp4 = mp4;
         sc.conversion_error = error;
+        Ok(())
     }) {
         log::warn!(
             "[{}] could not update {}: {e:#}",

@@ -766,7 +766,8 @@ fn a_local_removal_is_recorded_in_the_sidecar_before_the_file_goes() {
                 file: name.clone(),
                 at: "2026-11-25T00:00:00Z".into(),
                 why: "keep-days".into(),
-            })
+            });
+        Ok(())
     })
     .unwrap();
     assert_eq!(catalog::camera_files(&camera_dir, IMEI).len(), 2);
@@ -781,4 +782,31 @@ fn a_local_removal_is_recorded_in_the_sidecar_before_the_file_goes() {
     std::fs::remove_file(stored[1].with_extension("json")).unwrap();
     assert!(remove_local(&stored[1], "uploaded").is_err());
     assert!(stored[1].exists());
+}
+
+/// The `--keep-days` sweep removes only what a sidecar names (media, mp4),
+/// never another file that shares its name, and a second sweep finds
+/// nothing more to do.
+#[test]
+fn the_retention_sweep_removes_only_the_media_a_sidecar_names() {
+    use dashcam_server::storage::retention::remove_older_than;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    {
+        let srv = start(&out, |_| {});
+        let mut cam = srv.sim(IMEI);
+        let f = write_file(tmp.path(), "p.jpg", &content(2000, 7));
+        cam.files = vec![(FileKind::PhotoFront, f)];
+        assert!(run_camera(&cam).unwrap().complete);
+        srv.shutdown();
+    }
+    let photo = media(&out, IMEI).pop().unwrap();
+    let stray = photo.with_extension("txt");
+    std::fs::write(&stray, b"a note beside it").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    assert_eq!(remove_older_than(&out, later, |_| false), (1, 2000));
+    assert!(!photo.exists());
+    assert!(stray.exists(), "not named by the sidecar: kept");
+    assert_eq!(remove_older_than(&out, later, |_| false), (0, 0));
+    assert_eq!(sidecar_of(&photo).removed_locally.len(), 1);
 }

@@ -32,7 +32,7 @@ impl From<StoredFile> for super::Stored {
 }
 
 /// The extension the server gave a file: what its identifier says, as at publish.
-fn extension_of(sc: &Sidecar) -> &'static str {
+pub(crate) fn extension_of(sc: &Sidecar) -> &'static str {
     match sc.flow {
         dashcam_protocol::session::Flow::Identifier => match sc.media {
             dashcam_protocol::Media::Video => "h265",

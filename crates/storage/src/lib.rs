@@ -457,22 +457,27 @@ static SIDECAR_UPDATES: Mutex<()> = Mutex::new(());
 
 /// Changes a stored file's sidecar as it is on disk now (not as some thread
 /// remembers it) and writes it back atomically; returns what was written.
-pub fn update_sidecar(path: &Path, change: impl FnOnce(&mut Sidecar)) -> Result<Sidecar> {
+/// Nothing is written when `change` fails.
+pub fn update_sidecar(
+    path: &Path,
+    change: impl FnOnce(&mut Sidecar) -> Result<()>,
+) -> Result<Sidecar> {
     let _one = lock(&SIDECAR_UPDATES);
     let mut sc: Sidecar =
         fsx::read_json(path, catalog::MAX_SIDECAR).ok_or_else(|| StoreError::Io {
             kind: std::io::ErrorKind::NotFound,
             what: format!("{}: no readable sidecar to update", path.display()),
         })?;
-    change(&mut sc);
+    change(&mut sc)?;
     write_sidecar_at(path, &sc)?;
     Ok(sc)
 }
 
 /// Removes a stored file's local copy on purpose (`why`: `keep-days`,
 /// `uploaded`): its sidecar records the removal first, so the file stays
-/// known and a camera that offers it again is not stored twice. Nothing is
-/// removed when the sidecar cannot say so. Returns the bytes freed.
+/// known and a camera that offers it again is not stored twice. Only the
+/// media or the mp4 its sidecar names is removed, and nothing when the
+/// sidecar cannot say so. Returns the bytes freed.
 pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
     let name = media
         .file_name()
@@ -490,6 +495,17 @@ pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
         });
     }
     update_sidecar(&media.with_extension("json"), |sc| {
+        let stem = media.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let own = format!("{stem}.{}", catalog::extension_of(sc));
+        if name != own && sc.mp4.as_deref() != Some(name.as_str()) {
+            return Err(StoreError::Io {
+                kind: std::io::ErrorKind::InvalidInput,
+                what: format!(
+                    "{}: not the media or mp4 its sidecar names",
+                    media.display()
+                ),
+            });
+        }
         if !sc.removed_locally.iter().any(|r| r.file == name) {
             sc.removed_locally.push(LocalRemoval {
                 file: name.clone(),
@@ -497,6 +513,7 @@ pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
                 why: why.to_string(),
             });
         }
+        Ok(())
     })?;
     fs::remove_file(media).ctx(|| format!("removing {}", media.display()))?;
     Ok(meta.len())

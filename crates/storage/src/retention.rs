@@ -1,11 +1,15 @@
 //! `--keep-days`: local media older than N days is removed (its sidecar
 //! stays: the record of what the camera sent, and of the removal, so the
-//! file stays known and is not stored again if a camera offers it again). Only stored media (a file
-//! with its sidecar, and a converted mp4) is ever removed; partials, the
-//! index and the outbox are not media.
+//! file stays known and is not stored again if a camera offers it again).
+//! Only stored media (a file with its sidecar, and a converted mp4) is ever
+//! removed; partials, the index and the outbox are not media.
+//!
+//! A sweep lists each camera folder once and looks only at file times: a
+//! sidecar is read only for a file old enough to go (a file already removed
+//! costs nothing but its sidecar's name in the listing).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::catalog;
@@ -18,15 +22,16 @@ pub fn remove_older_than(
     keep: impl Fn(&Path) -> bool,
 ) -> (usize, u64) {
     let (mut files, mut bytes) = (0, 0);
-    for (imei, dir) in catalog::cameras(root) {
-        for f in catalog::camera_files(&dir, imei) {
-            let mut media: Vec<PathBuf> = vec![f.media.clone()];
-            if let Some(mp4) = &f.sidecar.mp4 {
-                if !mp4.contains(['/', '\\']) {
-                    media.push(dir.join(mp4));
-                }
+    for (_, dir) in catalog::cameras(root) {
+        for (stem, exts) in catalog::listing(&dir) {
+            if !exts.iter().any(|e| e == "json") {
+                continue;
             }
-            for m in media {
+            for ext in exts.iter().filter(|e| *e != "json") {
+                let mut name = stem.clone();
+                name.push(".");
+                name.push(ext);
+                let m = dir.join(name);
                 let Ok(meta) = fs::symlink_metadata(&m) else {
                     continue;
                 };
@@ -34,6 +39,7 @@ pub fn remove_older_than(
                 if !old || keep(&m) {
                     continue;
                 }
+                // Its sidecar decides: only the media or mp4 it names goes.
                 match crate::remove_local(&m, "keep-days") {
                     Ok(n) => {
                         files += 1;
