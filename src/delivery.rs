@@ -355,7 +355,7 @@ impl Inner {
                 &self.stats.webhook_failures,
             )
         };
-        match self.attempt(&w.job.job) {
+        match self.attempt(&w.job) {
             Ok(Outcome::Done) | Ok(Outcome::Gone) => {
                 if let Err(e) = self.outbox.done(&w.job) {
                     log::error!("outbox: {e}");
@@ -379,8 +379,8 @@ impl Inner {
         }
     }
 
-    fn attempt(&self, job: &Job) -> Result<Outcome> {
-        match job {
+    fn attempt(&self, queued: &Queued) -> Result<Outcome> {
+        match &queued.job {
             Job::Upload {
                 path,
                 key,
@@ -410,8 +410,30 @@ impl Inner {
                         return Err(e).with_context(|| format!("opening {}", local.display()))
                     }
                 };
+                // A multipart upload a crash (or a store gone mid-upload) cut
+                // off: the store is told to drop its parts before it begins
+                // again.
+                if let Some(id) = self.outbox.noted_multipart(queued) {
+                    match s3.abort_multipart(key, &id)? {
+                        None => log::info!(
+                            "outbox: aborted the cut-off multipart upload {id} of {key}"
+                        ),
+                        // Completed or aborted already, most likely; if not,
+                        // its parts wait for the bucket's lifecycle rule.
+                        Some(why) => log::warn!(
+                            "outbox: the store did not abort the cut-off multipart upload {id} of {key} ({why}): beginning again"
+                        ),
+                    }
+                    self.outbox
+                        .note_multipart(queued, None)
+                        .map_err(|e| anyhow!("{e}"))?;
+                }
                 let len = f.metadata()?.len();
-                s3.put_file(key, &mut f, len, *sha256)?;
+                s3.put_file_noting(key, &mut f, len, *sha256, &mut |id| {
+                    self.outbox
+                        .note_multipart(queued, id)
+                        .map_err(|e| anyhow!("{e}"))
+                })?;
                 log::info!(
                     "uploaded {} ({len} bytes) to {}",
                     local.display(),

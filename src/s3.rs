@@ -330,8 +330,24 @@ impl S3Client {
         len: u64,
         sha256: Option<Sha256Digest>,
     ) -> Result<()> {
+        self.put_file_noting(key, file, len, sha256, &mut |_| Ok(()))
+    }
+
+    /// As [`put_file`](Self::put_file); a multipart upload's id is handed to
+    /// `note` once the store gave it (`Some`), and `None` once the upload is
+    /// completed or aborted: kept on disk, it lets a later start abort an
+    /// upload a crash cut off, whose parts the store would otherwise keep.
+    /// The upload does not begin when the id cannot be noted.
+    pub fn put_file_noting(
+        &self,
+        key: &str,
+        file: &mut File,
+        len: u64,
+        sha256: Option<Sha256Digest>,
+        note: &mut dyn FnMut(Option<&str>) -> Result<()>,
+    ) -> Result<()> {
         if len > SINGLE_PUT_MAX {
-            return self.put_multipart(key, file, len);
+            return self.put_multipart(key, file, len, note);
         }
         let sha = match sha256 {
             Some(d) => d,
@@ -352,7 +368,32 @@ impl S3Client {
         Ok(())
     }
 
-    fn put_multipart(&self, key: &str, file: &mut File, len: u64) -> Result<()> {
+    /// Aborts a multipart upload (the store drops its parts): Ok(None) once
+    /// done, Ok(Some(why)) when the store answered that it will not (an
+    /// upload it no longer knows, completed or aborted already: AWS says 404
+    /// NoSuchUpload, s3s-fs 403; or no right to abort), Err when it could not
+    /// be asked (unreachable, 5xx).
+    pub fn abort_multipart(&self, key: &str, id: &str) -> Result<Option<String>> {
+        let empty = sha256_hex(b"");
+        match self
+            .request("DELETE", Some(key), &[("uploadId", id)], &empty, &[])
+            .call()
+        {
+            Ok(_) => Ok(None),
+            Err(ureq::Error::Status(code, resp)) if (400..500).contains(&code) => {
+                Ok(Some(failure(ureq::Error::Status(code, resp)).to_string()))
+            }
+            Err(e) => Err(failure(e)).with_context(|| format!("aborting upload {id} of {key}")),
+        }
+    }
+
+    fn put_multipart(
+        &self,
+        key: &str,
+        file: &mut File,
+        len: u64,
+        note: &mut dyn FnMut(Option<&str>) -> Result<()>,
+    ) -> Result<()> {
         let empty = sha256_hex(b"");
         let resp = self
             .request("POST", Some(key), &[("uploads", "")], &empty, &[])
@@ -365,13 +406,19 @@ impl S3Client {
             .and_then(|(_, r)| r.split_once("</UploadId>"))
             .map(|(id, _)| id.to_string())
             .ok_or_else(|| anyhow!("no UploadId in the store's answer"))?;
-        let result = self.upload_parts(key, &id, file, len);
-        if result.is_err() {
-            // Best effort: the store forgets the parts.
-            let _ = self
-                .request("DELETE", Some(key), &[("uploadId", &id)], &empty, &[])
-                .call();
+        if let Err(e) = note(Some(&id)) {
+            let _ = self.abort_multipart(key, &id);
+            return Err(e);
         }
+        let result = self.upload_parts(key, &id, file, len);
+        if result.is_err() && self.abort_multipart(key, &id).is_err() {
+            // The store could not be told to drop the parts now: the noted
+            // id lets a later attempt tell it.
+            return result;
+        }
+        // A note left behind names an upload the store no longer has: its
+        // abort later is answered 404, which is fine.
+        let _ = note(None);
         result
     }
 

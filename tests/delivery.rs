@@ -923,3 +923,156 @@ fn the_store_checks_each_uploads_sha256() {
     bucket.put_file("1/empty.bin", &mut e, 0, None).unwrap();
     assert_eq!(bucket.get("1/empty.bin").unwrap(), b"");
 }
+
+/// A TCP relay to `to` that passes at most `budget` bytes from its clients,
+/// then stops reading from them (an upload stalled part-way, as a link that
+/// died). Stopped, with its connections, when dropped.
+struct Relay {
+    addr: SocketAddr,
+    passed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept
+    }
+}
+
+fn relay(to: SocketAddr, budget: u64) -> Relay {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let passed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (passed.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(mut client) = client else { continue };
+            let Ok(mut store) = TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut back_from, mut back_to) =
+                (store.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back_from, &mut back_to);
+            });
+            let (p, s) = (p.clone(), s.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                client
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                while !s.load(Ordering::SeqCst) {
+                    let room = budget.saturating_sub(p.load(Ordering::SeqCst));
+                    if room == 0 {
+                        // Stalled: nothing more is read until the relay stops.
+                        std::thread::park_timeout(Duration::from_millis(100));
+                        continue;
+                    }
+                    let want = buf.len().min(room as usize);
+                    match client.read(&mut buf[..want]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if store.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            p.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = store.shutdown(std::net::Shutdown::Both);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    Relay { addr, passed, stop }
+}
+
+/// A kill -9 in the middle of a multipart upload: the store keeps the parts
+/// it got; the next start tells it to drop them (the upload's id was noted
+/// beside the job), then uploads the file whole: byte-exact, one object,
+/// no parts left behind on the store.
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+fn a_multipart_upload_cut_off_by_a_kill_is_aborted_then_done_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let s3_dir = tmp.path().join("s3");
+    let (_store, bucket) = store(&s3_dir, s3_port);
+    let store_addr: SocketAddr = format!("127.0.0.1:{s3_port}").parse().unwrap();
+    // The first part (8 MiB) gets through, the second stalls.
+    let cut = relay(store_addr, 10 << 20);
+    let out = tmp.path().join("out");
+    let imei = 350612071915101u64;
+    let mut flags = s3_flags(s3_port, "");
+    flags[1] = format!("http://{}", cut.addr);
+    let log_a = tmp.path().join("a.log");
+    let (srv, addr) = server(&out, &log_a, &flags);
+    let body = content(20 << 20, 11);
+    let video = write_file(tmp.path(), "v.h265", &body);
+    assert!(
+        run_camera(&camera(addr, imei, vec![(FileKind::VideoFront, video)]))
+            .unwrap()
+            .complete
+    );
+    let noted = || {
+        std::fs::read_dir(out.join(".outbox"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "multipart"))
+    };
+    let parts_on_store = || {
+        std::fs::read_dir(&s3_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload"))
+            .count()
+    };
+    wait_for("the upload to stall in its second part", || {
+        noted() && cut.passed.load(std::sync::atomic::Ordering::SeqCst) >= 10 << 20
+    });
+    wait_for("the first part on the store", || parts_on_store() >= 2);
+    drop(srv); // kill -9 mid-upload
+    drop(cut);
+    // The next start, straight to the store.
+    let log_b = tmp.path().join("b.log");
+    let (_srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
+    let began = Instant::now();
+    while dashcam_server::delivery::outbox_len(&out) > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the outbox never emptied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        log_has(&log_b, "aborted the cut-off multipart upload"),
+        "{}",
+        std::fs::read_to_string(&log_b).unwrap()
+    );
+    let name = media(&out, imei)[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(bucket.get(&format!("{imei}/{name}")).unwrap(), body);
+    assert_eq!(parts_on_store(), 0, "no part left on the store");
+    assert!(!noted(), "the note goes with its job");
+}

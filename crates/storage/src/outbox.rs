@@ -16,6 +16,8 @@ use crate::fsx;
 
 const DIR: &str = ".outbox";
 const EXT: &str = "job";
+/// Beside a job: the id of the multipart upload it has begun.
+const MULTIPART: &str = "multipart";
 /// A job file larger than this is not a job.
 const MAX_JOB: u64 = 1 << 20;
 
@@ -112,8 +114,34 @@ impl Outbox {
             .collect()
     }
 
-    /// The job is done: its file goes.
+    /// Where an upload's multipart id is noted while it runs.
+    fn multipart_note(q: &Queued) -> PathBuf {
+        q.file.with_extension(MULTIPART)
+    }
+
+    /// Notes (Some, fsynced) or forgets (None) the multipart upload a job
+    /// has begun, so a start after a crash can abort it.
+    pub fn note_multipart(&self, q: &Queued, upload_id: Option<&str>) -> Result<()> {
+        let note = Self::multipart_note(q);
+        match upload_id {
+            Some(id) => crate::publish::write_atomic(&note, &serde_json::to_vec(&id)?),
+            None => match fs::remove_file(&note) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(StoreError::io(format!("removing {}", note.display()), &e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The multipart upload this job had begun when it was cut off, if any.
+    pub fn noted_multipart(&self, q: &Queued) -> Option<String> {
+        fsx::read_json::<String>(&Self::multipart_note(q), 4096)
+    }
+
+    /// The job is done: its file goes (and any note of it).
     pub fn done(&self, q: &Queued) -> Result<()> {
+        let _ = fs::remove_file(Self::multipart_note(q));
         match fs::remove_file(&q.file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(StoreError::io(format!("removing {}", q.file.display()), &e))
@@ -191,6 +219,31 @@ mod tests {
         std::fs::write(tmp.path().join(".outbox/0-torn.job"), b"{\"kind\":").unwrap();
         assert_eq!(ob.pending().len(), 1, "a torn job is set aside");
         assert!(tmp.path().join(".outbox/0-torn.bad").exists());
+    }
+
+    #[test]
+    fn a_multipart_note_survives_a_reopen_and_goes_with_its_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(tmp.path()).unwrap();
+        let q = ob
+            .push(Job::Upload {
+                path: "1/x.h265".into(),
+                key: "1/x.h265".into(),
+                sha256: None,
+                then_event: None,
+                media: true,
+            })
+            .unwrap();
+        assert_eq!(ob.noted_multipart(&q), None);
+        ob.note_multipart(&q, Some("upload-7")).unwrap();
+        let again = Outbox::open(tmp.path()).unwrap().pending();
+        assert_eq!(again.len(), 1, "a note is not a job");
+        assert_eq!(ob.noted_multipart(&again[0]).as_deref(), Some("upload-7"));
+        ob.note_multipart(&q, None).unwrap();
+        assert_eq!(ob.noted_multipart(&q), None);
+        ob.note_multipart(&q, Some("upload-8")).unwrap();
+        ob.done(&q).unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path().join(DIR)).unwrap().count(), 0);
     }
 
     #[test]
