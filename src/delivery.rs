@@ -19,7 +19,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
 use crate::s3::{S3Client, S3Config};
-use crate::storage::outbox::{Job, Outbox, Queued};
+use crate::storage::outbox::{Job, Object, Outbox, Queued};
 use crate::storage::Stored;
 
 #[derive(Debug, Clone)]
@@ -250,10 +250,25 @@ impl Inner {
     }
 
     fn stored(&self, st: &Stored) -> Result<()> {
-        if st.duplicate_of.is_some() && crate::storage::removed_on_purpose(&st.path) {
-            // Sent again after its local copy was removed: its object was
-            // confirmed (or, without S3, its event queued) before that.
-            return Ok(());
+        if st.duplicate_of.is_some() {
+            if crate::storage::removed_on_purpose(&st.path) {
+                // Sent again after its local copy was removed: its object was
+                // confirmed (or, without S3, its event queued) before that.
+                return Ok(());
+            }
+            if self.cfg.s3.is_some() {
+                let on_disk: Option<crate::storage::Sidecar> = std::fs::read(&st.sidecar_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                if let Some(up) = on_disk.and_then(|sc| sc.uploaded) {
+                    log::debug!(
+                        "{}: sent again, its object {} is confirmed already",
+                        st.path.display(),
+                        up.key
+                    );
+                    return Ok(());
+                }
+            }
         }
         let rel = self.rel(&st.path)?;
         let id = format!("{rel}:{}", st.sidecar.sha256.hex());
@@ -272,8 +287,9 @@ impl Inner {
         self.deliver(&st.sidecar_path, rel, sha256, true, event)
     }
 
-    /// With S3 on: the sidecar's upload, then the file's (`rel`), whose
-    /// confirmation sends `event` naming its object. Without: the event.
+    /// With S3 on: the file's upload (`rel`); once confirmed, its sidecar's
+    /// (which then records the media's object), whose confirmation sends
+    /// `event` naming the file's object. Without: the event.
     fn deliver(
         &self,
         sidecar: &Path,
@@ -296,18 +312,15 @@ impl Inner {
         });
         let sc_rel = self.rel(sidecar)?;
         self.push(Job::Upload {
-            key: s3.key_for(&sc_rel),
-            path: sc_rel,
-            sha256: None,
-            then_event: None,
-            media: false,
-        })?;
-        self.push(Job::Upload {
             path: rel,
             key,
             sha256,
             then_event: self.cfg.webhook.is_some().then_some(event),
             media,
+            then_sidecar: Some(Object {
+                key: s3.key_for(&sc_rel),
+                path: sc_rel,
+            }),
         })
     }
 
@@ -387,6 +400,7 @@ impl Inner {
                 sha256,
                 then_event,
                 media,
+                then_sidecar,
             } => {
                 let s3 = self.s3.as_ref().ok_or_else(|| {
                     anyhow!("an upload job, but no --s3-endpoint: kept for a start with S3 on")
@@ -400,10 +414,31 @@ impl Inner {
                 let mut f = match File::open(&local) {
                     Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        log::warn!(
-                            "outbox: {} is gone before its upload: dropped",
-                            local.display()
-                        );
+                        // Removed because its object was confirmed (a stop
+                        // came between the removal and this job's end), or
+                        // gone by another hand before it went up.
+                        let confirmed = crate::storage::removed_on_purpose(&local);
+                        if confirmed {
+                            log::info!("outbox: {} is uploaded already", local.display());
+                        } else {
+                            log::warn!(
+                                "outbox: {} is gone before its upload: dropped",
+                                local.display()
+                            );
+                        }
+                        // Its sidecar, the record of what the camera sent,
+                        // still goes up; with the event only when the
+                        // object is there.
+                        if let Some(sc) = then_sidecar {
+                            self.push(Job::Upload {
+                                path: sc.path.clone(),
+                                key: sc.key.clone(),
+                                sha256: None,
+                                then_event: then_event.clone().filter(|_| confirmed),
+                                media: false,
+                                then_sidecar: None,
+                            })?;
+                        }
                         return Ok(Outcome::Gone);
                     }
                     Err(e) => {
@@ -439,9 +474,19 @@ impl Inner {
                     local.display(),
                     s3.config().location(key)
                 );
-                if let Some(event) = then_event {
-                    if self.cfg.webhook.is_some() {
-                        self.push_event(event.clone())?;
+                if *media {
+                    let cfg = s3.config();
+                    let up = crate::storage::Uploaded {
+                        bucket: cfg.bucket.clone(),
+                        key: key.clone(),
+                        at: crate::storage::sidecar::rfc3339(chrono::Utc::now()),
+                    };
+                    let sc_path = local.with_extension("json");
+                    if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {
+                        sc.uploaded = Some(up);
+                        Ok(())
+                    }) {
+                        log::warn!("{}: cannot record the upload: {e}", sc_path.display());
                     }
                 }
                 if *media && self.cfg.delete_local {
@@ -452,6 +497,22 @@ impl Inner {
                             local.display()
                         ),
                         Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
+                    }
+                }
+                // The sidecar follows its file (recording the upload and any
+                // local removal), and the event follows the sidecar.
+                if let Some(sc) = then_sidecar {
+                    self.push(Job::Upload {
+                        path: sc.path.clone(),
+                        key: sc.key.clone(),
+                        sha256: None,
+                        then_event: then_event.clone(),
+                        media: false,
+                        then_sidecar: None,
+                    })?;
+                } else if let Some(event) = then_event {
+                    if self.cfg.webhook.is_some() {
+                        self.push_event(event.clone())?;
                     }
                 }
                 Ok(Outcome::Done)

@@ -252,6 +252,8 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
         vec![(FileKind::PhotoFront, photo), (FileKind::VideoFront, video)],
     );
     assert!(run_camera(&cam).unwrap().complete);
+    let first_session = session_end(&log, imei);
+    assert!(first_session.starts_with("2 stored"), "{first_session}");
     let stored = media(&out, imei);
     assert_eq!(stored.len(), 2);
     // Two signed events, each naming its object.
@@ -294,6 +296,22 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
     wait_for("an empty outbox", || {
         dashcam_server::delivery::outbox_len(&out) == 0
     });
+    for f in &stored {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let up = sidecar_of(f)
+            .uploaded
+            .expect("the sidecar records the upload");
+        assert_eq!(up.key, format!("site-a/{imei}/{name}"));
+    }
+    // The camera sends both again: known, and nothing goes up again (the
+    // jobs would be in the outbox before the camera is told).
+    assert!(run_camera(&cam).unwrap().complete);
+    wait_for("the second session's end", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("0 stored (0 bytes), 2 already had")
+    });
+    assert_eq!(dashcam_server::delivery::outbox_len(&out), 0);
     // /metrics, read by Prometheus's own parser.
     let (code, body) = http_get(
         format!("127.0.0.1:{http}").parse().unwrap(),
@@ -334,7 +352,11 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
         value("dashcam_bytes_stored_total"),
         (3000 + (17 << 20)) as f64
     );
-    assert_eq!(value("dashcam_uploads_total"), 4.0, "2 media + 2 sidecars");
+    assert_eq!(
+        value("dashcam_uploads_total"),
+        4.0,
+        "2 media + 2 sidecars, none again for the files sent again"
+    );
     assert_eq!(value("dashcam_upload_queue"), 0.0);
     assert_eq!(value("dashcam_webhooks_total"), 2.0);
     assert!(
@@ -346,7 +368,11 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
         .find(|l| l.starts_with("dashcam_session_ends_total {'reason': 'completed'}"))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
-    assert_eq!(completed, Some(1.0), "{samples}");
+    assert_eq!(
+        completed,
+        Some(2.0),
+        "the first session and the one sending again: {samples}"
+    );
     let (code, _) = http_get(
         format!("127.0.0.1:{http}").parse().unwrap(),
         "/healthz",
@@ -378,20 +404,21 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     drop(srv); // kill -9
     assert_eq!(
         dashcam_server::delivery::outbox_len(&out),
-        2,
-        "media + sidecar wait"
+        1,
+        "the media's upload waits (its sidecar's follows it)"
     );
-    // The store comes back; a restarted server delivers, and is killed
-    // again as soon as an upload has begun, then restarted once more.
+    // The store comes back; a restarted server delivers (and removes the
+    // local media once its object is confirmed), and is killed as soon as
+    // the media's upload is confirmed: before, during or after its removal
+    // and the sidecar's job. Then restarted once more.
     let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
     let log_b = tmp.path().join("b.log");
-    let (srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
-    wait_for("the first upload", || log_has(&log_b, "uploaded "));
-    drop(srv);
-    // The last start also removes local media once its object is confirmed.
-    let log_c = tmp.path().join("c.log");
     let mut flags = s3_flags(s3_port, "");
     flags.push("--s3-delete-local".into());
+    let (srv, _) = server(&out, &log_b, &flags);
+    wait_for("the media's upload", || log_has(&log_b, "uploaded "));
+    drop(srv);
+    let log_c = tmp.path().join("c.log");
     let (_srv, addr_c) = server(&out, &log_c, &flags);
     let began = Instant::now();
     while dashcam_server::delivery::outbox_len(&out) > 0 {

@@ -32,7 +32,7 @@ pub use fsx::{free_space, is_no_space};
 pub use media::MediaInfo;
 pub use partial::Partial;
 pub use publish::PublishStep;
-pub use sidecar::{IndexLine, LocalRemoval, MetadataJson, Sha256Digest, Sidecar};
+pub use sidecar::{IndexLine, LocalRemoval, MetadataJson, Sha256Digest, Sidecar, Uploaded};
 
 use std::collections::HashSet;
 use std::fs;

@@ -37,13 +37,26 @@ pub enum Job {
         /// a stored file says where its object is).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         then_event: Option<serde_json::Value>,
-        /// The camera's media (not a sidecar or an mp4): removed locally once
-        /// its object is confirmed when `--s3-delete-local` is on then.
+        /// The camera's media (not a sidecar or an mp4): recorded as uploaded
+        /// in its sidecar once its object is confirmed, and removed locally
+        /// then when `--s3-delete-local` is on.
         #[serde(default)]
         media: bool,
+        /// The sidecar to upload once this object is confirmed (it then
+        /// records the upload); `then_event` goes with the sidecar's job, so
+        /// the event follows both objects.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        then_sidecar: Option<Object>,
     },
     /// An event to POST to the webhook; `id` is its idempotency key.
     Webhook { id: String, body: serde_json::Value },
+}
+
+/// A local file (relative to the output folder) and its object key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    pub path: String,
+    pub key: String,
 }
 
 /// A job as found in the outbox.
@@ -209,6 +222,7 @@ mod tests {
             sha256: None,
             then_event: None,
             media: false,
+            then_sidecar: None,
         })
         .unwrap();
         let again = Outbox::open(tmp.path()).unwrap().pending();
@@ -232,6 +246,7 @@ mod tests {
                 sha256: None,
                 then_event: None,
                 media: true,
+                then_sidecar: None,
             })
             .unwrap();
         assert_eq!(ob.noted_multipart(&q), None);

@@ -60,6 +60,18 @@ pub struct Sidecar {
     /// stored, not stored twice), only not kept here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_locally: Vec<LocalRemoval>,
+    /// With S3 on: the media's object, once the store confirmed it. A camera
+    /// that sends the file again does not make it go up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<Uploaded>,
+}
+
+/// Where a stored file's media went, and when the store confirmed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Uploaded {
+    pub bucket: String,
+    pub key: String,
+    pub at: String,
 }
 
 /// One local copy removed on purpose.
