@@ -36,10 +36,11 @@ set "BIN=%DASHCAM_BIN%"
 if defined BIN goto :run
 set "BIN=target\release\dashcam-server.exe"
 rem cargo rebuilds only what changed since the last build (a second or two when nothing did).
-where cargo >nul 2>nul
-if errorlevel 1 goto :no_cargo
-echo Building dashcam-server (release) if the sources changed...
-cargo build --release --quiet
+call :on_path cargo.exe
+if not defined FOUND goto :no_cargo
+echo Building dashcam-server (release) if the sources changed (the first build takes minutes)...
+set "BUILD_LOG=%TEMP%\dashcam-server-build.log"
+cargo build --release --quiet 2> "%BUILD_LOG%"
 if errorlevel 1 goto :build_failed
 goto :run
 
@@ -89,104 +90,22 @@ if not defined TRIM_V exit /b 0
 if "%TRIM_V:~-1%"=="	" set "TRIM_V=%TRIM_V:~0,-1%"
 exit /b 0
 
-:build_failed
-goto :run
-
-:no_cargo
-if not exist "%BIN%" goto :no_rust
-echo Note: cargo not found, running the dashcam-server.exe already built (it may be older than the sources).
-goto :run
-
-:run
-if not defined DASHCAM_PORT set "DASHCAM_PORT=%PORT%"
-if not defined DASHCAM_OUTPUT_DIR set "DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%"
-if not defined DASHCAM_MODE set "DASHCAM_MODE=%MODE%"
-if not defined DASHCAM_METADATA set "DASHCAM_METADATA=%METADATA%"
-if not defined DASHCAM_LOG_FILE set "DASHCAM_LOG_FILE=%LOG_FILE%"
-if not defined RUST_LOG set "RUST_LOG=%LOG_LEVEL%"
-if not defined DASHCAM_CONVERT call :convert_setting
-"%BIN%" serve %*
-if errorlevel 1 goto :stopped_with_error
-echo.
-echo dashcam-server stopped. The log is in %DASHCAM_LOG_FILE%
-pause
-exit /b 0
-
-:stopped_with_error
-echo.
-echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
-pause
-exit /b 1
-
-:convert_setting
-for %%T in (1 true yes on) do if /i "%CONVERT%"=="%%T" set "DASHCAM_CONVERT=mp4"
-exit /b 0
-
-:trim
-rem Cuts trailing spaces and tabs from the variable named %1. Percent
-rem expansion only (no !v:~-1!), so Wine's cmd, which tests this file, runs it too.
-call set "TRIM_V=%%%1%%"
-:trim_loop
-if not defined TRIM_V goto :trim_set
-if "%TRIM_V:~-1%"==" " (set "TRIM_V=%TRIM_V:~0,-1%" & goto :trim_loop)
-if "%TRIM_V:~-1%"=="	" (set "TRIM_V=%TRIM_V:~0,-1%" & goto :trim_loop)
-:trim_set
-set "%1=%TRIM_V%"
-set "TRIM_V="
+:on_path
+rem FOUND = the full name of program %1 on PATH, or nothing. (Not "where":
+rem Wine's, which tests this file, is a stub that always succeeds.)
+set "FOUND="
+for %%X in (%1) do set "FOUND=%%~$PATH:X"
 exit /b 0
 
 :build_failed
-goto :run
-
-:no_cargo
-if not exist "%BIN%" goto :no_rust
-echo Note: cargo not found, running the dashcam-server.exe already built (it may be older than the sources).
-goto :run
-
-:run
-if not defined DASHCAM_PORT set "DASHCAM_PORT=%PORT%"
-if not defined DASHCAM_OUTPUT_DIR set "DASHCAM_OUTPUT_DIR=%OUTPUT_DIR%"
-if not defined DASHCAM_MODE set "DASHCAM_MODE=%MODE%"
-if not defined DASHCAM_METADATA set "DASHCAM_METADATA=%METADATA%"
-if not defined DASHCAM_LOG_FILE set "DASHCAM_LOG_FILE=%LOG_FILE%"
-if not defined RUST_LOG set "RUST_LOG=%LOG_LEVEL%"
-if not defined DASHCAM_CONVERT call :convert_setting
-"%BIN%" serve %*
-if errorlevel 1 goto :stopped_with_error
+type "%BUILD_LOG%"
 echo.
-echo dashcam-server stopped. The log is in %DASHCAM_LOG_FILE%
-pause
-exit /b 0
-
-:stopped_with_error
-echo.
-echo dashcam-server stopped with an error: see the lines above, or %DASHCAM_LOG_FILE%
-pause
-exit /b 1
-
-:convert_setting
-for %%T in (1 true yes on) do if /i "%CONVERT%"=="%%T" set "DASHCAM_CONVERT=mp4"
-exit /b 0
-
-:trim
-rem Cuts trailing spaces and tabs from the variable named %1.
-setlocal EnableDelayedExpansion
-set "v=!%1!"
-:trim_loop
-if not defined v goto :trim_empty
-if "!v:~-1!"==" " (set "v=!v:~0,-1!" & goto :trim_loop)
-if "!v:~-1!"=="	" (set "v=!v:~0,-1!" & goto :trim_loop)
-:trim_done
-for /f "delims=" %%A in ("!v!") do endlocal & set "%1=%%A"
-exit /b 0
-:trim_empty
-endlocal & set "%1="
-exit /b 0
-
-:build_failed
-echo.
-where link.exe >nul 2>nul
-if errorlevel 1 goto :no_msvc
+rem Rust on Windows links with the Microsoft C++ build tools, found without PATH:
+rem cargo's own words tell when they are missing.
+find "link.exe` not found" "%BUILD_LOG%" >nul 2>nul
+if not errorlevel 1 goto :no_msvc
+find "cl.exe" "%BUILD_LOG%" >nul 2>nul
+if not errorlevel 1 goto :no_msvc
 echo The build failed: see the lines above.
 pause
 exit /b 1

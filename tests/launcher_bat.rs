@@ -26,6 +26,13 @@ fn standin() -> PathBuf {
     exe
 }
 
+/// One Wine test at a time: they share the prefix and the stand-in.
+static WINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    WINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn wineprefix() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wineprefix")
 }
@@ -96,6 +103,10 @@ fn cmd_once(dir: &Path, line: &str, envs: &[(&str, String)]) -> (bool, String) {
         .current_dir(dir)
         .env("WINEPREFIX", wineprefix())
         .env("WINEDEBUG", "-all")
+        .env_remove("DASHCAM_BIN")
+        .env_remove("WINEPATH")
+        .env_remove("STANDIN_EXIT")
+        .env_remove("STANDIN_STDERR")
         .env_remove("DASHCAM_PORT")
         .env_remove("DASHCAM_OUTPUT_DIR")
         .env_remove("DASHCAM_METADATA")
@@ -155,6 +166,7 @@ fn run_server_bat_takes_a_technicians_edits_under_wine_cmd() {
         body.split('\n').all(|l| l.ends_with('\r')),
         "run_server.bat must stay CRLF"
     );
+    let _one = one_at_a_time();
     let exe = standin();
     prepare_wine();
     let tmp = tempfile::tempdir().unwrap();
@@ -219,4 +231,94 @@ fn run_server_bat_takes_a_technicians_edits_under_wine_cmd() {
     );
     assert!(console.contains("stopped with an error"), "{console}");
     assert!(!ok, "exit code 1 when the server fails");
+}
+
+/// Without `DASHCAM_BIN`, as a technician double-clicks it: cargo builds
+/// (only what changed) and the built .exe runs; a failed build shows cargo's
+/// words and names the Microsoft C++ build tools when cargo says the linker
+/// is missing (and only then); without cargo the .exe already built runs,
+/// with a note; with neither, it says to install Rust. A stand-in plays
+/// cargo.exe (on the PATH through WINEPATH) and the server.
+#[test]
+#[cfg_attr(
+    not(have_wine),
+    ignore = "needs wine and x86_64-w64-mingw32-gcc on PATH (apt install wine gcc-mingw-w64-x86-64)"
+)]
+fn run_server_bat_builds_with_cargo_and_names_what_is_missing() {
+    let _one = one_at_a_time();
+    let exe = standin();
+    prepare_wine();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dashcam (server)");
+    let tools = tmp.path().join("cargo bin");
+    std::fs::create_dir_all(dir.join("target/release")).unwrap();
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("run_server.bat"),
+        dir.join("run_server.bat"),
+    )
+    .unwrap();
+    let built = dir.join("target/release/dashcam-server.exe");
+    std::fs::copy(&exe, &built).unwrap();
+    std::fs::copy(&exe, tools.join("cargo.exe")).unwrap();
+    let out = tmp.path().join("seen.txt");
+    let with_cargo = |extra: &[(&str, &str)]| {
+        let _ = std::fs::remove_file(&out);
+        let mut envs = vec![("WINEPATH", win(&tools)), ("STANDIN_OUT", win(&out))];
+        envs.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let (ok, console) = cmd(&dir, "run_server.bat", &envs);
+        (ok, console, runs(&out))
+    };
+
+    // cargo builds, then the built server runs.
+    let (ok, console, seen) = with_cargo(&[]);
+    assert!(ok, "{console}");
+    assert!(console.contains("Building dashcam-server"), "{console}");
+    assert_eq!(seen.len(), 2, "{console}");
+    assert_eq!(seen[0].0, ["build", "--release", "--quiet"]);
+    assert_eq!(seen[1].0, ["serve"]);
+
+    // The linker is missing: cargo's words, then what to install; no server.
+    let (ok, console, seen) = with_cargo(&[
+        ("STANDIN_EXIT", "101"),
+        ("STANDIN_STDERR", "error: linker `link.exe` not found"),
+    ]);
+    assert!(!ok);
+    assert!(console.contains("linker `link.exe` not found"), "{console}");
+    assert!(
+        console.contains("Microsoft C++ build tools")
+            && console.contains("https://visualstudio.microsoft.com/visual-cpp-build-tools/"),
+        "{console}"
+    );
+    assert_eq!(seen.len(), 1, "the server is not run after a failed build");
+
+    // Another build error: shown, without blaming the build tools.
+    let (ok, console, _) = with_cargo(&[
+        ("STANDIN_EXIT", "101"),
+        ("STANDIN_STDERR", "error[E0308]: mismatched types"),
+    ]);
+    assert!(!ok);
+    assert!(console.contains("mismatched types"), "{console}");
+    assert!(
+        console.contains("The build failed: see the lines above."),
+        "{console}"
+    );
+    assert!(!console.contains("Microsoft C++"), "{console}");
+
+    // No cargo: the .exe already built runs, with a note.
+    let _ = std::fs::remove_file(&out);
+    let (ok, console) = cmd(&dir, "run_server.bat", &[("STANDIN_OUT", win(&out))]);
+    assert!(ok, "{console}");
+    assert!(console.contains("Note: cargo not found"), "{console}");
+    assert_eq!(runs(&out).len(), 1);
+    assert_eq!(runs(&out)[0].0, ["serve"]);
+
+    // Neither cargo nor a built .exe: install Rust.
+    std::fs::remove_file(&built).unwrap();
+    let (ok, console) = cmd(&dir, "run_server.bat", &[]);
+    assert!(!ok);
+    assert!(
+        console.contains("install Rust from https://rustup.rs"),
+        "{console}"
+    );
 }
