@@ -104,8 +104,12 @@ fn main() {
     let sweeps: Vec<Duration> = (0..5)
         .map(|_| {
             let began = Instant::now();
-            let (n, _) =
-                dashcam_server::storage::retention::remove_older_than(&root, long_ago, |_| false);
+            let (n, _) = dashcam_server::storage::retention::remove_older_than(
+                &root,
+                long_ago,
+                false,
+                |_| false,
+            );
             assert_eq!(n, 0);
             began.elapsed()
         })

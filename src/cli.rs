@@ -869,7 +869,8 @@ fn start_retention(
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || loop {
         let cutoff = std::time::SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400);
-        // With S3 on, a file whose upload still waits is kept.
+        // With S3 on, only a file whose sidecar records its upload goes (and
+        // never one whose upload job still waits).
         let waiting = if s3 {
             crate::storage::outbox::Outbox::open(&root)
                 .map(|o| o.waiting_uploads())
@@ -877,8 +878,9 @@ fn start_retention(
         } else {
             Default::default()
         };
-        let (n, bytes) =
-            crate::storage::retention::remove_older_than(&root, cutoff, |p| waiting.contains(p));
+        let (n, bytes) = crate::storage::retention::remove_older_than(&root, cutoff, s3, |p| {
+            waiting.contains(p)
+        });
         if n > 0 {
             log::info!("--keep-days {days}: removed {n} file(s), {bytes} bytes");
         }

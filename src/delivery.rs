@@ -260,11 +260,11 @@ impl Inner {
                 let on_disk: Option<crate::storage::Sidecar> = std::fs::read(&st.sidecar_path)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
-                if let Some(up) = on_disk.and_then(|sc| sc.uploaded) {
+                let name = st.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if on_disk.is_some_and(|sc| sc.is_uploaded(name)) {
                     log::debug!(
-                        "{}: sent again, its object {} is confirmed already",
-                        st.path.display(),
-                        up.key
+                        "{}: sent again, its object is confirmed already",
+                        st.path.display()
                     );
                     return Ok(());
                 }
@@ -474,16 +474,23 @@ impl Inner {
                     local.display(),
                     s3.config().location(key)
                 );
-                if *media {
-                    let cfg = s3.config();
+                // The media's (or the mp4's) sidecar records the object.
+                if *media || then_sidecar.is_some() {
+                    let name = local
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string();
                     let up = crate::storage::Uploaded {
-                        bucket: cfg.bucket.clone(),
+                        file: name.clone(),
+                        bucket: s3.config().bucket.clone(),
                         key: key.clone(),
                         at: crate::storage::sidecar::rfc3339(chrono::Utc::now()),
                     };
                     let sc_path = local.with_extension("json");
                     if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {
-                        sc.uploaded = Some(up);
+                        sc.uploaded.retain(|u| u.file != name);
+                        sc.uploaded.push(up);
                         Ok(())
                     }) {
                         log::warn!("{}: cannot record the upload: {e}", sc_path.display());
@@ -491,9 +498,13 @@ impl Inner {
                 }
                 if *media && self.cfg.delete_local {
                     drop(f);
-                    match crate::storage::remove_local(&local, "uploaded") {
-                        Ok(_) => log::info!(
+                    match crate::storage::remove_local(&local, "uploaded", true) {
+                        Ok(Some(_)) => log::info!(
                             "{}: removed locally (its object is confirmed)",
+                            local.display()
+                        ),
+                        Ok(None) => log::warn!(
+                            "{}: kept: its sidecar could not record the upload",
                             local.display()
                         ),
                         Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),

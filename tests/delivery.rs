@@ -298,10 +298,10 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
     });
     for f in &stored {
         let name = f.file_name().unwrap().to_str().unwrap();
-        let up = sidecar_of(f)
-            .uploaded
-            .expect("the sidecar records the upload");
-        assert_eq!(up.key, format!("site-a/{imei}/{name}"));
+        let sc = sidecar_of(f);
+        assert!(sc.is_uploaded(name), "the sidecar records the upload");
+        assert_eq!(sc.uploaded[0].key, format!("site-a/{imei}/{name}"));
+        assert_eq!(sc.uploaded[0].bucket, "fleet");
     }
     // The camera sends both again: known, and nothing goes up again (the
     // jobs would be in the outbox before the camera is told).
@@ -639,10 +639,17 @@ fn age(p: &Path, days: u64) {
         .unwrap();
 }
 
-/// `--keep-days 2`: media older than two days goes (its sidecar stays), a
-/// newer one stays; with S3 on, an old file whose upload still waits stays.
+/// `--keep-days 2`: media older than two days goes (its sidecar stays and
+/// records it), a newer one stays; with S3 on, only a file whose sidecar
+/// records its upload goes: not one whose upload still waits, nor one stored
+/// before S3 was on. A camera that offers a removed file again is told it is
+/// stored; it is not stored a second time, nor after a restart.
 #[test]
-fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let send = |addr: SocketAddr, imei: u64, seed: u64| {
@@ -654,6 +661,7 @@ fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
         );
         media(&out, imei).pop().unwrap()
     };
+    // Two cameras' files stored without S3.
     let (old, new) = {
         let (_srv, addr) = server(&out, &tmp.path().join("a.log"), &[]);
         (
@@ -661,24 +669,46 @@ fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
             send(addr, 350612071915002, 2),
         )
     };
-    age(&old, 3);
-    age(&new, 1);
-    // A third camera's old file waits for an upload (the store is down).
+    // A third camera's file is uploaded; a fourth's waits (its store is down).
+    let uploaded = {
+        let live = free_port();
+        let (_store, _) = store(&tmp.path().join("s3"), live);
+        let (_srv, addr) = server(&out, &tmp.path().join("b.log"), &s3_flags(live, ""));
+        let f = send(addr, 350612071915003, 3);
+        wait_for("its upload", || {
+            dashcam_server::delivery::outbox_len(&out) == 0
+        });
+        f
+    };
     let dead = free_port();
     let waiting = {
-        let (_srv, addr) = server(&out, &tmp.path().join("b.log"), &s3_flags(dead, ""));
-        send(addr, 350612071915003, 3)
+        let (_srv, addr) = server(&out, &tmp.path().join("c.log"), &s3_flags(dead, ""));
+        send(addr, 350612071915004, 4)
     };
-    age(&waiting, 3);
-    let log = tmp.path().join("c.log");
+    for (f, days) in [(&old, 3), (&new, 1), (&uploaded, 3), (&waiting, 3)] {
+        age(f, days);
+    }
+    let keep = ["--keep-days".to_string(), "2".to_string()];
+    // With S3 on: only the uploaded one goes.
+    let log = tmp.path().join("d.log");
     let mut flags = s3_flags(dead, "");
-    flags.extend(["--keep-days".to_string(), "2".to_string()]);
-    let (srv, addr) = server(&out, &log, &flags);
+    flags.extend(keep.clone());
+    {
+        let (_srv, _) = server(&out, &log, &flags);
+        wait_for("the sweep", || log_has(&log, "--keep-days 2: removed"));
+    }
+    assert!(!uploaded.exists(), "old and uploaded: removed");
+    assert!(waiting.exists(), "an upload still waiting keeps its file");
+    assert!(old.exists(), "stored before S3 was on, never uploaded: kept");
+    assert!(new.exists(), "newer media stays");
+    assert_eq!(sidecar_of(&uploaded).removed_locally[0].why, "keep-days");
+    // Without S3: every old file goes.
+    let log = tmp.path().join("e.log");
+    let (srv, addr) = server(&out, &log, &keep);
     wait_for("the sweep", || log_has(&log, "--keep-days 2: removed"));
-    assert!(!old.exists(), "old media removed");
+    assert!(!old.exists() && !waiting.exists(), "old media removed");
     assert!(old.with_extension("json").exists(), "its sidecar stays");
     assert!(new.exists(), "newer media stays");
-    assert!(waiting.exists(), "an upload still waiting keeps its file");
     let sc = sidecar_of(&old);
     assert_eq!(sc.removed_locally.len(), 1, "{sc:?}");
     assert_eq!(sc.removed_locally[0].why, "keep-days");
@@ -689,11 +719,11 @@ fn keep_days_removes_old_media_but_never_one_still_waiting_for_its_upload() {
     assert!(run_camera(&camera(addr, cam, again())).unwrap().complete);
     assert_eq!(session_end(&log, cam), "0 stored (0 bytes), 1 already had");
     drop(srv);
-    let log_d = tmp.path().join("d.log");
-    let (_srv, addr) = server(&out, &log_d, &[]);
+    let log_f = tmp.path().join("f.log");
+    let (_srv, addr) = server(&out, &log_f, &[]);
     assert!(run_camera(&camera(addr, cam, again())).unwrap().complete);
     assert_eq!(
-        session_end(&log_d, cam),
+        session_end(&log_f, cam),
         "0 stored (0 bytes), 1 already had"
     );
     assert!(media(&out, cam).is_empty(), "{:?}", media(&out, cam));

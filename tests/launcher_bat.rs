@@ -30,7 +30,8 @@ fn standin() -> PathBuf {
 static WINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    WINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    WINE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn wineprefix() -> PathBuf {

@@ -773,14 +773,17 @@ fn a_local_removal_is_recorded_in_the_sidecar_before_the_file_goes() {
     assert_eq!(catalog::camera_files(&camera_dir, IMEI).len(), 2);
     assert!(!removed_on_purpose(&stored[0]), "it is still there");
     // The removal itself: recorded once, file gone, no longer listed.
-    assert_eq!(remove_local(&stored[0], "keep-days").unwrap(), 2000);
+    assert_eq!(
+        remove_local(&stored[0], "keep-days", false).unwrap(),
+        Some(2000)
+    );
     assert!(!stored[0].exists());
     assert!(removed_on_purpose(&stored[0]));
     assert_eq!(sidecar_of(&stored[0]).removed_locally.len(), 1);
     assert_eq!(catalog::camera_files(&camera_dir, IMEI).len(), 1);
     // No sidecar to record it in: the file stays.
     std::fs::remove_file(stored[1].with_extension("json")).unwrap();
-    assert!(remove_local(&stored[1], "uploaded").is_err());
+    assert!(remove_local(&stored[1], "uploaded", false).is_err());
     assert!(stored[1].exists());
 }
 
@@ -804,9 +807,12 @@ fn the_retention_sweep_removes_only_the_media_a_sidecar_names() {
     let stray = photo.with_extension("txt");
     std::fs::write(&stray, b"a note beside it").unwrap();
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
-    assert_eq!(remove_older_than(&out, later, |_| false), (1, 2000));
+    // With S3 on, a file not recorded as uploaded stays.
+    assert_eq!(remove_older_than(&out, later, true, |_| false), (0, 0));
+    assert!(photo.exists());
+    assert_eq!(remove_older_than(&out, later, false, |_| false), (1, 2000));
     assert!(!photo.exists());
     assert!(stray.exists(), "not named by the sidecar: kept");
-    assert_eq!(remove_older_than(&out, later, |_| false), (0, 0));
+    assert_eq!(remove_older_than(&out, later, false, |_| false), (0, 0));
     assert_eq!(sidecar_of(&photo).removed_locally.len(), 1);
 }

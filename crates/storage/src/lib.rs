@@ -456,7 +456,7 @@ fn write_sidecar_at(path: &Path, sc: &Sidecar) -> Result<()> {
 static SIDECAR_UPDATES: Mutex<()> = Mutex::new(());
 
 /// Changes a stored file's sidecar as it is on disk now (not as some thread
-/// remembers it) and writes it back atomically; returns what was written.
+/// remembers it) and writes it back atomically (when it changed); returns it.
 /// Nothing is written when `change` fails.
 pub fn update_sidecar(
     path: &Path,
@@ -468,8 +468,11 @@ pub fn update_sidecar(
             kind: std::io::ErrorKind::NotFound,
             what: format!("{}: no readable sidecar to update", path.display()),
         })?;
+    let before = sc.clone();
     change(&mut sc)?;
-    write_sidecar_at(path, &sc)?;
+    if sc != before {
+        write_sidecar_at(path, &sc)?;
+    }
     Ok(sc)
 }
 
@@ -478,7 +481,10 @@ pub fn update_sidecar(
 /// known and a camera that offers it again is not stored twice. Only the
 /// media or the mp4 its sidecar names is removed, and nothing when the
 /// sidecar cannot say so. Returns the bytes freed.
-pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
+///
+/// With `only_uploaded`, a file the sidecar does not record as uploaded is
+/// kept: Ok(None).
+pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Option<u64>> {
     let name = media
         .file_name()
         .and_then(|n| n.to_str())
@@ -494,6 +500,7 @@ pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
             what: format!("{}: not a plain file", media.display()),
         });
     }
+    let mut kept = false;
     update_sidecar(&media.with_extension("json"), |sc| {
         let stem = media.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let own = format!("{stem}.{}", catalog::extension_of(sc));
@@ -506,6 +513,10 @@ pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
                 ),
             });
         }
+        if only_uploaded && !sc.is_uploaded(&name) {
+            kept = true;
+            return Ok(());
+        }
         if !sc.removed_locally.iter().any(|r| r.file == name) {
             sc.removed_locally.push(LocalRemoval {
                 file: name.clone(),
@@ -515,8 +526,11 @@ pub fn remove_local(media: &Path, why: &str) -> Result<u64> {
         }
         Ok(())
     })?;
+    if kept {
+        return Ok(None);
+    }
     fs::remove_file(media).ctx(|| format!("removing {}", media.display()))?;
-    Ok(meta.len())
+    Ok(Some(meta.len()))
 }
 
 /// Whether this stored file's local copy was removed on purpose (its sidecar

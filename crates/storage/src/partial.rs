@@ -772,7 +772,7 @@ impl<'s> Partial<'s> {
             conversion_error: None,
             duplicate_of: None,
             removed_locally: Vec::new(),
-            uploaded: None,
+            uploaded: Vec::new(),
         }
     }
 

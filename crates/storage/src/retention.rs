@@ -15,10 +15,13 @@ use std::time::SystemTime;
 use crate::catalog;
 
 /// Removes media under `root` last modified before `cutoff`, except those
-/// `keep` holds on to (an upload still waiting). Returns (files, bytes).
+/// `keep` holds on to (an upload still waiting) and, with `only_uploaded`
+/// (S3 on), those whose sidecar does not record their upload. Returns
+/// (files, bytes).
 pub fn remove_older_than(
     root: &Path,
     cutoff: SystemTime,
+    only_uploaded: bool,
     keep: impl Fn(&Path) -> bool,
 ) -> (usize, u64) {
     let (mut files, mut bytes) = (0, 0);
@@ -40,8 +43,9 @@ pub fn remove_older_than(
                     continue;
                 }
                 // Its sidecar decides: only the media or mp4 it names goes.
-                match crate::remove_local(&m, "keep-days") {
-                    Ok(n) => {
+                match crate::remove_local(&m, "keep-days", only_uploaded) {
+                    Ok(None) => log::debug!("--keep-days: {} is not uploaded yet", m.display()),
+                    Ok(Some(n)) => {
                         files += 1;
                         bytes += n;
                         log::info!("--keep-days: removed {}", m.display());

@@ -60,15 +60,25 @@ pub struct Sidecar {
     /// stored, not stored twice), only not kept here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_locally: Vec<LocalRemoval>,
-    /// With S3 on: the media's object, once the store confirmed it. A camera
-    /// that sends the file again does not make it go up again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uploaded: Option<Uploaded>,
+    /// With S3 on: the media's object (and the mp4's), once the store
+    /// confirmed it. A camera that sends the file again does not make it go
+    /// up again, and `--keep-days` removes only what is uploaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uploaded: Vec<Uploaded>,
 }
 
-/// Where a stored file's media went, and when the store confirmed it.
+impl Sidecar {
+    /// The store confirmed this file (the media or its mp4, by name).
+    pub fn is_uploaded(&self, name: &str) -> bool {
+        self.uploaded.iter().any(|u| u.file == name)
+    }
+}
+
+/// Where a stored file's media (or mp4) went, and when the store confirmed it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Uploaded {
+    /// The local file's name in the camera's folder.
+    pub file: String,
     pub bucket: String,
     pub key: String,
     pub at: String,
