@@ -235,16 +235,16 @@ fn clips_stored(out: &Path, imeis: &[u64]) {
     srv.shutdown();
 }
 
-/// `serve --convert mp4` on `out` (gallery off), with `extra` flags.
-fn serve_converting(out: &Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
+/// `serve --convert mp4` on `out` (gallery off), with `extra` flags, on
+/// the port `port`.
+fn serve_converting_on(
+    port: u16,
+    out: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> std::process::Child {
     Command::new(BIN)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &free_port().to_string(),
-        ])
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--output-dir")
         .arg(out)
         .args(["--convert", "mp4", "--gallery", "false"])
@@ -253,6 +253,11 @@ fn serve_converting(out: &Path, extra: &[&str], stderr: Stdio) -> std::process::
         .stderr(stderr)
         .spawn()
         .unwrap()
+}
+
+/// [`serve_converting_on`] a free port.
+fn serve_converting(out: &Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
+    serve_converting_on(free_port(), out, extra, stderr)
 }
 
 /// A conversion a crash interrupted (its `.mp4.converting` left behind) is
@@ -442,15 +447,8 @@ fn a_video_sent_again_is_not_converted_again_and_keeps_its_sidecar() {
     let out = tmp.path().join("out");
     let log = tmp.path().join("server.log");
     let port = free_port();
-    let mut server = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--output-dir")
-        .arg(&out)
-        .args(["--convert", "mp4", "--gallery", "false"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut server =
+        serve_converting_on(port, &out, &[], std::fs::File::create(&log).unwrap().into());
     let send = || {
         let sim = simulate_until_served(
             BIN,

@@ -201,6 +201,18 @@ fn session_end(log: &Path, imei: u64) -> String {
     line
 }
 
+/// Waits (at most 60 s) until every upload and event of `out` is confirmed.
+fn outbox_empties(out: &Path) {
+    let began = Instant::now();
+    while dashcam_server::delivery::outbox_len(out) > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the outbox never emptied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn log_has(log: &Path, what: &str) -> bool {
     std::fs::File::open(log).is_ok_and(|f| {
         BufReader::new(f)
@@ -293,9 +305,7 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
             std::fs::read(f.with_extension("json")).unwrap()
         );
     }
-    wait_for("an empty outbox", || {
-        dashcam_server::delivery::outbox_len(&out) == 0
-    });
+    outbox_empties(&out);
     for f in &stored {
         let name = f.file_name().unwrap().to_str().unwrap();
         let sc = sidecar_of(f);
@@ -420,14 +430,7 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     drop(srv);
     let log_c = tmp.path().join("c.log");
     let (_srv, addr_c) = server(&out, &log_c, &flags);
-    let began = Instant::now();
-    while dashcam_server::delivery::outbox_len(&out) > 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the outbox never emptied"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    outbox_empties(&out);
     let name = local[0].file_name().unwrap().to_str().unwrap();
     assert_eq!(
         bucket.get(&format!("{imei}/{name}")).unwrap(),
@@ -675,9 +678,7 @@ fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
         let (_store, _) = store(&tmp.path().join("s3"), live);
         let (_srv, addr) = server(&out, &tmp.path().join("b.log"), &s3_flags(live, ""));
         let f = send(addr, 350612071915003, 3);
-        wait_for("its upload", || {
-            dashcam_server::delivery::outbox_len(&out) == 0
-        });
+        outbox_empties(&out);
         f
     };
     let dead = free_port();
@@ -699,7 +700,10 @@ fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
     }
     assert!(!uploaded.exists(), "old and uploaded: removed");
     assert!(waiting.exists(), "an upload still waiting keeps its file");
-    assert!(old.exists(), "stored before S3 was on, never uploaded: kept");
+    assert!(
+        old.exists(),
+        "stored before S3 was on, never uploaded: kept"
+    );
     assert!(new.exists(), "newer media stays");
     assert_eq!(sidecar_of(&uploaded).removed_locally[0].why, "keep-days");
     // Without S3: every old file goes.
@@ -862,9 +866,7 @@ fn an_event_survives_a_kill_while_the_receiver_is_down() {
             sidecar_json(&stored[0])["sha256"].as_str().unwrap()
         )
     );
-    wait_for("an empty outbox", || {
-        dashcam_server::delivery::outbox_len(&out) == 0
-    });
+    outbox_empties(&out);
 }
 
 /// With --convert mp4 the mp4 is announced too: a "converted" event after
@@ -1110,14 +1112,7 @@ fn a_multipart_upload_cut_off_by_a_kill_is_aborted_then_done_whole() {
     // The next start, straight to the store.
     let log_b = tmp.path().join("b.log");
     let (_srv, _) = server(&out, &log_b, &s3_flags(s3_port, ""));
-    let began = Instant::now();
-    while dashcam_server::delivery::outbox_len(&out) > 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the outbox never emptied"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    outbox_empties(&out);
     assert!(
         log_has(&log_b, "aborted the cut-off multipart upload"),
         "{}",
