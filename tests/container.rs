@@ -255,6 +255,17 @@ fn serve_converting_on(
         .unwrap()
 }
 
+/// SIGTERM, as systemd stops it; the server must exit 0.
+#[cfg(unix)]
+fn stop_gracefully(server: &mut std::process::Child) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(server.wait().unwrap().success());
+}
+
 /// [`serve_converting_on`] a free port.
 fn serve_converting(out: &Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
     serve_converting_on(free_port(), out, extra, stderr)
@@ -414,12 +425,7 @@ fn a_stop_waits_for_the_running_conversion_before_server_stopped() {
                 .any(|e| e.file_name().to_string_lossy().contains(".mp4.converting"))
         }) || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("] converted "))
     });
-    assert!(Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    assert!(server.wait().unwrap().success());
+    stop_gracefully(&mut server);
     let text = std::fs::read_to_string(&log).unwrap();
     let converted = text
         .rfind("] converted ")
@@ -471,12 +477,7 @@ fn a_video_sent_again_is_not_converted_again_and_keeps_its_sidecar() {
     let text = || std::fs::read_to_string(&log).unwrap();
     assert!(text().contains("not stored again"), "{}", text());
     // A stop waits for a running conversion and names any left queued.
-    assert!(Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    assert!(server.wait().unwrap().success());
+    stop_gracefully(&mut server);
     let text = text();
     assert_eq!(text.matches("] converted ").count(), 1, "{text}");
     assert!(!text.contains("left unconverted"), "{text}");
