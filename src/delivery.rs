@@ -145,6 +145,19 @@ impl DeliveryHandle {
     }
 
     /// Jobs waiting (uploads, webhooks).
+    /// How long the oldest job waiting has been in the outbox (zero when
+    /// none waits): a store or receiver that keeps refusing shows here.
+    pub fn oldest_waiting(&self) -> Duration {
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let oldest = lock(&self.0.queue)
+            .iter()
+            .filter_map(|w| w.job.queued_at_ms())
+            .min();
+        oldest.map_or(Duration::ZERO, |t| {
+            Duration::from_millis(now.saturating_sub(t))
+        })
+    }
+
     pub fn queued(&self) -> (u64, u64) {
         let s = &self.0.stats;
         (
@@ -386,6 +399,13 @@ impl Inner {
                     w.attempts,
                     wait.as_secs()
                 );
+                if w.attempts.is_multiple_of(10) {
+                    log::error!(
+                        "outbox: {} has failed {} times; it is kept and tried again (see dashcam_outbox_oldest_seconds)",
+                        describe(&w.job.job),
+                        w.attempts
+                    );
+                }
                 w.due = Instant::now() + wait;
                 lock(&self.queue).push_back(w);
             }

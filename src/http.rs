@@ -326,6 +326,12 @@ fn metrics_text(src: &Sources) -> String {
                 "Event attempts that failed (retried).",
                 get(&s.webhook_failures),
             ),
+            (
+                "dashcam_outbox_oldest_seconds",
+                Gauge,
+                "Age of the oldest upload or event still waiting (0: none); alert when it grows.",
+                d.oldest_waiting().as_secs(),
+            ),
         ]);
     }
     let mut out = String::new();

@@ -368,6 +368,7 @@ fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_i
         "2 media + 2 sidecars, none again for the files sent again"
     );
     assert_eq!(value("dashcam_upload_queue"), 0.0);
+    assert_eq!(value("dashcam_outbox_oldest_seconds"), 0.0);
     assert_eq!(value("dashcam_webhooks_total"), 2.0);
     assert!(
         value("dashcam_webhook_failures_total") >= 1.0,
@@ -401,8 +402,12 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     let s3_port = free_port();
     let out = tmp.path().join("out");
     let imei = 350612071913858u64;
-    // The store is down: the camera is still served, the jobs wait on disk.
-    let (srv, addr) = server(&out, &tmp.path().join("a.log"), &s3_flags(s3_port, ""));
+    // The store is down: the camera is still served, the jobs wait on disk,
+    // and /metrics shows how long the oldest has waited.
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut flags = s3_flags(s3_port, "");
+    flags.extend(["--http-bind".to_string(), http.to_string()]);
+    let (srv, addr) = server(&out, &tmp.path().join("a.log"), &flags);
     let video = write_file(tmp.path(), "v.h265", &content(20 << 20, 3));
     let cam = camera(addr, imei, vec![(FileKind::VideoFront, video.clone())]);
     assert!(run_camera(&cam).unwrap().complete);
@@ -411,6 +416,16 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
     wait_for("a failed attempt", || {
         log_has(&tmp.path().join("a.log"), "failed (attempt")
     });
+    let oldest = || -> u64 {
+        let (_, body) = http_get(http, "/metrics", None);
+        let text = String::from_utf8(body).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("dashcam_outbox_oldest_seconds "))
+            .expect("dashcam_outbox_oldest_seconds");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    wait_for("the oldest job's age to show", || oldest() >= 1);
     drop(srv); // kill -9
     assert_eq!(
         dashcam_server::delivery::outbox_len(&out),

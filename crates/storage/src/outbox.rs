@@ -66,6 +66,14 @@ pub struct Queued {
     pub job: Job,
 }
 
+impl Queued {
+    /// When the job was written (ms since 1970, from its file name).
+    pub fn queued_at_ms(&self) -> Option<u64> {
+        let name = self.file.file_name()?.to_str()?;
+        name.split('-').next()?.parse().ok()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outbox {
     root: PathBuf,
