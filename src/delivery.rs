@@ -167,8 +167,10 @@ impl DeliveryHandle {
     }
 
     /// A file is stored (or was already): its jobs are written before the
-    /// camera is told. A duplicate repeats them (same keys, same bytes, same
-    /// event id): a crash between the rename and this call loses nothing.
+    /// camera is told. A file sent again repeats them (same keys, same bytes,
+    /// same event id) only when they may never have been queued: a crash
+    /// between the rename and this call loses nothing. Not when its sidecar
+    /// records the upload or the local removal, nor while its upload waits.
     pub fn stored(&self, st: &Stored) -> Result<(), String> {
         self.0.stored(st).map_err(|e| {
             log::error!(
@@ -279,6 +281,15 @@ impl Inner {
                         "{}: sent again, its object is confirmed already",
                         st.path.display()
                     );
+                    return Ok(());
+                }
+                // Its upload still waits: that job will do.
+                let rel = self.rel(&st.path)?;
+                let waiting = lock(&self.queue)
+                    .iter()
+                    .any(|w| matches!(&w.job.job, Job::Upload { path, .. } if *path == rel));
+                if waiting {
+                    log::debug!("{rel}: sent again, its upload waits already");
                     return Ok(());
                 }
             }

@@ -426,6 +426,19 @@ fn a_store_down_and_a_kill_during_uploads_lose_nothing_and_store_nothing_twice()
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     wait_for("the oldest job's age to show", || oldest() >= 1);
+    // Sent again while its upload waits: known, and no second job.
+    assert!(run_camera(&cam).unwrap().complete);
+    assert_eq!(
+        session_end(&tmp.path().join("a.log"), imei),
+        "1 stored (20971520 bytes), 0 already had"
+    );
+    wait_for("the second session's end", || {
+        log_has(
+            &tmp.path().join("a.log"),
+            "0 stored (0 bytes), 1 already had",
+        )
+    });
+    assert_eq!(dashcam_server::delivery::outbox_len(&out), 1);
     drop(srv); // kill -9
     assert_eq!(
         dashcam_server::delivery::outbox_len(&out),
