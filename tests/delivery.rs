@@ -750,6 +750,10 @@ fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
     let again = || vec![(FileKind::PhotoFront, tmp.path().join("p1.jpg"))];
     assert!(run_camera(&camera(addr, cam, again())).unwrap().complete);
     assert_eq!(session_end(&log, cam), "0 stored (0 bytes), 1 already had");
+    assert!(log_has(
+        &log,
+        "its local copy was removed on purpose): not stored again"
+    ));
     drop(srv);
     let log_f = tmp.path().join("f.log");
     let (_srv, addr) = server(&out, &log_f, &[]);

@@ -219,10 +219,15 @@ pub(super) fn record_duplicate(
     let rel = existing.strip_prefix(&storage.root).unwrap_or(existing);
     sc.duplicate_of = Some(rel.to_string_lossy().replace('\\', "/"));
     log::info!(
-        "[{imei}] already have {} ({} bytes, SHA-256 {}): not stored again",
+        "[{imei}] already have {} ({} bytes, SHA-256 {}{}): not stored again",
         existing.display(),
         sc.size_bytes,
-        sc.sha256.short()
+        sc.sha256.short(),
+        if fsx::exists(existing) {
+            ""
+        } else {
+            "; its local copy was removed on purpose"
+        }
     );
     // The file is stored already: a line that cannot be written is logged,
     // and the camera is still told its file was taken.
