@@ -423,141 +423,118 @@ impl Inner {
         }
     }
 
+    /// An upload job: the file, then what follows it (the sidecar's job
+    /// with the event, or the event), each pushed before this job is done.
+    fn upload(&self, queued: &Queued, s3: &S3Client) -> Result<Outcome> {
+        let Job::Upload {
+            path,
+            key,
+            sha256,
+            then_event,
+            media,
+            then_sidecar,
+        } = &queued.job
+        else {
+            return Err(anyhow!("not an upload"));
+        };
+        let Some(local) = self.outbox.local(path) else {
+            log::error!(
+                "outbox: upload of {path:?} names no file under the output folder: dropped"
+            );
+            return Ok(Outcome::Gone);
+        };
+        let mut f = match File::open(&local) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Removed because its object was confirmed (a stop came
+                // between the removal and this job's end), or gone by another
+                // hand before it went up.
+                let confirmed = crate::storage::removed_on_purpose(&local);
+                if confirmed {
+                    log::info!("outbox: {} is uploaded already", local.display());
+                } else {
+                    log::warn!(
+                        "outbox: {} is gone before its upload: dropped",
+                        local.display()
+                    );
+                }
+                // Its sidecar, the record of what the camera sent, still goes
+                // up; with the event only when the object is there.
+                if let Some(sc) = then_sidecar {
+                    self.push(sidecar_job(sc, then_event.clone().filter(|_| confirmed)))?;
+                }
+                return Ok(Outcome::Gone);
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", local.display())),
+        };
+        self.abort_cut_off(queued, s3, key)?;
+        let len = f.metadata()?.len();
+        s3.put_file_noting(key, &mut f, len, *sha256, &mut |id| {
+            self.outbox
+                .note_multipart(queued, id)
+                .map_err(|e| anyhow!("{e}"))
+        })?;
+        drop(f);
+        log::info!(
+            "uploaded {} ({len} bytes) to {}",
+            local.display(),
+            s3.config().location(key)
+        );
+        // The media's (or the mp4's) sidecar records the object.
+        if *media || then_sidecar.is_some() {
+            record_upload(&local, s3, key);
+        }
+        if *media && self.cfg.delete_local {
+            match crate::storage::remove_local(&local, "uploaded", true) {
+                Ok(Some(_)) => log::info!(
+                    "{}: removed locally (its object is confirmed)",
+                    local.display()
+                ),
+                Ok(None) => log::warn!(
+                    "{}: kept: its sidecar could not record the upload",
+                    local.display()
+                ),
+                Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
+            }
+        }
+        // The sidecar follows its file (recording the upload and any local
+        // removal), and the event follows the sidecar.
+        if let Some(sc) = then_sidecar {
+            self.push(sidecar_job(sc, then_event.clone()))?;
+        } else if let Some(event) = then_event {
+            if self.cfg.webhook.is_some() {
+                self.push_event(event.clone())?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// A multipart upload a crash (or a store gone mid-upload) cut off: the
+    /// store is told to drop its parts before the upload begins again.
+    fn abort_cut_off(&self, queued: &Queued, s3: &S3Client, key: &str) -> Result<()> {
+        let Some(id) = self.outbox.noted_multipart(queued) else {
+            return Ok(());
+        };
+        match s3.abort_multipart(key, &id)? {
+            None => log::info!("outbox: aborted the cut-off multipart upload {id} of {key}"),
+            // Completed or aborted already, most likely; if not, its parts
+            // wait for the bucket's lifecycle rule.
+            Some(why) => log::warn!(
+                "outbox: the store did not abort the cut-off multipart upload {id} of {key} ({why}): beginning again"
+            ),
+        }
+        self.outbox
+            .note_multipart(queued, None)
+            .map_err(|e| anyhow!("{e}"))
+    }
+
     fn attempt(&self, queued: &Queued) -> Result<Outcome> {
         match &queued.job {
-            Job::Upload {
-                path,
-                key,
-                sha256,
-                then_event,
-                media,
-                then_sidecar,
-            } => {
+            Job::Upload { .. } => {
                 let s3 = self.s3.as_ref().ok_or_else(|| {
                     anyhow!("an upload job, but no --s3-endpoint: kept for a start with S3 on")
                 })?;
-                let Some(local) = self.outbox.local(path) else {
-                    log::error!(
-                        "outbox: upload of {path:?} names no file under the output folder: dropped"
-                    );
-                    return Ok(Outcome::Gone);
-                };
-                let mut f = match File::open(&local) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // Removed because its object was confirmed (a stop
-                        // came between the removal and this job's end), or
-                        // gone by another hand before it went up.
-                        let confirmed = crate::storage::removed_on_purpose(&local);
-                        if confirmed {
-                            log::info!("outbox: {} is uploaded already", local.display());
-                        } else {
-                            log::warn!(
-                                "outbox: {} is gone before its upload: dropped",
-                                local.display()
-                            );
-                        }
-                        // Its sidecar, the record of what the camera sent,
-                        // still goes up; with the event only when the
-                        // object is there.
-                        if let Some(sc) = then_sidecar {
-                            self.push(Job::Upload {
-                                path: sc.path.clone(),
-                                key: sc.key.clone(),
-                                sha256: None,
-                                then_event: then_event.clone().filter(|_| confirmed),
-                                media: false,
-                                then_sidecar: None,
-                            })?;
-                        }
-                        return Ok(Outcome::Gone);
-                    }
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("opening {}", local.display()))
-                    }
-                };
-                // A multipart upload a crash (or a store gone mid-upload) cut
-                // off: the store is told to drop its parts before it begins
-                // again.
-                if let Some(id) = self.outbox.noted_multipart(queued) {
-                    match s3.abort_multipart(key, &id)? {
-                        None => log::info!(
-                            "outbox: aborted the cut-off multipart upload {id} of {key}"
-                        ),
-                        // Completed or aborted already, most likely; if not,
-                        // its parts wait for the bucket's lifecycle rule.
-                        Some(why) => log::warn!(
-                            "outbox: the store did not abort the cut-off multipart upload {id} of {key} ({why}): beginning again"
-                        ),
-                    }
-                    self.outbox
-                        .note_multipart(queued, None)
-                        .map_err(|e| anyhow!("{e}"))?;
-                }
-                let len = f.metadata()?.len();
-                s3.put_file_noting(key, &mut f, len, *sha256, &mut |id| {
-                    self.outbox
-                        .note_multipart(queued, id)
-                        .map_err(|e| anyhow!("{e}"))
-                })?;
-                log::info!(
-                    "uploaded {} ({len} bytes) to {}",
-                    local.display(),
-                    s3.config().location(key)
-                );
-                // The media's (or the mp4's) sidecar records the object.
-                if *media || then_sidecar.is_some() {
-                    let name = local
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or_default()
-                        .to_string();
-                    let up = crate::storage::Uploaded {
-                        file: name.clone(),
-                        bucket: s3.config().bucket.clone(),
-                        key: key.clone(),
-                        at: crate::storage::sidecar::rfc3339(chrono::Utc::now()),
-                    };
-                    let sc_path = local.with_extension("json");
-                    if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {
-                        sc.uploaded.retain(|u| u.file != name);
-                        sc.uploaded.push(up);
-                        Ok(())
-                    }) {
-                        log::warn!("{}: cannot record the upload: {e}", sc_path.display());
-                    }
-                }
-                if *media && self.cfg.delete_local {
-                    drop(f);
-                    match crate::storage::remove_local(&local, "uploaded", true) {
-                        Ok(Some(_)) => log::info!(
-                            "{}: removed locally (its object is confirmed)",
-                            local.display()
-                        ),
-                        Ok(None) => log::warn!(
-                            "{}: kept: its sidecar could not record the upload",
-                            local.display()
-                        ),
-                        Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
-                    }
-                }
-                // The sidecar follows its file (recording the upload and any
-                // local removal), and the event follows the sidecar.
-                if let Some(sc) = then_sidecar {
-                    self.push(Job::Upload {
-                        path: sc.path.clone(),
-                        key: sc.key.clone(),
-                        sha256: None,
-                        then_event: then_event.clone(),
-                        media: false,
-                        then_sidecar: None,
-                    })?;
-                } else if let Some(event) = then_event {
-                    if self.cfg.webhook.is_some() {
-                        self.push_event(event.clone())?;
-                    }
-                }
-                Ok(Outcome::Done)
+                self.upload(queued, s3)
             }
             Job::Webhook { id, body } => {
                 let url = self.cfg.webhook.as_ref().ok_or_else(|| {
@@ -593,6 +570,42 @@ enum Outcome {
     Done,
     /// Can never be done (the file is gone): dropped, logged.
     Gone,
+}
+
+/// The upload of a sidecar that follows its file, carrying the event.
+fn sidecar_job(sc: &Object, then_event: Option<serde_json::Value>) -> Job {
+    Job::Upload {
+        path: sc.path.clone(),
+        key: sc.key.clone(),
+        sha256: None,
+        then_event,
+        media: false,
+        then_sidecar: None,
+    }
+}
+
+/// The file's sidecar records its confirmed object (a failure is logged:
+/// the object is there; the file may then be uploaded again if sent again).
+fn record_upload(local: &Path, s3: &S3Client, key: &str) {
+    let name = local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let up = crate::storage::Uploaded {
+        file: name.clone(),
+        bucket: s3.config().bucket.clone(),
+        key: key.to_string(),
+        at: crate::storage::sidecar::rfc3339(chrono::Utc::now()),
+    };
+    let sc_path = local.with_extension("json");
+    if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {
+        sc.uploaded.retain(|u| u.file != name);
+        sc.uploaded.push(up);
+        Ok(())
+    }) {
+        log::warn!("{}: cannot record the upload: {e}", sc_path.display());
+    }
 }
 
 fn describe(job: &Job) -> String {
