@@ -438,6 +438,7 @@ impl ServeArgs {
             webhook: self.webhook.clone(),
             webhook_secret: self.webhook_secret.clone(),
             delete_local: self.s3_delete_local,
+            converting: self.convert.is_some(),
             workers: 2,
             retry_max: Duration::from_secs_f64(self.retry_max),
         })
@@ -921,9 +922,15 @@ fn serve(args: &ServeArgs) -> Result<()> {
             if !(0.0..=3600.0).contains(&args.convert_trim) {
                 bail!("--convert-trim must be between 0 and 3600 seconds");
             }
+            let delete_local = args.s3_delete_local;
             let on_converted: Option<crate::convert::OnConverted> = handle.clone().map(|h| {
                 Box::new(move |s: &crate::storage::Stored, mp4: &std::path::Path| {
-                    h.converted(s, mp4)
+                    h.converted(s, mp4);
+                    // The video waited for its mp4; once its own upload is
+                    // confirmed (else that confirmation removes it).
+                    if delete_local {
+                        crate::delivery::remove_uploaded(&s.path);
+                    }
                 }) as crate::convert::OnConverted
             });
             Converter::start(

@@ -61,13 +61,32 @@ impl ConvertQueue {
 
 /// A video whose first bytes are the camera's container or a raw stream.
 pub fn needs_conversion(stored: &Stored) -> bool {
-    let kind = match &stored.sidecar.media_info {
+    is_convertible(&stored.sidecar, &stored.path)
+}
+
+fn is_convertible(sc: &storage::Sidecar, media: &Path) -> bool {
+    if sc.media != dashcam_protocol::Media::Video {
+        return false;
+    }
+    let kind = match &sc.media_info {
         Some(i) => i.container.clone(),
-        None => media::sniff_file(&stored.path)
+        None => media::sniff_file(media)
             .map(|k| k.name().to_string())
             .unwrap_or_default(),
     };
-    stored.sidecar.media == dashcam_protocol::Media::Video && (kind == "ptmf" || kind == "annexb")
+    kind == "ptmf" || kind == "annexb"
+}
+
+/// A stored video (by its sidecar as it is on disk now) whose mp4 is not
+/// made yet: with `--convert mp4`, its local copy is still needed.
+pub fn awaits_conversion(media: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(media.with_extension("json")) else {
+        return false;
+    };
+    let Ok(sc) = serde_json::from_slice::<storage::Sidecar>(&bytes) else {
+        return false;
+    };
+    sc.mp4.is_none() && is_convertible(&sc, media)
 }
 
 /// The ffmpeg input arguments for a stored video: the camera's container is

@@ -29,6 +29,9 @@ pub struct DeliveryConfig {
     pub webhook_secret: Option<String>,
     /// Remove the local media once its object is confirmed.
     pub delete_local: bool,
+    /// `--convert mp4` is on: a video is removed locally only once its mp4
+    /// is made (the converter needs it).
+    pub converting: bool,
     /// Uploader threads.
     pub workers: usize,
     /// The longest wait between two attempts of a job.
@@ -485,16 +488,13 @@ impl Inner {
             record_upload(&local, s3, key);
         }
         if *media && self.cfg.delete_local {
-            match crate::storage::remove_local(&local, "uploaded", true) {
-                Ok(Some(_)) => log::info!(
-                    "{}: removed locally (its object is confirmed)",
+            if self.cfg.converting && crate::convert::awaits_conversion(&local) {
+                log::info!(
+                    "{}: kept until its mp4 is made (then removed locally)",
                     local.display()
-                ),
-                Ok(None) => log::warn!(
-                    "{}: kept: its sidecar could not record the upload",
-                    local.display()
-                ),
-                Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
+                );
+            } else {
+                remove_uploaded(&local);
             }
         }
         // The sidecar follows its file (recording the upload and any local
@@ -570,6 +570,26 @@ enum Outcome {
     Done,
     /// Can never be done (the file is gone): dropped, logged.
     Gone,
+}
+
+/// `--s3-delete-local`: the media goes once its sidecar records its upload.
+pub fn remove_uploaded(local: &Path) {
+    if !local.exists() {
+        // Removed already (the converter's hook and the upload's
+        // confirmation may both get here).
+        return;
+    }
+    match crate::storage::remove_local(local, "uploaded", true) {
+        Ok(Some(_)) => log::info!(
+            "{}: removed locally (its object is confirmed)",
+            local.display()
+        ),
+        Ok(None) => log::debug!(
+            "{}: kept: its sidecar does not record its upload (yet)",
+            local.display()
+        ),
+        Err(e) => log::warn!("{}: cannot remove it: {e}", local.display()),
+    }
 }
 
 /// The upload of a sidecar that follows its file, carrying the event.

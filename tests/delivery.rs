@@ -1160,3 +1160,77 @@ fn a_multipart_upload_cut_off_by_a_kill_is_aborted_then_done_whole() {
     assert_eq!(parts_on_store(), 0, "no part left on the store");
     assert!(!noted(), "the note goes with its job");
 }
+
+/// `--convert mp4 --s3-delete-local`: the video's upload is confirmed long
+/// before ffmpeg is done, but the local video stays until its mp4 is made
+/// (the converter needs it); then both objects are in the bucket, the mp4
+/// is kept locally, and the video goes.
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn delete_local_waits_for_the_conversion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
+    let out = tmp.path().join("out");
+    let mut flags = s3_flags(s3_port, "");
+    flags.extend(
+        [
+            "--s3-delete-local",
+            "--convert",
+            "mp4",
+            "--gallery",
+            "false",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
+    // Three cameras at once: one conversion at a time, so the last videos'
+    // uploads are confirmed while they still wait for ffmpeg.
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265");
+    let imeis = [350612071919101u64, 350612071919102, 350612071919103];
+    std::thread::scope(|s| {
+        for imei in imeis {
+            let clip = clip.clone();
+            s.spawn(move || {
+                let mut cam = camera(addr, imei, vec![(FileKind::VideoFront, clip)]);
+                cam.frame_rate = 20;
+                assert!(run_camera(&cam).unwrap().complete);
+            });
+        }
+    });
+    for imei in imeis {
+        // Found by its sidecar: the video itself may be gone already.
+        let sidecar = std::fs::read_dir(out.join(imei.to_string()))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .expect("stored");
+        let video = sidecar.with_extension("h265");
+        wait_for("the conversion and both uploads", || {
+            let sc: dashcam_server::storage::Sidecar =
+                serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+            (sc.mp4.is_some() || sc.conversion_error.is_some()) && sc.uploaded.len() == 2
+        });
+        let sc = sidecar_of(&video);
+        assert_eq!(sc.conversion_error, None, "{imei}");
+        let mp4 = sc.mp4.clone().unwrap();
+        wait_for("the local video removed", || !video.exists());
+        assert!(video.with_file_name(&mp4).is_file(), "the mp4 stays");
+        let name = video.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            bucket.get(&format!("{imei}/{name}")).unwrap(),
+            std::fs::read(&clip).unwrap()
+        );
+        assert!(bucket.get(&format!("{imei}/{mp4}")).is_ok());
+    }
+    outbox_empties(&out);
+}
