@@ -927,7 +927,12 @@ fn a_converted_mp4_sends_a_converted_event() {
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265");
     let mut cam = camera(addr, imei, vec![(FileKind::VideoFront, clip)]);
     cam.frame_rate = 20;
-    assert!(run_camera(&cam).unwrap().complete);
+    let report = run_camera(&cam);
+    assert!(
+        report.as_ref().is_ok_and(|r| r.complete),
+        "{report:?}\n{}",
+        std::fs::read_to_string(tmp.path().join("s.log")).unwrap()
+    );
     let mut kinds = Vec::new();
     while kinds.len() < 2 {
         let (_, body) = hook
@@ -959,7 +964,9 @@ fn a_file_whose_delivery_cannot_be_queued_is_not_acknowledged() {
     let hook = receiver(0);
     let flags: Vec<String> = vec!["--webhook".into(), hook.url.clone()];
     let (_srv, addr) = server(&out, &tmp.path().join("s.log"), &flags);
+    // The listener is up before the outbox is opened: wait for it.
     let outbox = out.join(".outbox");
+    wait_for("the outbox", || outbox.is_dir());
     std::fs::remove_dir_all(&outbox).unwrap();
     std::fs::write(&outbox, b"not a folder").unwrap();
     let imei = 350612071920001u64;

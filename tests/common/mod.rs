@@ -171,7 +171,9 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-/// Finished media files (not sidecars) in a camera's folder, sorted.
+/// Finished media files (not sidecars) in a camera's folder, sorted. Not
+/// a sidecar being rewritten (`X.json.tmp`, there for a moment while an
+/// uploader or the converter updates it).
 pub fn media(out: &Path, imei: u64) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(out.join(imei.to_string())) else {
         return Vec::new();
@@ -179,7 +181,7 @@ pub fn media(out: &Path, imei: u64) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "json"))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "json" && e != "tmp"))
         .collect();
     v.sort();
     v
@@ -325,13 +327,32 @@ pub fn simulate_until_served(bin: &str, server: &str, args: &[String]) -> std::p
     }
 }
 
-/// A port free on loopback now (for a server started as a process).
+/// A port free on loopback now (for a server started as a process, which
+/// binds it a moment later).
+///
+/// Not one the kernel picks for `bind(…:0)`: that comes from the ephemeral
+/// range, which every client socket, s3s-fs and the test receivers draw
+/// from too, so between this call and the server's bind another test could
+/// be handed the same port, and a camera would talk to the wrong process
+/// ("server silent for 60s", seen once in 40 runs of tests/delivery.rs).
+/// These come from below the ephemeral range (20000-32767), each at most
+/// once per test process, and are checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Test binaries run one after another; a per-process start keeps two
+    // runs on one machine (a developer and CI) apart too.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `deploy/haproxy.cfg` with the test's ports: the front on `front`, the
