@@ -80,13 +80,8 @@ fn is_convertible(sc: &storage::Sidecar, media: &Path) -> bool {
 /// A stored video (by its sidecar as it is on disk now) whose mp4 is not
 /// made yet: with `--convert mp4`, its local copy is still needed.
 pub fn awaits_conversion(media: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(media.with_extension("json")) else {
-        return false;
-    };
-    let Ok(sc) = serde_json::from_slice::<storage::Sidecar>(&bytes) else {
-        return false;
-    };
-    sc.mp4.is_none() && is_convertible(&sc, media)
+    storage::read_sidecar(&media.with_extension("json"))
+        .is_some_and(|sc| sc.mp4.is_none() && is_convertible(&sc, media))
 }
 
 /// The ffmpeg input arguments for a stored video: the camera's container is

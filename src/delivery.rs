@@ -269,15 +269,17 @@ impl Inner {
 
     fn stored(&self, st: &Stored) -> Result<()> {
         if st.duplicate_of.is_some() {
-            if crate::storage::removed_on_purpose(&st.path) {
+            // The stored file's sidecar as it is now (one read).
+            let on_disk = crate::storage::read_sidecar(&st.sidecar_path);
+            if on_disk
+                .as_ref()
+                .is_some_and(|sc| crate::storage::removed_on_purpose_by(&st.path, sc))
+            {
                 // Sent again after its local copy was removed: its object was
                 // confirmed (or, without S3, its event queued) before that.
                 return Ok(());
             }
             if self.cfg.s3.is_some() {
-                let on_disk: Option<crate::storage::Sidecar> = std::fs::read(&st.sidecar_path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
                 let name = st.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if on_disk.is_some_and(|sc| sc.is_uploaded(name)) {
                     log::debug!(

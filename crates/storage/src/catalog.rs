@@ -115,10 +115,7 @@ impl StoredFile {
     /// Its media is recorded as removed on purpose (it is not in the folder).
     fn removed(&self) -> bool {
         let name = self.media.file_name().and_then(|n| n.to_str());
-        self.sidecar
-            .removed_locally
-            .iter()
-            .any(|r| Some(r.file.as_str()) == name)
+        name.is_some_and(|n| self.sidecar.is_removed_locally(n))
     }
 }
 

@@ -463,11 +463,10 @@ pub fn update_sidecar(
     change: impl FnOnce(&mut Sidecar) -> Result<()>,
 ) -> Result<Sidecar> {
     let _one = lock(&SIDECAR_UPDATES);
-    let mut sc: Sidecar =
-        fsx::read_json(path, catalog::MAX_SIDECAR).ok_or_else(|| StoreError::Io {
-            kind: std::io::ErrorKind::NotFound,
-            what: format!("{}: no readable sidecar to update", path.display()),
-        })?;
+    let mut sc: Sidecar = read_sidecar(path).ok_or_else(|| StoreError::Io {
+        kind: std::io::ErrorKind::NotFound,
+        what: format!("{}: no readable sidecar to update", path.display()),
+    })?;
     let before = sc.clone();
     change(&mut sc)?;
     if sc != before {
@@ -517,7 +516,7 @@ pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Opti
             kept = true;
             return Ok(());
         }
-        if !sc.removed_locally.iter().any(|r| r.file == name) {
+        if !sc.is_removed_locally(&name) {
             sc.removed_locally.push(LocalRemoval {
                 file: name.clone(),
                 at: dashcam_protocol::time::rfc3339(chrono::Utc::now()),
@@ -533,15 +532,25 @@ pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Opti
     Ok(Some(meta.len()))
 }
 
+/// A stored file's sidecar as it is on disk now (bounded, never through a
+/// symlink); None when it is missing or not a sidecar.
+pub fn read_sidecar(path: &Path) -> Option<Sidecar> {
+    fsx::read_json(path, catalog::MAX_SIDECAR)
+}
+
 /// Whether this stored file's local copy was removed on purpose (its sidecar
-/// says so, and it is gone).
+/// `sc` says so, and it is gone).
+pub fn removed_on_purpose_by(media: &Path, sc: &Sidecar) -> bool {
+    !fsx::exists(media)
+        && media
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| sc.is_removed_locally(n))
+}
+
+/// [`removed_on_purpose_by`] its sidecar on disk.
 pub fn removed_on_purpose(media: &Path) -> bool {
-    if fsx::exists(media) {
-        return false;
-    }
-    let Some(name) = media.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    fsx::read_json::<Sidecar>(&media.with_extension("json"), catalog::MAX_SIDECAR)
-        .is_some_and(|sc| sc.removed_locally.iter().any(|r| r.file == name))
+    !fsx::exists(media)
+        && read_sidecar(&media.with_extension("json"))
+            .is_some_and(|sc| removed_on_purpose_by(media, &sc))
 }

@@ -72,6 +72,12 @@ impl Sidecar {
     pub fn is_uploaded(&self, name: &str) -> bool {
         self.uploaded.iter().any(|u| u.file == name)
     }
+
+    /// This file's local copy (the media or its mp4, by name) was removed on
+    /// purpose.
+    pub fn is_removed_locally(&self, name: &str) -> bool {
+        self.removed_locally.iter().any(|r| r.file == name)
+    }
 }
 
 /// Where a stored file's media (or mp4) went, and when the store confirmed it.
