@@ -205,16 +205,18 @@ pub struct S3Client {
     agent: ureq::Agent,
 }
 
+/// The text of the first `<tag>` element of a store's XML answer.
+fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let (_, rest) = body.split_once(&format!("<{tag}>"))?;
+    Some(rest.split_once(&format!("</{tag}>"))?.0)
+}
+
 /// A request's outcome as text, for errors.
 fn failure(e: ureq::Error) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, resp) => {
             let body = resp.into_string().unwrap_or_default();
-            let code_name = body
-                .split_once("<Code>")
-                .and_then(|(_, r)| r.split_once("</Code>"))
-                .map_or("", |(c, _)| c)
-                .to_string();
+            let code_name = xml_text(&body, "Code").unwrap_or("");
             anyhow!("HTTP {code} {code_name}")
         }
         e => anyhow!("{e}"),
@@ -401,11 +403,9 @@ impl S3Client {
             .map_err(failure)
             .with_context(|| format!("starting the multipart upload of {key}"))?;
         let body = resp.into_string()?;
-        let id = body
-            .split_once("<UploadId>")
-            .and_then(|(_, r)| r.split_once("</UploadId>"))
-            .map(|(id, _)| id.to_string())
-            .ok_or_else(|| anyhow!("no UploadId in the store's answer"))?;
+        let id = xml_text(&body, "UploadId")
+            .ok_or_else(|| anyhow!("no UploadId in the store's answer"))?
+            .to_string();
         if let Err(e) = note(Some(&id)) {
             let _ = self.abort_multipart(key, &id);
             return Err(e);
