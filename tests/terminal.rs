@@ -47,16 +47,18 @@ fn visible(raw: &[u8]) -> Vec<String> {
 }
 
 /// The server on a pseudo-terminal of 80 columns (`script`), stopped by
-/// SIGINT after `stop_after` seconds, while one camera trickles a video of
-/// `bytes` at `rate` bytes a second. Returns whether the camera finished,
-/// and everything the terminal received.
-fn on_a_terminal(stop_after: u32, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
+/// SIGINT after `stop_after` seconds, or (None) as soon as the camera is
+/// done (at most 60 s), while one camera trickles a video of `bytes` at
+/// `rate` bytes a second. Returns whether the camera finished, and
+/// everything the terminal received.
+fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let out = tmp.path().join("out");
     let typescript = tmp.path().join("typescript");
     let inner = format!(
-        "stty cols 80 rows 24; exec timeout -s INT {stop_after} {BIN} serve --bind 127.0.0.1 --port {port} --output-dir '{}' --gallery false",
+        "stty cols 80 rows 24; exec timeout -s INT {} {BIN} serve --bind 127.0.0.1 --port {port} --output-dir '{}' --gallery false",
+        stop_after.unwrap_or(60),
         out.display()
     );
     let mut term = Command::new("script")
@@ -83,14 +85,29 @@ fn on_a_terminal(stop_after: u32, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
         .arg(format!("videof={}", video.display()))
         .output()
         .unwrap();
+    if stop_after.is_none() {
+        // Ctrl-C as soon as the camera is done: the server (not `timeout`,
+        // whose command line starts otherwise).
+        let pattern = format!("^{BIN} serve --bind 127.0.0.1 --port {port} ");
+        let pid = Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8(pid.stdout).unwrap();
+        assert!(Command::new("kill")
+            .args(["-INT", pid.trim()])
+            .status()
+            .unwrap()
+            .success());
+    }
     let _ = term.wait();
     (sim.status.success(), std::fs::read(&typescript).unwrap())
 }
 
 #[test]
 fn progress_bars_keep_the_file_name_and_fit_80_columns() {
-    // 300 kB at 100 kB/s: about 3 s of bars, then a stop at 8 s.
-    let (sent, raw) = on_a_terminal(8, 300_000, 100_000);
+    // 300 kB at 100 kB/s: about 3 s of bars, then a stop once it is sent.
+    let (sent, raw) = on_a_terminal(None, 300_000, 100_000);
     assert!(sent, "the camera sent its file");
     let lines = visible(&raw);
     let bars: Vec<&String> = lines
@@ -132,7 +149,7 @@ fn progress_bars_keep_the_file_name_and_fit_80_columns() {
 #[test]
 fn a_stop_in_the_middle_of_a_file_clears_the_bars() {
     // 600 kB at 60 kB/s: about 10 s, so the stop at 4 s comes in the middle.
-    let (_, raw) = on_a_terminal(4, 600_000, 60_000);
+    let (_, raw) = on_a_terminal(Some(4), 600_000, 60_000);
     let text = String::from_utf8_lossy(&raw);
     let last_bar = text.rfind("%videof ").expect("a bar was drawn");
     let stopped = text.rfind("server stopped").expect("server stopped");
