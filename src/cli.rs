@@ -439,7 +439,7 @@ impl ServeArgs {
             webhook_secret: self.webhook_secret.clone(),
             delete_local: self.s3_delete_local,
             converting: self.convert.is_some(),
-            workers: 2,
+            workers: 4,
             retry_max: Duration::from_secs_f64(self.retry_max),
         })
     }
@@ -865,23 +865,25 @@ fn on_signals(args: ServeArgs, server: crate::server::StopHandle) -> Result<()> 
 fn start_retention(
     root: PathBuf,
     days: u32,
-    s3: bool,
+    s3: Option<crate::delivery::DeliveryHandle>,
 ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || loop {
         let cutoff = std::time::SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400);
         // With S3 on, only a file whose sidecar records its upload goes (and
-        // never one whose upload job still waits).
-        let waiting = if s3 {
+        // never one whose upload job still waits), once the store shows its
+        // object as sent (HEAD: size and checksum).
+        let waiting = if s3.is_some() {
             crate::storage::outbox::Outbox::open(&root)
                 .map(|o| o.waiting_uploads())
                 .unwrap_or_default()
         } else {
             Default::default()
         };
-        let (n, bytes) = crate::storage::retention::remove_older_than(&root, cutoff, s3, |p| {
-            waiting.contains(p)
-        });
+        let (n, bytes) =
+            crate::storage::retention::remove_older_than(&root, cutoff, s3.is_some(), |p| {
+                waiting.contains(p) || s3.as_ref().is_some_and(|d| !d.store_holds(p))
+            });
         if n > 0 {
             log::info!("--keep-days {days}: removed {n} file(s), {bytes} bytes");
         }
@@ -929,7 +931,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
                     // The video waited for its mp4; once its own upload is
                     // confirmed (else that confirmation removes it).
                     if delete_local {
-                        crate::delivery::remove_uploaded(&s.path);
+                        h.remove_uploaded(&s.path);
                     }
                 }) as crate::convert::OnConverted
             });
@@ -1018,9 +1020,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
                 .display()
         );
     }
-    let retention = args
-        .keep_days
-        .map(|days| start_retention(args.output_dir.clone(), days, args.s3_endpoint.is_some()));
+    let retention = args.keep_days.map(|days| {
+        let s3 = handle.clone().filter(|_| args.s3_endpoint.is_some());
+        start_retention(args.output_dir.clone(), days, s3)
+    });
     // Once the links are closed, and before "server stopped": the running
     // conversion finishes (its "converted" line comes first), then the
     // uploads in flight (bounded; what is left stays in the outbox).

@@ -6,9 +6,18 @@
 //! (1 s doubling up to `--retry-max`), logged. A kill at any point repeats at
 //! most the job in flight: the same key with the same bytes, or the same
 //! event with the same id (receivers drop repeats by `Idempotency-Key`).
+//!
+//! Done means proved: an object counts once the store echoed its checksum
+//! (see `s3`), an event once the URL itself answered 2xx (no redirect is
+//! followed), and a local copy goes only after a `HEAD` shows the object's
+//! size and checksum. One party cannot stop delivery: every request has a
+//! deadline, a few workers share the queue, a job file or a media file that
+//! is not a plain file is never opened (no FIFO, no link), a job with a key
+//! the server would never make is set aside (`.bad`), and one the other side
+//! refuses for good (a 4xx but 408/429, [`GIVE_UP_AFTER`] times) is set aside
+//! (`.failed`) with an error line and a metric.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,8 +28,12 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
 use crate::s3::{S3Client, S3Config};
-use crate::storage::outbox::{Job, Object, Outbox, Queued};
+use crate::storage::outbox::{Job, Object, Outbox, Queued, BAD, FAILED};
 use crate::storage::Stored;
+
+/// A job refused for good (a 4xx other than 408 and 429) this many times in
+/// a row is set aside as `.failed`.
+pub const GIVE_UP_AFTER: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -53,11 +66,17 @@ pub struct DeliveryStats {
     pub webhooks_queued: AtomicU64,
     pub webhooks_done: AtomicU64,
     pub webhook_failures: AtomicU64,
+    /// Jobs set aside: refused for good, or not a job the server would make.
+    pub set_aside: AtomicU64,
+    /// Local copies kept because the store did not show the object as sent.
+    pub kept_unconfirmed: AtomicU64,
 }
 
 struct Waiting {
     job: Queued,
     attempts: u32,
+    /// Refusals for good in a row (4xx but 408/429).
+    refusals: u32,
     due: Instant,
 }
 
@@ -92,7 +111,10 @@ impl Delivery {
         let outbox = Outbox::open(root).map_err(|e| anyhow!("{e}"))?;
         let inner = Arc::new(Inner {
             s3: cfg.s3.clone().map(S3Client::new),
+            // No redirect is followed: an event is delivered only by a 2xx
+            // from the URL itself. The whole exchange has 30 s.
             http: ureq::AgentBuilder::new()
+                .redirects(0)
                 .timeout_connect(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
                 .build(),
@@ -251,6 +273,7 @@ impl Inner {
         lock(&self.queue).push_back(Waiting {
             job,
             attempts: 0,
+            refusals: 0,
             due: Instant::now(),
         });
         self.wake.notify_one();
@@ -397,7 +420,22 @@ impl Inner {
                 &self.stats.webhook_failures,
             )
         };
+        if let Some(why) = w.job.job.problem() {
+            log::error!(
+                "outbox: {}: {why}: set aside as .{BAD}, not tried",
+                w.job.file.display()
+            );
+            self.set_aside(&w.job, BAD, queued);
+            return;
+        }
         match self.attempt(&w.job) {
+            Ok(Outcome::Bad(why)) => {
+                log::error!(
+                    "outbox: {}: {why}: set aside as .{BAD}",
+                    describe(&w.job.job)
+                );
+                self.set_aside(&w.job, BAD, queued);
+            }
             Ok(Outcome::Done) | Ok(Outcome::Gone) => {
                 if let Err(e) = self.outbox.done(&w.job) {
                     log::error!("outbox: {e}");
@@ -408,6 +446,20 @@ impl Inner {
             Err(e) => {
                 failed.fetch_add(1, Ordering::Relaxed);
                 w.attempts += 1;
+                let for_good = crate::s3::status_of(&e)
+                    .is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429);
+                w.refusals = if for_good { w.refusals + 1 } else { 0 };
+                if w.refusals >= GIVE_UP_AFTER {
+                    log::error!(
+                        "outbox: {} refused for good ({} times: {e:#}): set aside as {}.{FAILED} \
+                         (dashcam_outbox_set_aside_total); rename it back to .job to try again at the next start",
+                        describe(&w.job.job),
+                        w.refusals,
+                        w.job.file.with_extension("").display()
+                    );
+                    self.set_aside(&w.job, FAILED, queued);
+                    return;
+                }
                 let wait = Duration::from_secs(1u64 << w.attempts.min(16)).min(self.cfg.retry_max);
                 log::warn!(
                     "outbox: {} failed (attempt {}): {e:#}; again in {} s",
@@ -426,6 +478,16 @@ impl Inner {
                 lock(&self.queue).push_back(w);
             }
         }
+    }
+
+    /// A job that will not be tried again leaves the queue and the outbox's
+    /// `.job` files (kept aside for a person).
+    fn set_aside(&self, q: &Queued, ext: &str, queued: &AtomicU64) {
+        if let Err(e) = self.outbox.set_aside(q, ext) {
+            log::error!("outbox: {e}");
+        }
+        queued.fetch_sub(1, Ordering::Relaxed);
+        self.stats.set_aside.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An upload job: the file, then what follows it (the sidecar's job
@@ -448,7 +510,9 @@ impl Inner {
             );
             return Ok(Outcome::Gone);
         };
-        let mut f = match File::open(&local) {
+        // Only a plain file, never through a link, never a FIFO (which would
+        // hold this worker for good).
+        let mut f = match crate::storage::open_regular(&local) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Removed because its object was confirmed (a stop came
@@ -470,24 +534,28 @@ impl Inner {
                 }
                 return Ok(Outcome::Gone);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                // A link, a FIFO, a folder: never a file the server stored.
+                return Ok(Outcome::Bad(format!("{e}")));
+            }
             Err(e) => return Err(e).with_context(|| format!("opening {}", local.display())),
         };
         self.abort_cut_off(queued, s3, key)?;
         let len = f.metadata()?.len();
-        s3.put_file_noting(key, &mut f, len, *sha256, &mut |id| {
+        let proof = s3.put_file_noting(key, &mut f, len, *sha256, &mut |id| {
             self.outbox
                 .note_multipart(queued, id)
                 .map_err(|e| anyhow!("{e}"))
         })?;
         drop(f);
         log::info!(
-            "uploaded {} ({len} bytes) to {}",
+            "uploaded {} ({len} bytes) to {} (the store echoed its checksum)",
             local.display(),
             s3.config().location(key)
         );
         // The media's (or the mp4's) sidecar records the object.
         if *media || then_sidecar.is_some() {
-            record_upload(&local, s3, key);
+            record_upload(&local, s3, key, &proof);
         }
         if *media && self.cfg.delete_local {
             if self.cfg.converting && crate::convert::awaits_conversion(&local) {
@@ -496,7 +564,7 @@ impl Inner {
                     local.display()
                 );
             } else {
-                remove_uploaded(&local);
+                self.remove_uploaded(&local);
             }
         }
         // The sidecar follows its file (recording the upload and any local
@@ -554,12 +622,24 @@ impl Inner {
                     req = req.set("X-Dashcam-Signature", &format!("sha256={sig}"));
                 }
                 match req.send_bytes(&bytes) {
-                    Ok(_) => {
+                    Ok(r) if (200..300).contains(&r.status()) => {
                         log::debug!("webhook: {id} delivered");
                         Ok(Outcome::Done)
                     }
+                    Ok(r) => {
+                        let code = r.status();
+                        let to = r
+                            .header("Location")
+                            .unwrap_or("no Location given")
+                            .to_string();
+                        Err(anyhow::Error::new(crate::s3::StatusError(code)).context(format!(
+                            "the webhook answered HTTP {code} (a redirect, to {to}): events are \
+                             delivered only to the URL itself, redirects are not followed; fix --webhook"
+                        )))
+                    }
                     Err(ureq::Error::Status(code, _)) => {
-                        Err(anyhow!("the receiver answered HTTP {code}"))
+                        Err(anyhow::Error::new(crate::s3::StatusError(code))
+                            .context(format!("the receiver answered HTTP {code}")))
                     }
                     Err(e) => Err(anyhow!("{e}")),
                 }
@@ -572,15 +652,92 @@ enum Outcome {
     Done,
     /// Can never be done (the file is gone): dropped, logged.
     Gone,
+    /// Can never be done (it names what is not a plain file): set aside.
+    Bad(String),
 }
 
-/// `--s3-delete-local`: the media goes once its sidecar records its upload.
-pub fn remove_uploaded(local: &Path) {
-    if !local.exists() {
-        // Removed already (the converter's hook and the upload's
-        // confirmation may both get here).
-        return;
+impl DeliveryHandle {
+    /// `--s3-delete-local`: the media goes once its sidecar records its
+    /// upload and the store shows the object (size and checksum, `HEAD`).
+    pub fn remove_uploaded(&self, local: &Path) {
+        self.0.remove_uploaded(local)
     }
+
+    /// Whether the store holds the object `local`'s sidecar records for it,
+    /// as sent (`HEAD`: size and checksum); logs why not. False without S3.
+    pub fn store_holds(&self, local: &Path) -> bool {
+        self.0.store_holds(local)
+    }
+}
+
+impl Inner {
+    fn store_holds(&self, local: &Path) -> bool {
+        let Some(s3) = &self.s3 else {
+            return false;
+        };
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let check = || -> Result<()> {
+            let size = std::fs::symlink_metadata(local)
+                .with_context(|| format!("{}", local.display()))?
+                .len();
+            let sc = crate::storage::read_sidecar(&local.with_extension("json"))
+                .ok_or_else(|| anyhow!("its sidecar does not read"))?;
+            let up = sc
+                .uploaded
+                .iter()
+                .find(|u| u.file == name)
+                .ok_or_else(|| anyhow!("its sidecar records no upload"))?;
+            if up.bucket != s3.config().bucket {
+                return Err(anyhow!(
+                    "its upload went to bucket {}, not {}",
+                    up.bucket,
+                    s3.config().bucket
+                ));
+            }
+            if up.size.is_some_and(|n| n != size) {
+                return Err(anyhow!(
+                    "its upload recorded {} bytes, the local file has {size}",
+                    up.size.unwrap_or(0)
+                ));
+            }
+            s3.confirm(
+                &up.key,
+                size,
+                up.etag.as_deref(),
+                up.checksum_sha256.as_deref(),
+            )
+        };
+        match check() {
+            Ok(()) => true,
+            Err(e) => {
+                self.stats.kept_unconfirmed.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "{}: kept locally: the store does not show its object as sent ({e:#})",
+                    local.display()
+                );
+                false
+            }
+        }
+    }
+
+    fn remove_uploaded(&self, local: &Path) {
+        if !local.exists() {
+            // Removed already (the converter's hook and the upload's
+            // confirmation may both get here).
+            return;
+        }
+        if !self.store_holds(local) {
+            return;
+        }
+        remove_confirmed(local);
+    }
+}
+
+/// The local copy goes: its sidecar records the upload, the store showed it.
+fn remove_confirmed(local: &Path) {
     match crate::storage::remove_local(local, "uploaded", true) {
         Ok(Some(_)) => log::info!(
             "{}: removed locally (its object is confirmed)",
@@ -608,7 +765,7 @@ fn sidecar_job(sc: &Object, then_event: Option<serde_json::Value>) -> Job {
 
 /// The file's sidecar records its confirmed object (a failure is logged:
 /// the object is there; the file may then be uploaded again if sent again).
-fn record_upload(local: &Path, s3: &S3Client, key: &str) {
+fn record_upload(local: &Path, s3: &S3Client, key: &str, proof: &crate::s3::Proof) {
     let name = local
         .file_name()
         .and_then(|n| n.to_str())
@@ -619,6 +776,9 @@ fn record_upload(local: &Path, s3: &S3Client, key: &str) {
         bucket: s3.config().bucket.clone(),
         key: key.to_string(),
         at: crate::storage::sidecar::rfc3339(chrono::Utc::now()),
+        size: Some(proof.size),
+        etag: Some(proof.etag.clone()),
+        checksum_sha256: proof.checksum_sha256.clone(),
     };
     let sc_path = local.with_extension("json");
     if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {

@@ -327,6 +327,18 @@ fn metrics_text(src: &Sources) -> String {
                 get(&s.webhook_failures),
             ),
             (
+                "dashcam_outbox_set_aside_total",
+                Counter,
+                "Jobs set aside in the outbox (.failed: refused for good; .bad: not a job the server makes).",
+                get(&s.set_aside),
+            ),
+            (
+                "dashcam_local_kept_unconfirmed_total",
+                Counter,
+                "Times a local copy was kept because the store did not show its object as sent.",
+                get(&s.kept_unconfirmed),
+            ),
+            (
                 "dashcam_outbox_oldest_seconds",
                 Gauge,
                 "Age of the oldest upload or event still waiting (0: none); alert when it grows.",

@@ -5,6 +5,16 @@
 //! `x-amz-content-sha256`, which the signature covers and the store checks
 //! against the bytes it received (and `x-amz-checksum-sha256` on a single
 //! PUT); files over 16 MiB go in 8 MiB parts, each with its own SHA-256.
+//!
+//! An upload is done only when the store proves it: no redirect is
+//! followed (a 3xx is a failure that names its `Location`: the endpoint or
+//! region is wrong), a single PUT needs a 2xx that echoes the checksum sent
+//! or the ETag of the bytes sent (their MD5), a multipart upload a
+//! `CompleteMultipartUploadResult` naming the key. Before a local copy is
+//! removed, [`S3Client::confirm`] asks the store (`HEAD`) for the object's
+//! size and checksum. Every request has a deadline as a whole (connect,
+//! send, answer): 60 s plus the time its body needs at 128 KiB/s, so a store
+//! that trickles its answer cannot hold a worker.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,6 +23,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use crate::storage::Sha256Digest;
@@ -21,6 +32,112 @@ use crate::storage::Sha256Digest;
 pub const SINGLE_PUT_MAX: u64 = 16 << 20;
 /// The part size of a multipart upload (S3's minimum is 5 MiB).
 pub const PART: usize = 8 << 20;
+/// Every request's deadline is this, plus its body's time at [`FLOOR_RATE`].
+pub const BASE_DEADLINE: Duration = Duration::from_secs(60);
+/// The slowest upload a request's deadline allows for (bytes a second).
+pub const FLOOR_RATE: u64 = 128 << 10;
+
+/// The deadline of a request that sends `body` bytes: the whole exchange
+/// (connect, send, answer) must fit in it.
+pub fn deadline_for(body: u64) -> Duration {
+    BASE_DEADLINE + Duration::from_millis(body.saturating_mul(1000) / FLOOR_RATE)
+}
+
+/// What the store proved of an object it now holds: recorded in the
+/// sidecar, and asked of it again (`HEAD`) before a local copy goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    pub size: u64,
+    /// The ETag the bytes sent give: their MD5 (one PUT), or the MD5 of the
+    /// parts' MD5s with `-N` (multipart), lower-case hex, no quotes.
+    pub etag: String,
+    /// `x-amz-checksum-sha256` as sent (base64), for a single PUT.
+    pub checksum_sha256: Option<String>,
+}
+
+/// An object as `HEAD` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub checksum_sha256: Option<String>,
+}
+
+/// An answer the store gave: a 2xx, or an error that says what it was
+/// (a redirect names its `Location` and what to fix).
+fn success(resp: ureq::Response, what: &str) -> Result<ureq::Response> {
+    let code = resp.status();
+    if (200..300).contains(&code) {
+        return Ok(resp);
+    }
+    let location = resp.header("Location").map(str::to_string);
+    let body = read_capped(resp, 64 << 10);
+    let name = xml_text(&body, "Code").unwrap_or("");
+    if (300..400).contains(&code) {
+        let to = location
+            .or_else(|| xml_text(&body, "Endpoint").map(|e| format!("endpoint {e}")))
+            .unwrap_or_else(|| "no Location given".into());
+        return Err(anyhow::Error::new(StatusError(code)).context(format!(
+            "{what}: the store answered HTTP {code} {name} (a redirect, to {to}): redirects are \
+             not followed, nothing is counted as stored; fix --s3-endpoint / --s3-region \
+             (AWS answers 301 PermanentRedirect to a bucket addressed at another region's \
+             endpoint, and 307 while a new bucket's name spreads)"
+        )));
+    }
+    Err(anyhow::Error::new(StatusError(code)).context(format!("{what}: HTTP {code} {name}")))
+}
+
+/// At most `cap` bytes of an answer's body, as text.
+fn read_capped(resp: ureq::Response, cap: u64) -> String {
+    let mut b = Vec::new();
+    let _ = resp.into_reader().take(cap).read_to_end(&mut b);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The HTTP status of a failed request, if the store answered at all.
+pub fn status_of(e: &anyhow::Error) -> Option<u16> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<StatusError>())
+        .map(|s| s.0)
+}
+
+/// An answer's status, kept as the source of an error so that the caller
+/// can tell a refusal for good (4xx) from a passing one.
+#[derive(Debug)]
+pub struct StatusError(pub u16);
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.0)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+/// A reader that hashes (MD5) and counts what passes through it.
+struct Md5Reader<R> {
+    inner: R,
+    md5: Md5,
+    n: u64,
+}
+
+impl<R: Read> Read for Md5Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.md5.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An ETag as compared: no quotes, lower case.
+fn plain_etag(e: &str) -> String {
+    e.trim().trim_matches('"').to_ascii_lowercase()
+}
 
 #[derive(Debug, Clone)]
 pub struct S3Config {
@@ -215,9 +332,9 @@ fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
 fn failure(e: ureq::Error) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, resp) => {
-            let body = resp.into_string().unwrap_or_default();
+            let body = read_capped(resp, 64 << 10);
             let code_name = xml_text(&body, "Code").unwrap_or("");
-            anyhow!("HTTP {code} {code_name}")
+            anyhow::Error::new(StatusError(code)).context(format!("HTTP {code} {code_name}"))
         }
         e => anyhow!("{e}"),
     }
@@ -225,10 +342,12 @@ fn failure(e: ureq::Error) -> anyhow::Error {
 
 impl S3Client {
     pub fn new(cfg: S3Config) -> S3Client {
+        // No redirect is followed: a 3xx comes back as an answer, and is a
+        // failure (see `success`). Each request sets its own deadline.
         let agent = ureq::AgentBuilder::new()
+            .redirects(0)
             .timeout_connect(Duration::from_secs(10))
-            .timeout_read(Duration::from_secs(60))
-            .timeout_write(Duration::from_secs(60))
+            .timeout(BASE_DEADLINE)
             .build();
         S3Client { cfg, agent }
     }
@@ -290,7 +409,11 @@ impl S3Client {
             url.push('?');
             url.push_str(&q.join("&"));
         }
-        let mut req = self.agent.request(method, &url).set("Authorization", &auth);
+        let mut req = self
+            .agent
+            .request(method, &url)
+            .timeout(BASE_DEADLINE)
+            .set("Authorization", &auth);
         for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
             req = req.set(k, v);
         }
@@ -301,7 +424,7 @@ impl S3Client {
     pub fn create_bucket(&self) -> Result<()> {
         let empty = sha256_hex(b"");
         match self.request("PUT", None, &[], &empty, &[]).call() {
-            Ok(_) => Ok(()),
+            Ok(r) => success(r, "creating the bucket").map(drop),
             Err(ureq::Error::Status(409, _)) => Ok(()),
             Err(e) => Err(failure(e)).context("creating the bucket"),
         }
@@ -314,6 +437,7 @@ impl S3Client {
             .request("GET", Some(key), &[], &empty, &[])
             .call()
             .map_err(failure)
+            .and_then(|r| success(r, &format!("GET {key}")))
             .with_context(|| format!("GET {key}"))?;
         let mut out = Vec::new();
         resp.into_reader()
@@ -331,7 +455,7 @@ impl S3Client {
         file: &mut File,
         len: u64,
         sha256: Option<Sha256Digest>,
-    ) -> Result<()> {
+    ) -> Result<Proof> {
         self.put_file_noting(key, file, len, sha256, &mut |_| Ok(()))
     }
 
@@ -339,7 +463,8 @@ impl S3Client {
     /// `note` once the store gave it (`Some`), and `None` once the upload is
     /// completed or aborted: kept on disk, it lets a later start abort an
     /// upload a crash cut off, whose parts the store would otherwise keep.
-    /// The upload does not begin when the id cannot be noted.
+    /// The upload does not begin when the id cannot be noted. Ok only when
+    /// the store proved it holds the bytes sent.
     pub fn put_file_noting(
         &self,
         key: &str,
@@ -347,7 +472,7 @@ impl S3Client {
         len: u64,
         sha256: Option<Sha256Digest>,
         note: &mut dyn FnMut(Option<&str>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Proof> {
         if len > SINGLE_PUT_MAX {
             return self.put_multipart(key, file, len, note);
         }
@@ -361,27 +486,118 @@ impl S3Client {
             }
         };
         file.seek(SeekFrom::Start(0))?;
-        let extra = [("x-amz-checksum-sha256", base64(&sha.0))];
-        self.request("PUT", Some(key), &[], &sha.hex(), &extra)
+        let checksum = base64(&sha.0);
+        let extra = [("x-amz-checksum-sha256", checksum.clone())];
+        let mut body = Md5Reader {
+            inner: (&mut *file).take(len),
+            md5: Md5::new(),
+            n: 0,
+        };
+        let resp = self
+            .request("PUT", Some(key), &[], &sha.hex(), &extra)
+            .timeout(deadline_for(len))
             .set("Content-Length", &len.to_string())
-            .send((&mut *file).take(len))
+            .send(&mut body)
             .map_err(failure)
+            .and_then(|r| success(r, &format!("PUT {key}")))
             .with_context(|| format!("PUT {key}"))?;
-        Ok(())
+        if body.n != len {
+            bail!(
+                "PUT {key}: {} of {len} bytes read from the file (it changed while it went up)",
+                body.n
+            );
+        }
+        let md5 = hex(&body.md5.finalize());
+        let echoed_sum = resp
+            .header("x-amz-checksum-sha256")
+            .map(|v| v.trim().to_string());
+        let etag = resp.header("ETag").map(plain_etag);
+        let _ = read_capped(resp, 64 << 10);
+        if echoed_sum.as_deref() == Some(checksum.as_str()) || etag.as_deref() == Some(md5.as_str())
+        {
+            return Ok(Proof {
+                size: len,
+                etag: md5,
+                checksum_sha256: Some(checksum),
+            });
+        }
+        bail!(
+            "PUT {key}: the store answered 2xx but did not prove it holds the object \
+             (x-amz-checksum-sha256 {}, ETag {}; the bytes sent give {checksum} and {md5}): \
+             not counted as uploaded",
+            echoed_sum.as_deref().unwrap_or("missing"),
+            etag.as_deref().unwrap_or("missing"),
+        )
+    }
+
+    /// The object as the store has it now (`HEAD`, checksums asked for);
+    /// None when the store has no such object (404).
+    pub fn head(&self, key: &str) -> Result<Option<Head>> {
+        let empty = sha256_hex(b"");
+        let extra = [("x-amz-checksum-mode", "ENABLED".to_string())];
+        let resp = match self.request("HEAD", Some(key), &[], &empty, &extra).call() {
+            Ok(r) => success(r, &format!("HEAD {key}"))?,
+            Err(ureq::Error::Status(404, _)) => return Ok(None),
+            Err(e) => return Err(failure(e)).with_context(|| format!("HEAD {key}")),
+        };
+        Ok(Some(Head {
+            size: resp
+                .header("Content-Length")
+                .and_then(|v| v.trim().parse().ok()),
+            etag: resp.header("ETag").map(plain_etag),
+            checksum_sha256: resp
+                .header("x-amz-checksum-sha256")
+                .map(|v| v.trim().to_string()),
+        }))
+    }
+
+    /// Ok when the store holds `key` with this size and checksum (its
+    /// `x-amz-checksum-sha256`, else its ETag): asked before a local copy
+    /// is removed. Err says why not (then the local copy stays).
+    pub fn confirm(
+        &self,
+        key: &str,
+        size: u64,
+        etag: Option<&str>,
+        checksum: Option<&str>,
+    ) -> Result<()> {
+        let Some(h) = self.head(key)? else {
+            bail!("the store has no object {key}");
+        };
+        if h.size != Some(size) {
+            bail!(
+                "the store's {key} has {} bytes, the local file {size}",
+                h.size
+                    .map_or("an unknown number of".into(), |n| n.to_string())
+            );
+        }
+        if let (Some(theirs), Some(ours)) = (h.checksum_sha256.as_deref(), checksum) {
+            if theirs == ours {
+                return Ok(());
+            }
+            bail!("the store's {key} has checksum {theirs}, the bytes sent {ours}");
+        }
+        match (h.etag.as_deref(), etag) {
+            (Some(theirs), Some(ours)) if theirs == plain_etag(ours) => Ok(()),
+            (Some(theirs), Some(ours)) => {
+                bail!("the store's {key} has ETag {theirs}, the bytes sent {ours}")
+            }
+            _ => bail!("the store shows no checksum or ETag of {key} to compare"),
+        }
     }
 
     /// Aborts a multipart upload (the store drops its parts): Ok(None) once
     /// done, Ok(Some(why)) when the store answered that it will not (an
     /// upload it no longer knows, completed or aborted already: AWS says 404
     /// NoSuchUpload, s3s-fs 403; or no right to abort), Err when it could not
-    /// be asked (unreachable, 5xx).
+    /// be asked (unreachable, 5xx, a redirect).
     pub fn abort_multipart(&self, key: &str, id: &str) -> Result<Option<String>> {
         let empty = sha256_hex(b"");
         match self
             .request("DELETE", Some(key), &[("uploadId", id)], &empty, &[])
             .call()
         {
-            Ok(_) => Ok(None),
+            Ok(r) => success(r, &format!("aborting upload {id} of {key}")).map(|_| None),
             Err(ureq::Error::Status(code, resp)) if (400..500).contains(&code) => {
                 Ok(Some(failure(ureq::Error::Status(code, resp)).to_string()))
             }
@@ -395,14 +611,16 @@ impl S3Client {
         file: &mut File,
         len: u64,
         note: &mut dyn FnMut(Option<&str>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Proof> {
         let empty = sha256_hex(b"");
+        let what = format!("starting the multipart upload of {key}");
         let resp = self
             .request("POST", Some(key), &[("uploads", "")], &empty, &[])
             .call()
             .map_err(failure)
-            .with_context(|| format!("starting the multipart upload of {key}"))?;
-        let body = resp.into_string()?;
+            .and_then(|r| success(r, &what))
+            .context(what)?;
+        let body = read_capped(resp, 64 << 10);
         let id = xml_text(&body, "UploadId")
             .ok_or_else(|| anyhow!("no UploadId in the store's answer"))?
             .to_string();
@@ -422,10 +640,11 @@ impl S3Client {
         result
     }
 
-    fn upload_parts(&self, key: &str, id: &str, file: &mut File, len: u64) -> Result<()> {
+    fn upload_parts(&self, key: &str, id: &str, file: &mut File, len: u64) -> Result<Proof> {
         file.seek(SeekFrom::Start(0))?;
         let mut buf = vec![0u8; PART];
         let mut etags = Vec::new();
+        let mut md5s = Md5::new();
         let mut left = len;
         let mut n = 0u32;
         while left > 0 {
@@ -435,7 +654,10 @@ impl S3Client {
                 .with_context(|| format!("reading part {n} of {key}"))?;
             let part = &buf[..size];
             let sha = sha256_hex(part);
+            let md5 = Md5::digest(part);
+            md5s.update(md5);
             let num = n.to_string();
+            let what = format!("PUT part {n} of {key}");
             let resp = self
                 .request(
                     "PUT",
@@ -444,13 +666,21 @@ impl S3Client {
                     &sha,
                     &[],
                 )
+                .timeout(deadline_for(size as u64))
                 .send_bytes(part)
                 .map_err(failure)
-                .with_context(|| format!("PUT part {n} of {key}"))?;
+                .and_then(|r| success(r, &what))
+                .context(what)?;
             let etag = resp
                 .header("ETag")
                 .ok_or_else(|| anyhow!("no ETag for part {n} of {key}"))?
                 .to_string();
+            if plain_etag(&etag) != hex(&md5) {
+                bail!(
+                    "part {n} of {key}: the store's ETag {etag} is not the MD5 of the part sent ({})",
+                    hex(&md5)
+                );
+            }
             etags.push(etag);
             left -= size as u64;
         }
@@ -463,18 +693,38 @@ impl S3Client {
         }
         xml.push_str("</CompleteMultipartUpload>");
         let sha = sha256_hex(xml.as_bytes());
+        let what = format!("completing the multipart upload of {key}");
         let resp = self
             .request("POST", Some(key), &[("uploadId", id)], &sha, &[])
             .send_bytes(xml.as_bytes())
             .map_err(failure)
-            .with_context(|| format!("completing the multipart upload of {key}"))?;
-        // A 200 can still carry an error (S3 documents this for Complete).
-        let body = resp.into_string().unwrap_or_default();
-        if body.contains("<Error>") {
-            bail!("completing the multipart upload of {key}: {body}");
+            .and_then(|r| success(r, &what))
+            .with_context(|| what.clone())?;
+        // A 200 can still carry an error (S3 documents this for Complete):
+        // done only with a result that names the key.
+        let body = read_capped(resp, 64 << 10);
+        let named = xml_text(&body, "Key").map(xml_unescape);
+        if !body.contains("<CompleteMultipartUploadResult") || named.as_deref() != Some(key) {
+            bail!(
+                "{what}: the store's answer is not a CompleteMultipartUploadResult naming {key}: {}",
+                body.chars().take(300).collect::<String>()
+            );
         }
-        Ok(())
+        Ok(Proof {
+            size: len,
+            etag: format!("{}-{n}", hex(&md5s.finalize())),
+            checksum_sha256: None,
+        })
     }
+}
+
+/// The five entities XML escapes a key with.
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
@@ -525,6 +775,18 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(uri_encode("a b/c~%", true), "a%20b/c~%25");
         assert_eq!(uri_encode("a/b", false), "a%2Fb");
+    }
+
+    #[test]
+    fn a_request_has_a_deadline_that_grows_with_its_body_only() {
+        assert_eq!(deadline_for(0), BASE_DEADLINE);
+        // An 8 MiB part: 64 s more at 128 KiB/s.
+        assert_eq!(
+            deadline_for(8 << 20),
+            BASE_DEADLINE + Duration::from_secs(64)
+        );
+        assert_eq!(plain_etag("\"ABC\""), "abc");
+        assert_eq!(xml_unescape("a&amp;b&lt;"), "a&b<");
     }
 
     #[test]

@@ -8,112 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::procs::*;
 use common::*;
 use dashcam_server::codec::FileKind;
-use dashcam_server::s3::{hmac_hex, S3Client, S3Config};
-use dashcam_server::simulator::{run_camera, SimConfig};
-
-const KEY_ID: &str = "AKIDDASHCAMTEST";
-const SECRET: &str = "dashcam-test-secret-key";
-const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
-
-/// Kills its process when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(addr: SocketAddr, what: &str) {
-    wait_for(what, || TcpStream::connect(addr).is_ok());
-}
-
-/// s3s-fs on `port`, keeping its objects in `dir`, and a client of its
-/// bucket `fleet` (created).
-fn store(dir: &Path, port: u16) -> (Proc, S3Client) {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = Proc(
-        Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", KEY_ID, "--secret-key", SECRET])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs"),
-    );
-    wait_port(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        "the object store",
-    );
-    let bucket = S3Client::new(S3Config {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        bucket: "fleet".into(),
-        region: "us-east-1".into(),
-        prefix: String::new(),
-        access_key: KEY_ID.into(),
-        secret_key: SECRET.into(),
-        session_token: None,
-    });
-    bucket.create_bucket().unwrap();
-    (p, bucket)
-}
-
-/// A camera at `addr` that sends `files`.
-fn camera(addr: SocketAddr, imei: u64, files: Vec<(FileKind, PathBuf)>) -> SimConfig {
-    let mut cam = SimConfig::new(addr.to_string(), imei);
-    cam.files = files;
-    cam.timeout = Duration::from_secs(60);
-    cam
-}
-
-/// The server binary as a service would run it; returns it and its camera address.
-fn server(out: &Path, log: &Path, extra: &[String]) -> (Proc, SocketAddr) {
-    let port = free_port();
-    let child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--output-dir")
-        .arg(out)
-        .args(["--min-free-mb", "0", "--max-per-ip", "100"])
-        .args(extra)
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let p = Proc(child);
-    wait_port(addr, "the server");
-    (p, addr)
-}
-
-fn s3_flags(port: u16, prefix: &str) -> Vec<String> {
-    [
-        "--s3-endpoint",
-        &format!("http://127.0.0.1:{port}"),
-        "--s3-bucket",
-        "fleet",
-        "--s3-prefix",
-        prefix,
-        "--retry-max",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
+use dashcam_server::s3::hmac_hex;
+use dashcam_server::simulator::run_camera;
 
 /// One POST: its headers (lower-case names) and body.
 type Post = (Vec<(String, String)>, Vec<u8>);
@@ -199,27 +105,6 @@ fn session_end(log: &Path, imei: u64) -> String {
         }
     });
     line
-}
-
-/// Waits (at most 60 s) until every upload and event of `out` is confirmed.
-fn outbox_empties(out: &Path) {
-    let began = Instant::now();
-    while dashcam_server::delivery::outbox_len(out) > 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the outbox never emptied"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn log_has(log: &Path, what: &str) -> bool {
-    std::fs::File::open(log).is_ok_and(|f| {
-        BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains(what))
-    })
 }
 
 #[test]
@@ -663,13 +548,6 @@ fn three_instances_behind_haproxy_write_into_one_bucket() {
     );
 }
 
-/// Sets a file's modification time `days` back.
-fn age(p: &Path, days: u64) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
-        .unwrap();
-}
-
 /// `--keep-days 2`: media older than two days goes (its sidecar stays and
 /// records it), a newer one stays; with S3 on, only a file whose sidecar
 /// records its upload goes: not one whose upload still waits, nor one stored
@@ -701,8 +579,8 @@ fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
         )
     };
     // A third camera's file is uploaded; a fourth's waits (its store is down).
+    let live = free_port();
     let uploaded = {
-        let live = free_port();
         let (_store, _) = store(&tmp.path().join("s3"), live);
         let (_srv, addr) = server(&out, &tmp.path().join("b.log"), &s3_flags(live, ""));
         let f = send(addr, 350612071915003, 3);
@@ -718,16 +596,32 @@ fn keep_days_removes_old_media_but_never_one_not_uploaded_yet() {
         age(f, days);
     }
     let keep = ["--keep-days".to_string(), "2".to_string()];
-    // With S3 on: only the uploaded one goes.
+    // With S3 on but the store unreachable: nothing goes, not even the
+    // uploaded one, since the store cannot show that it holds it (HEAD).
     let log = tmp.path().join("d.log");
     let mut flags = s3_flags(dead, "");
     flags.extend(keep.clone());
     {
         let (_srv, _) = server(&out, &log, &flags);
+        wait_for("the sweep", || {
+            log_has(
+                &log,
+                "kept locally: the store does not show its object as sent",
+            )
+        });
+    }
+    assert!(uploaded.exists(), "the store cannot confirm it: kept");
+    assert!(waiting.exists(), "an upload still waiting keeps its file");
+    // With the store back: only the uploaded one goes (HEAD shows it as sent).
+    let log = tmp.path().join("d2.log");
+    let mut flags = s3_flags(live, "");
+    flags.extend(keep.clone());
+    {
+        let (_store, _) = store(&tmp.path().join("s3"), live);
+        let (_srv, _) = server(&out, &log, &flags);
         wait_for("the sweep", || log_has(&log, "--keep-days 2: removed"));
     }
-    assert!(!uploaded.exists(), "old and uploaded: removed");
-    assert!(waiting.exists(), "an upload still waiting keeps its file");
+    assert!(!uploaded.exists(), "old, uploaded and confirmed: removed");
     assert!(
         old.exists(),
         "stored before S3 was on, never uploaded: kept"

@@ -2,6 +2,8 @@
 //! temporary folder, test files, and a look at what landed on disk.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -94,12 +94,121 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, limit: u64) -> Option<T> {
     use std::io::Read;
     let mut text = Vec::new();
-    open_read(path)
+    open_regular(path)
         .ok()?
         .take(limit)
         .read_to_end(&mut text)
         .ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// Opens a plain file for reading: never through a symlink, never blocking
+/// on a FIFO or a device (`O_NOFOLLOW | O_NONBLOCK` on Unix), and only when
+/// what it opened is a regular file. Anything planted under the output folder
+/// (a FIFO, a device, a folder, a link) is refused at once.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    refuse_symlink(path)?;
+    #[cfg(unix)]
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?
+    };
+    #[cfg(not(unix))]
+    let f = File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a plain file: refused", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// Opens `rel` (plain `/`-separated names) for reading beneath the folder
+/// `root`, one name at a time from the folder's own descriptor (`openat`,
+/// `O_NOFOLLOW` at every step, `O_NONBLOCK` at the last), so a symlink
+/// swapped in anywhere on the way, at any moment, is never followed; only a
+/// regular file is returned. Names are checked by the caller's rules
+/// ([`crate::under_root`]); this adds the race-free open.
+#[cfg(unix)]
+pub fn open_beneath(root: &Path, rel: &str) -> io::Result<File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain relative path",
+        ));
+    }
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = openat(CWD, root, dir_flags, Mode::empty())?;
+    let (last, folders) = parts.split_last().expect("split gives one part at least");
+    for name in folders {
+        dir = openat(&dir, *name, dir_flags, Mode::empty())?;
+    }
+    let fd = openat(
+        &dir,
+        *last,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let f = File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Windows: no symlink is created by the server, and creating one needs
+/// rights a camera's files never have; each name on the way is checked, then
+/// the file opened as a plain file.
+#[cfg(not(unix))]
+pub fn open_beneath(root: &Path, rel: &str) -> io::Result<File> {
+    let mut p = root.to_path_buf();
+    for name in rel.split('/') {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a plain relative path",
+            ));
+        }
+        p.push(name);
+        refuse_symlink(&p)?;
+    }
+    open_regular(&p)
+}
+
+/// Writes a small file beneath `root` (the health probe): created new,
+/// never through a symlink, then removed. The name must be a plain name.
+pub fn probe_write(root: &Path, name: &str) -> io::Result<()> {
+    use std::io::Write;
+    let p = root.join(name);
+    // A stale probe (a kill between create and remove) or anything planted
+    // under that name goes first; a symlink is removed, never followed.
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is a folder", p.display()),
+            ))
+        }
+        Ok(_) => fs::remove_file(&p)?,
+        Err(_) => {}
+    }
+    let mut f = create_new(&p)?;
+    let r = f.write_all(b"ok").and_then(|_| f.sync_all());
+    drop(f);
+    fs::remove_file(&p)?;
+    r
 }
 
 /// Whether a path exists at all (a dangling symlink counts).

@@ -28,7 +28,7 @@ pub mod sidecar;
 pub use catalog::StoredFile;
 pub use dashcam_protocol::FileSpec;
 pub use error::StoreError;
-pub use fsx::{free_space, is_no_space};
+pub use fsx::{free_space, is_no_space, open_beneath, open_regular, probe_write};
 pub use media::MediaInfo;
 pub use partial::Partial;
 pub use publish::PublishStep;

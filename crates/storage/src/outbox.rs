@@ -20,6 +20,39 @@ const EXT: &str = "job";
 const MULTIPART: &str = "multipart";
 /// A job file larger than this is not a job.
 const MAX_JOB: u64 = 1 << 20;
+/// S3's own limit on a key's length (UTF-8 bytes).
+pub const MAX_KEY: usize = 1024;
+/// A job that can never be done (a hostile or torn job file): set aside.
+pub const BAD: &str = "bad";
+/// A job the other side refused for good (a 4xx that is not 408/429, a few
+/// times over): set aside, kept for a person to look at; renamed back to
+/// `.job` it is tried again at the next start.
+pub const FAILED: &str = "failed";
+
+/// Why an object key is refused, if it is: a key the server would never
+/// make (a leading `/`, an empty, `.` or `..` segment, a control character,
+/// over 1,024 bytes) is not uploaded.
+pub fn key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return Some("an empty key".into());
+    }
+    if key.len() > MAX_KEY {
+        return Some(format!("a key of {} bytes (at most {MAX_KEY})", key.len()));
+    }
+    if key.starts_with('/') {
+        return Some("a key with a leading '/'".into());
+    }
+    if key.chars().any(char::is_control) {
+        return Some("a key with a control character".into());
+    }
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("a key with an empty, '.' or '..' segment".into());
+    }
+    None
+}
 
 /// One piece of work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +97,26 @@ pub struct Object {
 pub struct Queued {
     pub file: PathBuf,
     pub job: Job,
+}
+
+impl Job {
+    /// Why this job can never be done as written, if it cannot: every key
+    /// it names must be one the server would make.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Job::Upload {
+                key, then_sidecar, ..
+            } => key_problem(key).or_else(|| {
+                then_sidecar
+                    .as_ref()
+                    .and_then(|o| key_problem(&o.key).map(|p| format!("its sidecar's: {p}")))
+            }),
+            Job::Webhook { id, .. } if id.is_empty() || id.len() > 4096 => {
+                Some("an event without a usable id".into())
+            }
+            Job::Webhook { .. } => None,
+        }
+    }
 }
 
 impl Queued {
@@ -115,24 +168,57 @@ impl Outbox {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == EXT))
-            .collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != EXT) {
+                continue;
+            }
+            // The entry itself, never what a link points at.
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(p);
+            } else {
+                log::error!(
+                    "{}: not a plain file (a link, a folder, a FIFO?): not a job, set aside as .{BAD}",
+                    p.display()
+                );
+                let _ = fs::rename(&p, p.with_extension(BAD));
+            }
+        }
         files.sort();
         files
             .into_iter()
             .filter_map(|file| match fsx::read_json::<Job>(&file, MAX_JOB) {
-                Some(job) => Some(Queued { file, job }),
+                Some(job) => match job.problem() {
+                    None => Some(Queued { file, job }),
+                    Some(why) => {
+                        let q = Queued { file, job };
+                        log::error!("{}: {why}: set aside as .{BAD}", q.file.display());
+                        let _ = self.set_aside(&q, BAD);
+                        None
+                    }
+                },
                 None => {
-                    log::error!("{}: not a job, set aside as .bad", file.display());
-                    let _ = fs::rename(&file, file.with_extension("bad"));
+                    // Not a regular file (a FIFO, a link: never opened), or
+                    // not a job's JSON.
+                    log::error!("{}: not a job, set aside as .{BAD}", file.display());
+                    let _ = fs::rename(&file, file.with_extension(BAD));
                     None
                 }
             })
             .collect()
+    }
+
+    /// Sets a job aside (renamed `.bad` or `.failed`, with its multipart
+    /// note): it is no longer tried, and stays for a person to look at.
+    pub fn set_aside(&self, q: &Queued, ext: &str) -> Result<()> {
+        let note = Self::multipart_note(q);
+        if fsx::exists(&note) {
+            let _ = fs::rename(&note, note.with_extension(format!("{MULTIPART}-{ext}")));
+        }
+        fs::rename(&q.file, q.file.with_extension(ext))
+            .map_err(|e| StoreError::io(format!("setting {} aside", q.file.display()), &e))?;
+        fsx::sync_dir(&self.dir).ctx(|| format!("syncing {}", self.dir.display()))
     }
 
     /// Where an upload's multipart id is noted while it runs.
@@ -200,6 +286,7 @@ impl Outbox {
     pub fn len(&self) -> usize {
         fs::read_dir(&self.dir).map_or(0, |e| {
             e.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .filter(|e| e.path().extension().is_some_and(|x| x == EXT))
                 .count()
         })
@@ -267,6 +354,36 @@ mod tests {
         ob.note_multipart(&q, Some("upload-8")).unwrap();
         ob.done(&q).unwrap();
         assert_eq!(std::fs::read_dir(tmp.path().join(DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn keys_the_server_would_never_make_are_refused() {
+        assert_eq!(key_problem("fleet/350/x.jpg"), None);
+        assert_eq!(key_problem(&"k".repeat(MAX_KEY)), None);
+        for bad in ["", "/abs", "a/../b", "a//b", "./a", "a/", "a\nb"] {
+            assert!(key_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(key_problem(&"k".repeat(MAX_KEY + 1)).is_some());
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(tmp.path()).unwrap();
+        ob.push(Job::Upload {
+            path: "1/x.jpg".into(),
+            key: "/abs".into(),
+            sha256: None,
+            then_event: None,
+            media: false,
+            then_sidecar: None,
+        })
+        .unwrap();
+        std::fs::create_dir(tmp.path().join(".outbox/0-dir.job")).unwrap();
+        assert!(ob.pending().is_empty(), "both set aside");
+        assert_eq!(ob.len(), 0);
+        let bad = std::fs::read_dir(tmp.path().join(DIR))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == BAD))
+            .count();
+        assert_eq!(bad, 2);
     }
 
     #[test]

@@ -88,6 +88,17 @@ pub struct Uploaded {
     pub bucket: String,
     pub key: String,
     pub at: String,
+    /// The object's size, as the store confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The ETag the bytes sent give (an MD5, or S3's MD5 of the parts' MD5s
+    /// with `-N`), which the store echoed: a later `HEAD` must show it
+    /// (or the checksum) before the local copy goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The object's `x-amz-checksum-sha256` (base64), when the store keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_sha256: Option<String>,
 }
 
 /// One local copy removed on purpose.
