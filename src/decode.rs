@@ -149,6 +149,30 @@ fn kind_list(kinds: &[FileKind]) -> String {
         .join(", ")
 }
 
+/// A device-supplied string as a person may be shown it (a terminal, a
+/// page, a log): control characters (ESC, NUL, BEL, CR, LF ...) and the
+/// bidirectional overrides that reorder text (U+202A-202E, U+2066-2069,
+/// U+200E/F, U+061C) are written as `\u{..}`, so a camera can neither
+/// drive the terminal nor forge a line. Everything else is kept.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
+    };
+    if !s.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hostile(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn text(b: &[u8]) -> String {
     format!("\"{}\"", String::from_utf8_lossy(b).escape_debug())
 }
@@ -279,15 +303,15 @@ fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
             if ev.is_empty() {
                 "none".into()
             } else {
-                ev.join(", ")
+                printable(&ev.join(", ")).into_owned()
             }
         )?;
     }
     if let Some(n) = &m.driver_name {
-        writeln!(out, "  driver:          {n}")?;
+        writeln!(out, "  driver:          {}", printable(n))?;
     }
     if let Some(j) = &m.json {
-        writeln!(out, "  json:            {j}")?;
+        writeln!(out, "  json:            {}", printable(&j.to_string()))?;
     }
     if !m.extra.is_empty() {
         writeln!(out, "  extra bytes:     {}", codec::hex(&m.extra))?;
@@ -298,6 +322,15 @@ fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_strings_are_shown_without_their_control_characters() {
+        assert_eq!(printable("Jonas P."), "Jonas P.");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\0c\u{7}d\u{202e}e\nINFO forged"),
+            "a\\u{1b}[2Jb\\u{0}c\\u{7}d\\u{202e}e\\u{a}INFO forged"
+        );
+    }
 
     fn d(s: &str) -> Result<String, String> {
         describe(&parse_hex(&[s.to_string()])?)

@@ -246,10 +246,10 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
         row("trigger", esc(&t));
     }
     if let Some(ev) = m.and_then(|m| m.events.as_ref()).filter(|e| !e.is_empty()) {
-        row("DSM events", esc(&ev.join(", ")));
+        row("DSM events", esc(&crate::decode::printable(&ev.join(", "))));
     }
     if let Some(d) = m.and_then(|m| m.driver_name.as_deref()) {
-        row("driver", esc(d));
+        row("driver", esc(&crate::decode::printable(d)));
     }
     if let Some(i) = &sc.media_info {
         let mut facts = vec![i.container.clone()];

@@ -1,23 +1,27 @@
-//! `--http-bind`: a small blocking HTTP server (tiny_http) on a few threads
-//! of its own, for operators and technicians: `/metrics` (Prometheus text),
+//! `--http-bind`: the endpoint for operators and technicians, served by
+//! [`crate::httpd`] (bounded heads, deadlines, a bounded connection table
+//! of its own, apart from the cameras'): `/metrics` (Prometheus text),
 //! `/healthz`, and the gallery with its thumbnails, media and sidecars,
 //! read-only, never outside the output folder, never through a symlink.
 //! Beyond loopback it asks for `--http-token` (Bearer, or basic auth with
-//! the token as password, so a browser can ask for it).
+//! the token as password, so a browser can ask for it) of 16 characters or
+//! more.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::delivery::DeliveryHandle;
+use crate::httpd::{Body, HttpStats, Httpd, Limits, Request, Response};
 use crate::metrics::Metrics;
 use crate::server::StopHandle;
+
+/// The shortest `--http-token` taken: a guessable one is no lock.
+pub const MIN_TOKEN: usize = 16;
 
 /// What the endpoint reads.
 #[derive(Clone)]
@@ -32,73 +36,74 @@ pub struct Sources {
 }
 
 pub struct HttpEndpoint {
-    server: Arc<Server>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    addr: SocketAddr,
+    server: Httpd,
+}
+
+/// A token is at least [`MIN_TOKEN`] characters, none of them blank or a
+/// control character; Err says what is wrong (the server does not start).
+pub fn check_token(token: &str) -> Result<()> {
+    if token.trim().is_empty() {
+        bail!("--http-token is blank: give a secret of {MIN_TOKEN} characters or more (e.g. openssl rand -hex 16)");
+    }
+    if token.chars().count() < MIN_TOKEN {
+        bail!(
+            "--http-token is {} characters: give {MIN_TOKEN} or more (e.g. openssl rand -hex 16)",
+            token.chars().count()
+        );
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        bail!("--http-token has a space or a control character: give printable characters only");
+    }
+    Ok(())
 }
 
 impl HttpEndpoint {
-    /// Binds and serves on 2 threads. Beyond loopback without a token: an error.
+    /// Binds and serves. Beyond loopback without a token, or with a token
+    /// shorter than [`MIN_TOKEN`]: an error.
     pub fn start(bind: SocketAddr, token: Option<String>, src: Sources) -> Result<HttpEndpoint> {
+        Self::start_with(bind, token, src, Limits::default())
+    }
+
+    pub fn start_with(
+        bind: SocketAddr,
+        token: Option<String>,
+        src: Sources,
+        limits: Limits,
+    ) -> Result<HttpEndpoint> {
+        if let Some(t) = &token {
+            check_token(t)?;
+        }
         if !bind.ip().is_loopback() && token.is_none() {
             bail!("--http-bind {bind} is reachable beyond this machine: add --http-token (the gallery shows every camera's files)");
         }
-        let server = Arc::new(
-            Server::http(bind).map_err(|e| anyhow!("--http-bind {bind}: cannot listen: {e}"))?,
+        let listener = TcpListener::bind(bind)
+            .map_err(|e| anyhow!("--http-bind {bind}: cannot listen: {e}"))?;
+        let stats: Arc<HttpStats> = Arc::default();
+        let st = stats.clone();
+        let handler = Arc::new(move |req: &Request| handle(req, &src, &st, token.as_deref()));
+        let server = Httpd::start(listener, limits, stats, handler)
+            .map_err(|e| anyhow!("starting the HTTP endpoint: {e}"))?;
+        log::info!(
+            "HTTP: /metrics, /healthz and the gallery on http://{}/",
+            server.local_addr()
         );
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| anyhow!("--http-bind {bind}: not an IP address"))?;
-        let token = Arc::new(token);
-        let threads = (0..2)
-            .map(|i| {
-                let (server, src, token) = (server.clone(), src.clone(), token.clone());
-                std::thread::Builder::new()
-                    .name(format!("http-{i}"))
-                    .spawn(move || {
-                        for req in server.incoming_requests() {
-                            handle(req, &src, token.as_deref());
-                        }
-                    })
-                    .map_err(|e| anyhow!("starting the HTTP thread: {e}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        log::info!("HTTP: /metrics, /healthz and the gallery on http://{addr}/");
-        Ok(HttpEndpoint {
-            server,
-            threads,
-            addr,
-        })
+        Ok(HttpEndpoint { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     pub fn stop(self) {
-        self.server.unblock();
-        self.server.unblock();
-        for t in self.threads {
-            let _ = t.join();
-        }
+        self.server.stop();
     }
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
 }
 
 fn authorized(req: &Request, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
     };
-    let Some(auth) = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().trim().to_string())
-    else {
+    let Some(auth) = req.header("Authorization") else {
         return false;
     };
     if let Some(b) = auth.strip_prefix("Bearer ") {
@@ -148,31 +153,22 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn handle(req: Request, src: &Sources, token: Option<&str>) {
-    let url = req.url().to_string();
-    let path = url.split('?').next().unwrap_or("/").to_string();
-    let result = if !matches!(req.method(), Method::Get | Method::Head) {
-        req.respond(Response::from_string("read-only\n").with_status_code(405))
+fn handle(req: &Request, src: &Sources, http: &HttpStats, token: Option<&str>) -> Response {
+    let path = req.path();
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
+        Response::text(405, "read-only\n").with_header("Allow", "GET, HEAD")
     } else if path == "/healthz" {
         // Health carries no data: open to a load balancer's check.
         let (code, text) = health(src);
-        req.respond(Response::from_string(text).with_status_code(code))
-    } else if !authorized(&req, token) {
-        req.respond(
-            Response::from_string("a token is needed: Authorization: Bearer TOKEN\n")
-                .with_status_code(401)
-                .with_header(header("WWW-Authenticate", "Basic realm=\"dashcam-server\"")),
-        )
+        Response::text(code, text)
+    } else if !authorized(req, token) {
+        Response::text(401, "a token is needed: Authorization: Bearer TOKEN\n")
+            .with_header("WWW-Authenticate", "Basic realm=\"dashcam-server\"")
     } else if path == "/metrics" {
-        req.respond(Response::from_string(metrics_text(src)).with_header(header(
-            "Content-Type",
-            "text/plain; version=0.0.4; charset=utf-8",
-        )))
+        Response::text(200, metrics_text(src, http))
+            .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
     } else {
-        serve_file(req, &src.root, &path)
-    };
-    if let Err(e) = result {
-        log::debug!("HTTP {url}: {e}");
+        serve_file(&src.root, path)
     }
 }
 
@@ -181,23 +177,15 @@ fn health(src: &Sources) -> (u16, String) {
     if !src.server.is_running() {
         return (503, "stopping\n".into());
     }
-    let probe = src
-        .root
-        .join(format!(".healthz-{}.tmp", std::process::id()));
-    let writable = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&probe)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"ok"))
-        .and_then(|_| std::fs::remove_file(&probe));
-    match writable {
+    // Created new, never through a symlink planted under that name.
+    let probe = format!(".healthz-{}.tmp", std::process::id());
+    match crate::storage::probe_write(&src.root, &probe) {
         Ok(()) => (200, "ok\n".into()),
         Err(e) => (503, format!("the output folder is not writable: {e}\n")),
     }
 }
 
-fn metrics_text(src: &Sources) -> String {
+fn metrics_text(src: &Sources, http: &HttpStats) -> String {
     use Kind::{Counter, Gauge};
     let m: &Metrics = src.server.metrics();
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -286,6 +274,38 @@ fn metrics_text(src: &Sources) -> String {
             get(&c.failed),
         ));
     }
+    rows.extend([
+        (
+            "dashcam_http_requests_total",
+            Counter,
+            "Requests the HTTP endpoint answered.",
+            get(&http.requests),
+        ),
+        (
+            "dashcam_http_refused_total",
+            Counter,
+            "HTTP request heads refused: too long (414, 431), malformed (400), with a body (413).",
+            get(&http.refused),
+        ),
+        (
+            "dashcam_http_timeouts_total",
+            Counter,
+            "HTTP connections cut for a deadline: a slow head, or a client that did not take its answer.",
+            get(&http.timed_out),
+        ),
+        (
+            "dashcam_http_evicted_total",
+            Counter,
+            "HTTP connections closed to make room (the one waiting longest for a request).",
+            get(&http.evicted),
+        ),
+        (
+            "dashcam_http_busy_total",
+            Counter,
+            "HTTP connections answered 503 at once: every connection was answering.",
+            get(&http.busy),
+        ),
+    ]);
     if let Some(d) = &src.delivery {
         let s = d.stats();
         let (up, hooks) = d.queued();
@@ -406,28 +426,45 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// A file under the output folder: plain names, no dot files (the outbox,
 /// partials), never through a symlink.
-fn local_file(root: &Path, url_path: &str) -> Option<PathBuf> {
+/// The relative path a URL names under the output folder, by the names
+/// rule ([`crate::storage::under_root`]): `/` is the gallery page.
+fn local_rel(root: &Path, url_path: &str) -> Option<String> {
     let rel = percent_decode(url_path.trim_start_matches('/'))?;
     let rel = if rel.is_empty() {
         "index.html".to_string()
     } else {
         rel
     };
-    // The gallery's thumbnails are the one dot folder served.
-    let p = crate::storage::under_root(root, &rel, Some(crate::storage::derived::THUMBS))?;
-    std::fs::symlink_metadata(&p)
-        .is_ok_and(|m| m.is_file())
-        .then_some(p)
+    crate::storage::under_root(root, &rel, Some(crate::storage::derived::THUMBS))?;
+    Some(rel)
 }
 
-fn serve_file(req: Request, root: &Path, url_path: &str) -> std::io::Result<()> {
-    let Some(p) = local_file(root, url_path) else {
-        return req.respond(Response::from_string("not found\n").with_status_code(404));
+#[cfg(test)]
+fn local_file(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let rel = local_rel(root, url_path)?;
+    crate::storage::open_beneath(root, &rel)
+        .ok()
+        .map(|_| root.join(rel))
+}
+
+/// A file under the output folder, opened from the folder's own descriptor
+/// one name at a time without following a link (a symlink swapped in
+/// between a check and the open is never read).
+fn serve_file(root: &Path, url_path: &str) -> Response {
+    let not_found = || Response::text(404, "not found\n");
+    let Some(rel) = local_rel(root, url_path) else {
+        return not_found();
     };
-    match File::open(&p) {
-        Ok(f) => req
-            .respond(Response::from_file(f).with_header(header("Content-Type", content_type(&p)))),
-        Err(_) => req.respond(Response::from_string("not found\n").with_status_code(404)),
+    let Ok(f) = crate::storage::open_beneath(root, &rel) else {
+        return not_found();
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return not_found();
+    };
+    Response {
+        status: 200,
+        headers: vec![("Content-Type", content_type(Path::new(&rel)).into())],
+        body: Body::File(f, len),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod driver;
 pub mod gallery;
 pub mod http;
+pub mod httpd;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -456,16 +456,24 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
             "--http-bind".into(),
             h2.to_string(),
             "--http-token".into(),
-            "t0ken".into(),
+            "t0ken-t0ken-t0ken".into(),
         ],
     );
     wait_port(h2, "the HTTP endpoint");
     assert_eq!(http_get(h2, "/metrics", None).0, 401);
     assert_eq!(http_get(h2, "/metrics", Some("Bearer wrong")).0, 401);
-    assert_eq!(http_get(h2, "/metrics", Some("Bearer t0ken")).0, 200);
-    // Basic auth, the token as the password: "tech:t0ken".
     assert_eq!(
-        http_get(h2, "/metrics", Some("Basic dGVjaDp0MGtlbg==")).0,
+        http_get(h2, "/metrics", Some("Bearer t0ken-t0ken-t0ken")).0,
+        200
+    );
+    // Basic auth, the token as the password: "tech:t0ken-t0ken-t0ken".
+    assert_eq!(
+        http_get(
+            h2,
+            "/metrics",
+            Some("Basic dGVjaDp0MGtlbi10MGtlbi10MGtlbg==")
+        )
+        .0,
         200
     );
     assert_eq!(

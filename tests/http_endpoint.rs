@@ -1,0 +1,251 @@
+//! The HTTP endpoint against abusive clients (issue 24, item 4), on the
+//! server binary: oversized request lines and headers are refused (414,
+//! 431) with the server's memory flat; clients that never send a request,
+//! or pipeline and never read, are cut off; `/healthz` answers all the
+//! while; planted symlinks are never read or written through; a blank or
+//! short token is refused at start.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::procs::*;
+use common::*;
+
+/// The server with its HTTP endpoint on loopback; (process, endpoint).
+fn serve_http(out: &Path, log: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut flags = vec!["--http-bind".to_string(), http.to_string()];
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let (p, _) = server(out, log, &flags);
+    wait_port(http, "the HTTP endpoint");
+    (p, http)
+}
+
+/// One request on a new connection; (status, body). Bounded at 10 s.
+fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(Vec::new(), |i| out[i + 4..].to_vec());
+    (code, body)
+}
+
+/// `/healthz` answers 200 within a second.
+fn healthy_fast(addr: SocketAddr) {
+    let t = Instant::now();
+    let (code, _) = get(addr, "/healthz");
+    assert_eq!(code, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends `head_start`, then up to `filler` bytes of `unit` (stopping when
+/// the server closes), and returns the status the server answered.
+fn flood(addr: SocketAddr, head_start: &[u8], unit: &[u8], filler: usize) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head_start).unwrap();
+    let chunk: Vec<u8> = unit.iter().copied().cycle().take(64 << 10).collect();
+    let mut sent = 0;
+    while sent < filler {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_blank_or_short_token_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    for token in ["", " ", "short-token"] {
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--port", "0", "--http-bind", "0.0.0.0:0"])
+            .args(["--http-token", token, "--output-dir"])
+            .arg(tmp.path().join("o"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{token:?} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--http-token"), "{token:?}: {err}");
+        assert!(err.contains("16"), "{token:?}: {err}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn oversized_heads_are_refused_and_the_memory_stays_flat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, http) = serve_http(&tmp.path().join("out"), &tmp.path().join("s.log"), &[]);
+    healthy_fast(http);
+    let before = rss_kib(p.0.id());
+    // A 64 MB request line, and a million header lines.
+    assert_eq!(flood(http, b"GET /", b"a", 64 << 20), 414);
+    assert_eq!(
+        flood(http, b"GET / HTTP/1.1\r\n", b"X-A: b\r\n", 8 << 20),
+        431
+    );
+    healthy_fast(http);
+    let after = rss_kib(p.0.id());
+    assert!(
+        after < before + 16 * 1024,
+        "the server grew from {before} to {after} KiB"
+    );
+    let (_, metrics) = get(http, "/metrics");
+    let m = String::from_utf8_lossy(&metrics);
+    assert!(m.contains("dashcam_http_refused_total 2"), "{m}");
+}
+
+/// Clients that never send a request, or pipeline and never read: each is
+/// cut off, and `/healthz` answers within a second all the while.
+#[test]
+fn idle_and_pipelining_clients_are_cut_off_and_healthz_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_p, http) = serve_http(&tmp.path().join("out"), &tmp.path().join("s.log"), &[]);
+    // 200 connections that send nothing: more than the table holds.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(http).unwrap())
+        .collect();
+    healthy_fast(http);
+    // Two clients pipeline thousands of requests and never read.
+    let hogs: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(http).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+            let _ = s.write_all(&req);
+            s
+        })
+        .collect();
+    let began = Instant::now();
+    // /healthz answers throughout, until both hogs were cut for not reading
+    // (the write deadline: 10 s and the answer's time at the floor rate).
+    loop {
+        healthy_fast(http);
+        let (_, metrics) = get(http, "/metrics");
+        let m = String::from_utf8_lossy(&metrics).into_owned();
+        let cut = m
+            .lines()
+            .find_map(|l| l.strip_prefix("dashcam_http_timeouts_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if cut >= 2 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(40),
+            "the hogs were not cut: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The idle ones are all closed by now (evicted, or 10 s without a head).
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = Vec::new();
+        let _ = s.read_to_end(&mut b);
+        let t = String::from_utf8_lossy(&b);
+        assert!(t.is_empty() || t.starts_with("HTTP/1.1 408"), "{t}");
+    }
+    drop(hogs);
+    healthy_fast(http);
+}
+
+/// A symlink planted where the health probe writes is never written
+/// through, and a media read racing a symlink swap never returns what the
+/// link points at.
+#[cfg(unix)]
+#[test]
+fn planted_symlinks_are_never_read_or_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious"), b"do not truncate").unwrap();
+    std::fs::write(outside.join("a.jpg"), b"SECRET").unwrap();
+    let (p, http) = serve_http(&out, &tmp.path().join("s.log"), &[]);
+    let probe = out.join(format!(".healthz-{}.tmp", p.0.id()));
+    std::os::unix::fs::symlink(outside.join("precious"), &probe).unwrap();
+    healthy_fast(http);
+    assert_eq!(
+        std::fs::read(outside.join("precious")).unwrap(),
+        b"do not truncate"
+    );
+    assert!(!probe.exists(), "the planted link is gone with the probe");
+    // A camera folder swapped with a link to `outside` as fast as it goes.
+    let cam = out.join("350612071918000");
+    let real = out.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("a.jpg"), b"camera").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, cam, real, outside) = (stop.clone(), cam.clone(), real.clone(), outside.clone());
+        std::thread::spawn(move || {
+            let link = cam.with_extension("link");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&outside, &link).unwrap();
+                std::fs::rename(&link, &cam).ok();
+                let _ = std::fs::remove_file(&cam);
+                let _ = std::fs::remove_dir(&cam);
+                std::fs::create_dir(&cam).ok();
+                std::fs::copy(real.join("a.jpg"), cam.join("a.jpg")).ok();
+                let _ = std::fs::remove_file(cam.join("a.jpg"));
+                let _ = std::fs::remove_dir(&cam);
+            }
+        })
+    };
+    let (mut served, mut leaked) = (0, 0);
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(3) {
+        let (code, body) = get(http, "/350612071918000/a.jpg");
+        if code == 200 {
+            served += 1;
+        }
+        if body == b"SECRET" {
+            leaked += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("symlink swap: {served} requests served the real file");
+    assert!(served > 0, "the race was never on: the test proves nothing");
+    assert_eq!(
+        leaked, 0,
+        "{leaked} answers read through the link ({served} served)"
+    );
+}
