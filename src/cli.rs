@@ -1027,7 +1027,11 @@ fn serve(args: &ServeArgs) -> Result<()> {
     // Once the links are closed, and before "server stopped": the running
     // conversion finishes (its "converted" line comes first), then the
     // uploads in flight (bounded; what is left stays in the outbox).
+    let gallery_on = args.gallery;
     server = server.before_stopped(move || {
+        if gallery_on {
+            crate::gallery::stop(Duration::from_secs(10));
+        }
         if let Some((tx, t)) = retention {
             drop(tx);
             let _ = t.join();

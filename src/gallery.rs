@@ -99,6 +99,10 @@ fn thumbnail(root: &Path, e: &Entry, retry: bool) -> Option<PathBuf> {
         Ok(derived::Thumbnail::Ready(t)) => Some(t),
         Ok(derived::Thumbnail::Failed) => photo,
         Ok(derived::Thumbnail::Make(d)) => {
+            if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+                // Made by the next start (or `dashcam-server gallery`).
+                return photo;
+            }
             if e.sidecar.media != Media::File && make_thumbnail(&e.media, d.path()) {
                 if let Ok(t) = d.commit() {
                     return Some(t);
@@ -438,36 +442,80 @@ fn nav(html: &mut String, imei: u64, n: usize, pages: usize) {
     html.push_str("</p>");
 }
 
-static WORKER: OnceLock<Mutex<Sender<PathBuf>>> = OnceLock::new();
+/// The worker's queue (None once stopped) and its thread.
+struct Worker {
+    tx: Option<Sender<PathBuf>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+static WORKER: OnceLock<Mutex<Worker>> = OnceLock::new();
+/// Set by [`stop`]: no new thumbnail is begun.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Starts the worker that rebuilds the gallery (at most once a second)
 /// when told a file was stored or converted, and builds it once now.
 pub fn start(root: &Path) {
     let (tx, rx) = mpsc::channel::<PathBuf>();
-    if WORKER.set(Mutex::new(tx)).is_err() {
+    let worker = Mutex::new(Worker {
+        tx: Some(tx),
+        thread: None,
+    });
+    if WORKER.set(worker).is_err() {
         return;
     }
     let first = root.to_path_buf();
-    let _ = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("gallery".into())
         .spawn(move || {
             let _ = build(&first);
             while let Ok(root) = rx.recv() {
                 std::thread::sleep(Duration::from_millis(500));
                 while rx.try_recv().is_ok() {}
+                if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 if let Err(e) = build(&root) {
                     log::warn!("gallery: {e:#}");
                 }
             }
-        });
+        })
+        .ok();
+    if let Some(w) = WORKER.get() {
+        w.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .thread = thread;
+    }
+}
+
+/// Stops the worker at a stop of the server: the thumbnail being made
+/// finishes (or its scratch file goes with it), none is begun, and the
+/// worker is waited for (at most `wait`), so no `.tmp` is left behind.
+pub fn stop(wait: Duration) {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let Some(w) = WORKER.get() else {
+        return;
+    };
+    let thread = {
+        let mut w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.tx = None;
+        w.thread.take()
+    };
+    if let Some(t) = thread {
+        if !crate::join_by(t, std::time::Instant::now() + wait) {
+            log::warn!("gallery: still building after {wait:?} at the stop");
+        }
+    }
 }
 
 /// A file was stored or converted under `root`: rebuild soon.
 pub fn notify_changed(root: &Path) {
-    if let Some(tx) = WORKER.get() {
-        let _ = tx
+    if let Some(w) = WORKER.get() {
+        if let Some(tx) = &w
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .send(root.to_path_buf());
+            .tx
+        {
+            let _ = tx.send(root.to_path_buf());
+        }
     }
 }

@@ -671,3 +671,47 @@ fn a_stored_file_whose_sidecar_is_gone_is_recognised_when_offered_again() {
     assert_eq!(std::fs::read(&stored[0]).unwrap(), bytes);
     srv.shutdown();
 }
+
+/// Two different photos with the same capture time and packet count: the
+/// partial of the first is resumed for the second, its overlap check fails,
+/// and the file starts over in the same session. The second photo is stored
+/// byte-exact with its metadata (named by its capture time), not with
+/// `metadata: null` under the server's time.
+#[test]
+fn a_partial_failing_its_overlap_check_keeps_the_metadata_of_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    // An ADAS camera (path flow, bytes) whose one DATA frame after the
+    // resume both repeats the kept overlap and completes the file.
+    let path = b"/mnt/sd/mdas9/picture/0001.jpg".to_vec();
+    let mut cam = srv.sim(IMEI);
+    cam.family = dashcam_server::codec::Family::Adas;
+    cam.chunk = 8000;
+    cam.meta_time = Some(1_764_000_000);
+    cam.paths = vec![(
+        path.clone(),
+        write_file(tmp.path(), "a.jpg", &content(10_000, 61)),
+    )];
+    cam.drop_after = Some(1);
+    run_camera(&cam).unwrap();
+    srv.summary();
+    let kept = partials(&out);
+    assert!(
+        kept.iter()
+            .any(|p| p.extension().is_some_and(|x| x == "part")),
+        "the first photo's partial is kept: {kept:?}"
+    );
+    let b2 = content(10_000, 62);
+    cam.paths = vec![(path, write_file(tmp.path(), "b.jpg", &b2))];
+    cam.drop_after = None;
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), b2);
+    let sc = sidecar_of(&stored[0]);
+    let m = sc.metadata.expect("the photo's metadata is kept");
+    assert!(m.timestamp.is_some(), "{m:?}");
+    srv.shutdown();
+}

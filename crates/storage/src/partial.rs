@@ -20,9 +20,32 @@ use dashcam_protocol::session::{FileRecord, OpenFile};
 
 const WRITE_BUFFER: usize = 64 * 1024;
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// The state (verified bytes and their SHA-256) is saved this often, so a
-/// crash loses at most this much.
+/// The state (verified bytes and their SHA-256) is saved after this many
+/// bytes, or [`CHECKPOINT_EVERY`] after the last save, whichever comes
+/// first: a crash (a kill, a power cut) loses at most a megabyte or a
+/// second of the camera's bytes, never the file. The state is written only
+/// after the bytes it names were written to the file.
 const CHECKPOINT: u64 = 1 << 20;
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why a partial on disk was not resumed.
+enum NoResume {
+    TooOld,
+    NothingVerified,
+    Changed,
+}
+
+impl std::fmt::Display for NoResume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NoResume::TooOld => "older than --partial-max-age",
+            NoResume::NothingVerified => {
+                "no verified byte was recorded yet (stopped within a second of its start)"
+            }
+            NoResume::Changed => "its bytes on disk are not the ones recorded (changed or cut)",
+        })
+    }
+}
 
 /// What a partial is: two downloads with the same identity are the same file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +188,7 @@ pub struct Partial<'s> {
     crc: u16,
     sha: Sha256,
     checkpointed: u64,
+    last_checkpoint: std::time::Instant,
     /// Remove it all when dropped (a full disk, a prefix that does not match).
     discard: bool,
     finished: bool,
@@ -221,10 +245,18 @@ impl<'s> Partial<'s> {
                 .unwrap_or_default();
             let mut p = Partial::new(storage, imei, &pdir, key, state);
             match p.try_resume(open) {
-                Ok(true) => return Ok(p),
-                Ok(false) | Err(_) => {
+                Ok(Ok(())) => return Ok(p),
+                Ok(Err(why)) => {
                     log::info!(
-                        "[{imei}] partial {} cannot be resumed (stale, or its bytes changed on disk): starting over",
+                        "[{imei}] partial {} cannot be resumed ({why}): starting over",
+                        p.part_path.display()
+                    );
+                    p.discard = true;
+                    drop(p);
+                }
+                Err(e) => {
+                    log::info!(
+                        "[{imei}] partial {} cannot be resumed ({e}): starting over",
                         p.part_path.display()
                     );
                     p.discard = true;
@@ -310,6 +342,7 @@ impl<'s> Partial<'s> {
             crc: 0,
             sha: Sha256::new(),
             checkpointed: 0,
+            last_checkpoint: std::time::Instant::now(),
             pending: Vec::new(),
             discard: false,
             finished: false,
@@ -322,23 +355,26 @@ impl<'s> Partial<'s> {
     /// Young enough, and the verified prefix on disk hashes to the state's
     /// SHA-256: keep it (cut to what may be kept). The partial's time is
     /// never refreshed here.
-    fn try_resume(&mut self, open: &OpenFile) -> Result<bool> {
+    fn try_resume(&mut self, open: &OpenFile) -> Result<std::result::Result<(), NoResume>> {
         let age = Utc::now() - self.state.started_at;
         if age.num_milliseconds() < 0
             || age.to_std().unwrap_or_default() > self.storage.cfg.partial_max_age
         {
-            return Ok(false);
+            return Ok(Err(NoResume::TooOld));
         }
         let verified = self.state.verified_bytes;
         let mut file = fsx::open_rw(&self.part_path)?;
-        if verified == 0 || file.metadata()?.len() < verified {
-            return Ok(false);
+        if verified == 0 {
+            return Ok(Err(NoResume::NothingVerified));
+        }
+        if file.metadata()?.len() < verified {
+            return Ok(Err(NoResume::Changed));
         }
         let extent = open.extent();
         let keep = verified.min(extent.keep_at_most());
         let keep = keep - keep % extent.align();
         if keep == 0 {
-            return Ok(false);
+            return Ok(Err(NoResume::NothingVerified));
         }
         // The last unit kept is fetched again and compared (see `expect`).
         let overlap = extent.overlap_start(keep);
@@ -371,10 +407,10 @@ impl<'s> Partial<'s> {
             kept_crc = crc;
         }
         if sha_hex(&sha) != self.state.sha256 || crc != self.state.crc {
-            return Ok(false);
+            return Ok(Err(NoResume::Changed));
         }
         let Some(kept_sha) = kept_sha else {
-            return Ok(false);
+            return Ok(Err(NoResume::Changed));
         };
         let mut tail = vec![0u8; (keep - overlap) as usize];
         file.seek(SeekFrom::Start(overlap))?;
@@ -392,7 +428,7 @@ impl<'s> Partial<'s> {
         self.sha = kept_sha;
         self.checkpointed = overlap;
         self.expect = (!tail.is_empty()).then_some((overlap, tail));
-        Ok(true)
+        Ok(Ok(()))
     }
 
     fn save_state(&mut self) -> Result<()> {
@@ -551,7 +587,9 @@ impl<'s> Partial<'s> {
         };
         self.sha.update(bytes);
         self.storage.add_partial_bytes(bytes.len() as i64);
-        if self.len - self.checkpointed >= CHECKPOINT {
+        if self.len - self.checkpointed >= CHECKPOINT
+            || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+        {
             self.checkpoint()?;
         }
         Ok(())
@@ -561,6 +599,7 @@ impl<'s> Partial<'s> {
     fn checkpoint(&mut self) -> io::Result<()> {
         self.flush_pending()?;
         self.checkpointed = self.len;
+        self.last_checkpoint = std::time::Instant::now();
         self.save_state().map_err(io::Error::other)
     }
 

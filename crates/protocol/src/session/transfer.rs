@@ -365,7 +365,20 @@ impl Session<'_> {
             resume: true,
         };
         // The frame that failed may have completed the file: not any more.
-        self.actions.retain(|a| !matches!(a, Action::Finish(_)));
+        // Its record took the file's metadata, which the file keeps (the
+        // file that replaces the partial is the one it describes).
+        let mut kept = std::collections::VecDeque::with_capacity(self.actions.len());
+        for a in self.actions.drain(..) {
+            match a {
+                Action::Finish(record) => {
+                    if t.file.metadata.is_none() {
+                        t.file.metadata = record.metadata;
+                    }
+                }
+                a => kept.push_back(a),
+            }
+        }
+        self.actions = kept;
         self.actions.push_back(Action::Rewind { len: 0 });
     }
 
