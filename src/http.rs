@@ -246,6 +246,12 @@ fn metrics_text(src: &Sources, http: &HttpStats) -> String {
             get(&m.resumes),
         ),
         (
+            "dashcam_evicted_before_init_total",
+            Counter,
+            "Connections closed before their init packet to make room (--max-connections full).",
+            get(&m.evicted_pre_init),
+        ),
+        (
             "dashcam_panics_total",
             Counter,
             "Camera threads that failed (bugs).",

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub crc_errors: AtomicU64,
     /// Files that resumed a partial.
     pub resumes: AtomicU64,
+    /// Connections closed before their init packet to make room for a new
+    /// one (the table was full).
+    pub evicted_pre_init: AtomicU64,
     /// Sessions by how they ended (`completed`, `refused_max_per_ip` ...).
     pub ends: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }

@@ -81,7 +81,10 @@ type StoredHook = Box<dyn Fn(&Stored) -> Result<(), String> + Send + Sync>;
 type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
 
 struct Conn {
+    /// Set once the init packet is in: from then on it is never evicted.
     imei: Option<u64>,
+    /// Closed to make room (before its init packet): not chosen again.
+    evicted: bool,
     /// The address counted against --max-per-ip (the camera's, after a PROXY header).
     ip: Option<IpAddr>,
     /// The camera's socket, shared with its thread (one descriptor, not a clone).
@@ -678,19 +681,22 @@ fn admit(
 ) {
     // Windows hands out sockets that inherit the listener's mode.
     let _ = stream.set_nonblocking(false);
-    if shared.active.load(Ordering::SeqCst) >= shared.max_connections {
+    let stream = Arc::new(stream);
+    // The count is checked and taken in one step (under the registry's
+    // lock), so two listeners never both take the last slot.
+    let Some(slot) = Slot::take(shared, peer, stream.clone()) else {
         return refuse(
             shared,
             &stream,
             Some(session::End::Refused(session::Refusal::MaxConnections)),
             || {
                 format!(
-                    "[{peer}] refused: {} connections open (--max-connections)",
+                    "[{peer}] refused: {} connections open, all past their init packet (--max-connections)",
                     shared.max_connections
                 )
             },
         );
-    }
+    };
     // Behind a load balancer only it may connect: a PROXY header from anyone
     // else could claim any camera's address.
     if shared.proxy_protocol && !trusted_proxy(shared, peer.ip()) {
@@ -714,9 +720,11 @@ fn admit(
                 },
             );
         }
+        // Given back with the slot from now on.
+        if let Some(c) = lock(&shared.conns).get_mut(&slot.id) {
+            c.ip = Some(ip);
+        }
     }
-    let stream = Arc::new(stream);
-    let slot = Slot::take(shared, ip, stream.clone());
     let id = slot.id;
     let spawned = thread::Builder::new()
         .name(format!("camera-{peer}"))
@@ -756,6 +764,40 @@ fn admit(
     }
 }
 
+/// Room for one more connection: when the table is full, the oldest
+/// connection that has not sent its init packet yet (a scanner, a TLS
+/// handshake trickling, a PROXY header that never ends) is closed to make
+/// it, as OpenSSH's MaxStartups drops unauthenticated connections first; a
+/// camera past its init is never evicted. False when every connection is
+/// past its init. An evicted connection leaves the count when its thread
+/// sees the close (at once), so the count can pass the limit by the
+/// evictions still in flight.
+fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>, peer: SocketAddr) -> bool {
+    let leaving = conns.values().filter(|c| c.evicted).count();
+    if shared.active.load(Ordering::SeqCst).saturating_sub(leaving) < shared.max_connections {
+        return true;
+    }
+    // Ids grow with time: the smallest is the oldest.
+    let Some((id, victim)) = conns
+        .iter_mut()
+        .filter(|(_, c)| c.imei.is_none() && !c.evicted)
+        .min_by_key(|(id, _)| **id)
+    else {
+        return false;
+    };
+    victim.evicted = true;
+    let _ = victim.stream.shutdown(Shutdown::Both);
+    Metrics::add(&shared.metrics.evicted_pre_init, 1);
+    let id = *id;
+    shared.refusals.warn(|| {
+        format!(
+            "connection {id} closed before its init packet to make room for {peer} (--max-connections {} full; cameras past their init are never closed)",
+            shared.max_connections
+        )
+    });
+    true
+}
+
 /// A connection's claim on the server: its entry in the registry, its place
 /// in the connection count and its per-address count. All of it is given
 /// back when the slot drops, also when the camera's thread panics.
@@ -765,21 +807,29 @@ struct Slot {
 }
 
 impl Slot {
-    fn take(shared: &Arc<Shared>, ip: Option<IpAddr>, stream: Arc<TcpStream>) -> Slot {
+    /// A slot, when there is room or room can be made ([`make_room`]): the
+    /// check, any eviction and the count's increment in one step. Its
+    /// address is set once claimed.
+    fn take(shared: &Arc<Shared>, peer: SocketAddr, stream: Arc<TcpStream>) -> Option<Slot> {
+        let mut conns = lock(&shared.conns);
+        if !make_room(shared, &mut conns, peer) {
+            return None;
+        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.conns).insert(
+        conns.insert(
             id,
             Conn {
                 imei: None,
-                ip,
+                evicted: false,
+                ip: None,
                 stream,
             },
         );
         shared.active.fetch_add(1, Ordering::SeqCst);
-        Slot {
+        Some(Slot {
             shared: shared.clone(),
             id,
-        }
+        })
     }
 }
 

@@ -488,3 +488,137 @@ fn each_port_says_whether_it_speaks_tls() {
     stop.stop();
     t.join().unwrap().unwrap();
 }
+
+/// Attackers that keep 4x the table busy before their init packet (plain
+/// bytes and TLS handshakes trickled, reconnecting as soon as they are
+/// closed) do not keep cameras out: a new connection evicts the oldest one
+/// still before its init, so a good camera, plain or TLS, is served within
+/// a second, again and again; cameras past their init are never evicted.
+#[test]
+fn a_table_full_of_pre_init_connections_never_locks_a_camera_out() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (cert, key) = test_cert(tmp.path());
+    let mut cfg = config(&out);
+    cfg.tls = Some((cert.clone(), key));
+    cfg.tls_port = Some(0);
+    cfg.max_connections = Some(100);
+    cfg.max_per_ip = 10_000;
+    let server = dashcam_server::server::Server::bind(cfg).unwrap();
+    let addrs = server.addrs();
+    let stop = server.stop_handle();
+    let plain = addrs.iter().find(|a| !a.1).unwrap().0;
+    let tls = addrs.iter().find(|a| a.1).unwrap().0;
+    let thread = std::thread::spawn(move || server.run());
+    // A camera past its init (it offers a photo, then says nothing more):
+    // it must never be the one evicted.
+    let mut held = TcpStream::connect(plain).unwrap();
+    held.write_all(
+        &InitPacket {
+            protocol_id: 5,
+            imei: IMEI + 100,
+            settings: 0x4400_0000,
+        }
+        .encode(),
+    )
+    .unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut asked = [0u8; 4];
+    held.read_exact(&mut asked).unwrap();
+    // 400 attackers, half on each port: TLS ClientHello bytes on the TLS
+    // port, the start of an init on the plain one, a byte every 200 ms.
+    let hello: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC];
+    let init: &[u8] = &[0x00, 0x0F, 0x00, 0x01, 0x02, 0x03];
+    let done = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let attackers: Vec<_> = (0..4)
+        .map(|t| {
+            let (done, reconnects) = (done.clone(), reconnects.clone());
+            let (to, first) = if t % 2 == 0 {
+                (tls, hello.to_vec())
+            } else {
+                (plain, init.to_vec())
+            };
+            std::thread::spawn(move || {
+                let src = [127, 0, 5, t as u8 + 1];
+                let mut socks: Vec<(TcpStream, usize)> = (0..100)
+                    .filter_map(|_| connect_from(src, to).ok().map(|s| (s, 0)))
+                    .collect();
+                for (s, _) in &socks {
+                    s.set_nonblocking(true).unwrap();
+                }
+                while !done.load(Ordering::Relaxed) {
+                    for (s, i) in socks.iter_mut() {
+                        let mut probe = [0u8; 64];
+                        let closed = matches!((&*s).read(&mut probe), Ok(0))
+                            || (&*s).write_all(&first[*i % first.len()..][..1]).is_err();
+                        *i += 1;
+                        if closed {
+                            if let Ok(n) = connect_from(src, to) {
+                                n.set_nonblocking(true).unwrap();
+                                *s = n;
+                                *i = 0;
+                                reconnects.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let photo = write_file(tmp.path(), "p.jpg", &content(5000, 7));
+    let mut worst = Duration::ZERO;
+    for round in 0..6 {
+        let mut cam = dashcam_server::simulator::SimConfig::new(
+            if round % 2 == 0 { plain } else { tls }.to_string(),
+            IMEI + round,
+        );
+        if round % 2 == 1 {
+            cam.tls = Some(Trust::Ca(cert.clone()));
+        }
+        cam.files = vec![(FileKind::PhotoFront, photo.clone())];
+        cam.timeout = Duration::from_secs(10);
+        let t = Instant::now();
+        let r = run_camera(&cam).unwrap();
+        let took = t.elapsed();
+        assert!(r.complete, "round {round}: {r:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: served in {took:?}"
+        );
+        worst = worst.max(took);
+    }
+    eprintln!(
+        "6 cameras served, the slowest in {worst:?}; {} attacker reconnects",
+        reconnects.load(Ordering::Relaxed)
+    );
+    assert!(
+        reconnects.load(Ordering::Relaxed) > 0,
+        "the attackers were never evicted: the table was not full"
+    );
+    held.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 256];
+    // (The rest of the server's request may still be unread.)
+    match held.read(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok(n) if n > 0 && b[..n] != [0, 0, 0, 0] => {}
+        other => panic!("the camera past its init was closed: {other:?}"),
+    }
+    held.set_nonblocking(false).unwrap();
+    held.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        !matches!(held.read(&mut b), Ok(0)),
+        "the camera past its init was closed"
+    );
+    done.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    stop.stop();
+    thread.join().unwrap().unwrap();
+}

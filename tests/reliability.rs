@@ -200,22 +200,43 @@ fn a_path_flow_file_over_max_file_mb_is_refused_before_any_byte() {
     assert!(all_files(&out).is_empty());
 }
 
+/// A full table: connections still before their init packet make room
+/// (the oldest is closed); when every connection is a camera past its
+/// init, a new link gets CLOSE at once.
 #[test]
 fn over_max_connections_new_links_get_close_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let srv = start(&out, |c| c.max_connections = Some(2));
-    let idle: Vec<Raw> = (0..2).map(|_| Raw::connect(srv.addr)).collect();
+    let (k, p, _) = kind_file(tmp.path(), FileKind::PhotoFront, 10, 7);
+    // Two idle sockets: the first camera evicts the older one and is served.
+    let mut idle: Vec<Raw> = (0..2).map(|_| Raw::connect(srv.addr)).collect();
     wait_for("the two idle connections", || srv.connections() == 2);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(k, p)];
+    let began = Instant::now();
+    assert!(run_camera(&cam).unwrap().complete);
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert!(idle[0].rest().is_empty(), "the oldest idle one was closed");
+    drop(idle);
+    wait_for("the idle ones to go", || srv.connections() == 0);
+    // Two cameras past their init (each offers a photo, then waits):
+    // never evicted; the third link gets CLOSE at once.
+    let held: Vec<Raw> = (0..2)
+        .map(|i| {
+            let mut r = Raw::connect(srv.addr);
+            r.init(IMEI + 1 + i, &[FileKind::PhotoFront]);
+            r.expect(4);
+            r
+        })
+        .collect();
+    wait_for("the two cameras", || srv.connections() == 2);
     let mut third = Raw::connect(srv.addr);
     let began = Instant::now();
     assert_eq!(third.rest(), Frame::Close.to_vec());
     assert!(began.elapsed() < Duration::from_secs(5));
-    drop(idle);
+    drop(held);
     // Once they are gone, cameras are served again.
-    let (k, p, _) = kind_file(tmp.path(), FileKind::PhotoFront, 10, 7);
-    let mut cam = srv.sim(IMEI);
-    cam.files = vec![(k, p)];
     let began = Instant::now();
     while !run_camera(&cam).unwrap().complete {
         assert!(
