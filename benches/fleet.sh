@@ -7,8 +7,9 @@
 # Usage: benches/fleet.sh [N ...]   (default: 1000 5000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=target/release/dashcam-server
+# BIN=path/to/dashcam-server measures another build (e.g. an older commit).
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${BIN:-target/release/dashcam-server}
 COUNTS=("${@:-1000 5000 10000}")
 [ $# -eq 0 ] && COUNTS=(1000 5000 10000)
 RATE=${RATE:-20000}
@@ -18,10 +19,19 @@ WORK=$(mktemp -d /tmp/dashcam-fleet.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 head -c "$SIZE" /dev/urandom > "$WORK/clip.h265"
 TICK=$(getconf CLK_TCK)
+# Descriptors: the server takes 2 a camera (its socket and the file it
+# writes), the simulator 1. Raise the hard limit where this user may (root),
+# else take what the hard limit allows (the server then says how many
+# connections that allows, and refuses the rest).
+MAXN=0; for N in "${COUNTS[@]}"; do [ "$N" -gt "$MAXN" ] && MAXN=$N; done
+NEED=$((MAXN * 3 + 4096))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NEED" ]; then
+    ulimit -Hn "$NEED" 2>/dev/null || echo "note: cannot raise the descriptor limit to $NEED (hard limit $(ulimit -Hn))" >&2
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-echo "fleet: cameras at ${RATE} B/s each, ${SIZE}-byte files, ${RAMP} s ramp"
+echo "fleet: cameras at ${RATE} B/s each, ${SIZE}-byte files, ${RAMP} s ramp, descriptor limit $(ulimit -n)"
 echo
 echo "| cameras | stored | failures | server peak RSS | per camera | peak threads | server CPU s | CPU at steady state | camera time p50 / p99 | wall |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
