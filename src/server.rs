@@ -34,8 +34,10 @@ const PER_IP_HINT: &str =
     "raise --max-per-ip if cameras share this address (a private APN or carrier NAT)";
 /// File descriptors per connection: the socket and an open partial.
 const FDS_PER_CONNECTION: u64 = 2;
-/// Kept for the listener, storage, logs and the index.
-const FDS_RESERVED: u64 = 64;
+/// Kept for the listener, storage, logs and the index (64), and for the HTTP
+/// endpoint's own connection table (`httpd::Limits::max_conns`, 64), so a
+/// full endpoint never takes a camera's descriptor.
+const FDS_RESERVED: u64 = 64 + 64;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

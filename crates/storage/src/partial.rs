@@ -191,6 +191,10 @@ pub struct Partial<'s> {
     sha: Sha256,
     checkpointed: u64,
     last_checkpoint: std::time::Instant,
+    /// The state's JSON, kept between saves (no allocation per save).
+    state_buf: Vec<u8>,
+    /// The state file's length on disk, once known.
+    state_len: Option<usize>,
     /// Remove it all when dropped (a full disk, a prefix that does not match).
     discard: bool,
     finished: bool,
@@ -345,6 +349,8 @@ impl<'s> Partial<'s> {
             sha: Sha256::new(),
             checkpointed: 0,
             last_checkpoint: std::time::Instant::now(),
+            state_buf: Vec::new(),
+            state_len: None,
             pending: Vec::new(),
             discard: false,
             finished: false,
@@ -434,26 +440,50 @@ impl<'s> Partial<'s> {
     }
 
     fn save_state(&mut self) -> Result<()> {
+        use std::fmt::Write as _;
         self.state.verified_bytes = self.len;
-        self.state.sha256 = sha_hex(&self.sha);
+        // The hex digest and the JSON into buffers this partial keeps: a
+        // slow camera saves its state every 2 s, with no allocation.
+        let digest = self.sha.clone().finalize();
+        self.state.sha256.clear();
+        for b in digest {
+            let _ = write!(self.state.sha256, "{b:02x}");
+        }
         self.state.crc = self.crc;
-        let mut body = serde_json::to_vec(&self.state).ctx(|| "partial state")?;
+        let mut body = std::mem::take(&mut self.state_buf);
+        body.clear();
+        serde_json::to_writer(&mut body, &self.state).ctx(|| "partial state")?;
         // Written in place (no new file, no rename per checkpoint: creating
         // a file costs more than the megabyte it records). Padded with spaces
         // (valid after JSON) to the file's length, so it is never cut; a
         // state torn by a power cut fails to parse and the file starts over.
+        let known = self.state_len;
         let written = match fsx::open_rw(&self.state_path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fsx::create_new(&self.state_path),
-            r => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fsx::create_new(&self.state_path).map(|f| (f, Some(0)))
+            }
+            r => r.map(|f| (f, known)),
         }
-        .and_then(|mut f| {
-            let old = f.metadata()?.len() as usize;
+        .and_then(|(mut f, known)| {
+            let old = match known {
+                Some(n) => n,
+                None => f.metadata()?.len() as usize,
+            };
             if body.len() < old {
                 body.resize(old, b' ');
             }
-            f.write_all(&body)
+            f.write_all(&body)?;
+            Ok(body.len())
         });
-        written.ctx(|| format!("writing {}", self.state_path.display()))
+        let r = match written {
+            Ok(n) => {
+                self.state_len = Some(n);
+                Ok(())
+            }
+            Err(e) => Err(e).ctx(|| format!("writing {}", self.state_path.display())),
+        };
+        self.state_buf = body;
+        r
     }
 
     fn writer(&mut self) -> io::Result<&mut fs::File> {
