@@ -33,7 +33,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "fleet: cameras at ${RATE} B/s each, ${SIZE}-byte files, ${RAMP} s ramp, descriptor limit $(ulimit -n)"
 echo
-echo "| cameras | stored | failures | server peak RSS | per camera | peak threads | server CPU s | CPU at steady state | camera time p50 / p99 | wall |"
+echo "| cameras | stored | failures | server peak RSS | per camera | peak threads | server CPU s (user + sys) | CPU at steady state | camera time p50 / p99 | wall |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for N in "${COUNTS[@]}"; do
     OUT="$WORK/out-$N"
@@ -67,6 +67,7 @@ for N in "${COUNTS[@]}"; do
     wait "$STEADY" 2>/dev/null || true
     HWM=$(awk '/VmHWM/ {print $2}' /proc/$SPID/status)
     CPU=$(cpu)
+    read -r UT ST < <(awk '{print $14, $15}' /proc/$SPID/stat)
     kill "$SPID"; wait "$SPID" 2>/dev/null || true
     wait "$SAMPLER" 2>/dev/null || true
     REPORT=$(tail -n 1 "$WORK/fleet-$N.txt")
@@ -77,13 +78,17 @@ for N in "${COUNTS[@]}"; do
     read -r SA SB < "$WORK/steady-$N" || { SA=0; SB=0; }
     STEADY_PCT=$(awk -v a="$SA" -v b="$SB" -v t="$TICK" 'BEGIN {printf "%.0f%%", (b - a) / t / 2 * 100}')
     PER=$(awk -v h="$HWM" -v b="$BASE_RSS" -v n="$N" 'BEGIN {printf "%.1f KiB", (h - b) / n}')
-    printf "| %s | %s | %s | %.1f MiB | %s | %s | %.1f | %s of one core | %s / %s | %.1f s |\n" \
+    printf "| %s | %s | %s | %.1f MiB | %s | %s | %.1f (%s + %s) | %s of one core | %s / %s | %.1f s |\n" \
         "$N" "${STORED:-?}" "${FAILS:-?}" "$(awk -v h="$HWM" 'BEGIN {print h/1024}')" "$PER" \
         "$(cat "$WORK/threads-$N" 2>/dev/null || echo ?)" "$(awk -v c="$CPU" -v t="$TICK" 'BEGIN {print c/t}')" \
+        "$(awk -v c="$UT" -v t="$TICK" 'BEGIN {printf "%.1f", c/t}')" "$(awk -v c="$ST" -v t="$TICK" 'BEGIN {printf "%.1f", c/t}')" \
         "$STEADY_PCT" "${P50:-?}" "${P99:-?}" "$(awk -v a="$START" -v b="$END" 'BEGIN {print b-a}')"
     if [ "${FAILS:-1}" != "0" ]; then
         head -n 3 "$WORK/fleet-$N.err" >&2
         grep -E "refused|could not|WARN|ERROR" "$WORK/server-$N.log" | grep -v "session end" | head -n 5 >&2 || true
     fi
     rm -rf "$OUT"
+    # A run writes about 1 GB (10,000 x 100 kB): let the kernel write it back
+    # (and the removal) before the next run, which it would otherwise slow.
+    sync
 done

@@ -167,6 +167,9 @@ struct Shared {
     fast: FastBudget,
     stopping: AtomicBool,
     active: AtomicUsize,
+    /// Connections evicted to make room whose threads have not let go yet
+    /// (kept under the registry's lock, with it).
+    leaving: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Conn>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -432,6 +435,7 @@ impl Server {
                 fast: FastBudget::default(),
                 stopping: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
+                leaving: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 conns: Mutex::new(HashMap::new()),
                 per_ip: Mutex::new(HashMap::new()),
@@ -775,7 +779,7 @@ fn admit(
 /// sees the close (at once), so the count can pass the limit by the
 /// evictions still in flight.
 fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>, peer: SocketAddr) -> bool {
-    let leaving = conns.values().filter(|c| c.evicted).count();
+    let leaving = shared.leaving.load(Ordering::SeqCst);
     if shared.active.load(Ordering::SeqCst).saturating_sub(leaving) < shared.max_connections {
         return true;
     }
@@ -788,6 +792,7 @@ fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>, peer: SocketAddr) 
         return false;
     };
     victim.evicted = true;
+    shared.leaving.fetch_add(1, Ordering::SeqCst);
     let _ = victim.stream.shutdown(Shutdown::Both);
     Metrics::add(&shared.metrics.evicted_pre_init, 1);
     let id = *id;
@@ -837,7 +842,14 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let conn = lock(&self.shared.conns).remove(&self.id);
+        let conn = {
+            let mut conns = lock(&self.shared.conns);
+            let conn = conns.remove(&self.id);
+            if conn.as_ref().is_some_and(|c| c.evicted) {
+                self.shared.leaving.fetch_sub(1, Ordering::SeqCst);
+            }
+            conn
+        };
         if let Some(ip) = conn.and_then(|c| c.ip) {
             release_ip(&self.shared, ip);
         }
