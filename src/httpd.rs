@@ -309,6 +309,8 @@ enum HeadError {
     TimedOut,
     /// Refused with this status.
     Refused(u16, &'static str),
+    /// A line longer than it may be (the caller says which status).
+    TooLong,
 }
 
 fn set_waiting(shared: &Shared, id: u64, waiting: bool) {
@@ -336,7 +338,8 @@ fn serve(shared: &Shared, id: u64, stream: TcpStream) {
         first = false;
         let req = match read_head(&mut reader, &stream, &limits, wait) {
             Ok(r) => r,
-            Err(HeadError::Gone) => return,
+            // (read_head answers a line too long with 414 or 431.)
+            Err(HeadError::Gone | HeadError::TooLong) => return,
             Err(HeadError::TimedOut) => {
                 shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                 let _ = write_answer(
@@ -440,7 +443,7 @@ fn read_line(
             None => (buf.len(), false),
         };
         if line.len() + take > max {
-            return Err(HeadError::Refused(0, ""));
+            return Err(HeadError::TooLong);
         }
         line.extend_from_slice(&buf[..take]);
         reader.consume(take);
@@ -472,7 +475,7 @@ fn read_head(
             idle_until,
             limits.head_deadline,
         ) {
-            Err(HeadError::Refused(0, _)) => {
+            Err(HeadError::TooLong) => {
                 return Err(HeadError::Refused(
                     414,
                     "request line too long (8 KiB at most)\n",
@@ -519,13 +522,12 @@ fn read_head(
             idle_until,
             limits.head_deadline,
         ) {
-            Err(HeadError::Refused(0, _)) => {
+            Err(HeadError::TooLong) => {
                 return Err(HeadError::Refused(
                     431,
                     "request headers too large (64 KiB at most)\n",
                 ))
             }
-            Err(HeadError::Gone) => return Err(HeadError::Gone),
             Err(e) => return Err(e),
             Ok(()) => {}
         }

@@ -440,15 +440,10 @@ impl<'s> Partial<'s> {
     }
 
     fn save_state(&mut self) -> Result<()> {
-        use std::fmt::Write as _;
         self.state.verified_bytes = self.len;
         // The hex digest and the JSON into buffers this partial keeps: a
         // slow camera saves its state every 2 s, with no allocation.
-        let digest = self.sha.clone().finalize();
-        self.state.sha256.clear();
-        for b in digest {
-            let _ = write!(self.state.sha256, "{b:02x}");
-        }
+        digest(&self.sha).write_hex(&mut self.state.sha256);
         self.state.crc = self.crc;
         let mut body = std::mem::take(&mut self.state_buf);
         body.clear();

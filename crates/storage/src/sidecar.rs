@@ -117,11 +117,19 @@ pub struct Sha256Digest(pub [u8; 32]);
 
 impl Sha256Digest {
     pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        self.write_hex(&mut s);
+        s
+    }
+
+    /// [`Sha256Digest::hex`] into a string the caller keeps (cleared first):
+    /// no allocation once it has room.
+    pub fn write_hex(&self, out: &mut String) {
         use std::fmt::Write;
-        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        out.clear();
+        for b in self.0 {
+            let _ = write!(out, "{b:02x}");
+        }
     }
 
     /// The first 16 hex digits, for log lines.
