@@ -34,7 +34,34 @@ fn has_prometheus_parser() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The commit the binary is built from, for `--version`: `DASHCAM_BUILD_COMMIT`
+/// when set (a build from a source tarball), else `git`, else "unknown".
+fn git_commit() -> String {
+    if let Ok(c) = env::var("DASHCAM_BUILD_COMMIT") {
+        return c;
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown".into(),
+    }
+}
+
 fn main() {
+    // `--version`: "0.1.0 (commit 1a2b3c4d5e6f, x86_64-pc-windows-gnu)".
+    println!("cargo::rerun-if-env-changed=DASHCAM_BUILD_COMMIT");
+    for git in [".git/HEAD", ".git/logs/HEAD"] {
+        if std::path::Path::new(git).exists() {
+            println!("cargo::rerun-if-changed={git}");
+        }
+    }
+    println!("cargo::rustc-env=BUILD_COMMIT={}", git_commit());
+    println!(
+        "cargo::rustc-env=BUILD_TARGET={}",
+        env::var("TARGET").unwrap_or_else(|_| "unknown".into())
+    );
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rustc-check-cfg=cfg(have_prometheus_parser)");
     if has_prometheus_parser() {

@@ -34,6 +34,10 @@ call :trim LOG_LEVEL
 
 set "BIN=%DASHCAM_BIN%"
 if defined BIN goto :run
+rem The release zip: dashcam-server.exe is beside this file, nothing to build.
+if exist "dashcam-server.exe" set "BIN=dashcam-server.exe"
+if defined BIN goto :run
+rem A source tree: built with cargo.
 set "BIN=target\release\dashcam-server.exe"
 rem cargo rebuilds only what changed since the last build (a second or two when nothing did).
 call :on_path cargo.exe

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -16,10 +16,21 @@ use crate::session::{self, Mode};
 use crate::simulator::{self, CrcMode, SimConfig};
 use crate::storage::StorageConfig;
 
+/// `--version`: the release, the commit it was built from and the target
+/// it was built for ("0.1.0 (commit 1a2b3c4d5e6f, x86_64-pc-windows-gnu)").
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_COMMIT"),
+    ", ",
+    env!("BUILD_TARGET"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "dashcam-server",
-    version,
+    version = VERSION,
     about = "Downloads video and photos from DualCam/DashCam, ADAS and DSM cameras (Teltonika FMx file-transfer protocol, versions 5 and 6).",
     args_conflicts_with_subcommands = true
 )]
@@ -60,6 +71,13 @@ pub enum Command {
     /// stream and, optionally, G.711 A-law sound (8 kHz, mono): what a DualCam
     /// records. Or, with --inspect, say what is inside a stored video.
     Container(ContainerArgs),
+    /// Write the man pages and shell completions (bash, zsh, fish) generated
+    /// from these flag definitions into a folder (the release packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Folder to write `man/` and `completions/` into.
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -898,14 +916,10 @@ fn start_retention(
 fn serve(args: &ServeArgs) -> Result<()> {
     log::info!(
         "dashcam-server {} starting: {}",
-        env!("CARGO_PKG_VERSION"),
+        VERSION,
         options_line(args)
     );
     let cfg = args.to_config()?;
-    #[cfg(not(unix))]
-    if args.min_free_mb > 0 {
-        log::warn!("--min-free-mb: free space is not checked on Windows; a full disk ends the file being written (its partial removed)");
-    }
     let delivery_cfg = args.delivery()?;
     let mut server = Server::bind(cfg)?;
     // The outbox is opened (and what a stop left in it queued) before the
@@ -994,7 +1008,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
     // SIGHUP as a stop). Windows: Ctrl+C and closing the console stop.
     #[cfg(unix)]
     on_signals(args.clone(), server.stop_handle())?;
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let stop = server.stop_handle();
+        crate::console::install(move || stop.stop()).context("installing the console handler")?;
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let stop = server.stop_handle();
         ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
@@ -1014,7 +1033,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     if args.gallery {
         log::info!(
             "gallery: open {} in a browser",
-            std::fs::canonicalize(&args.output_dir)
+            dunce::canonicalize(&args.output_dir)
                 .unwrap_or_else(|_| args.output_dir.clone())
                 .join("index.html")
                 .display()
@@ -1046,7 +1065,10 @@ fn serve(args: &ServeArgs) -> Result<()> {
             d.stop(Duration::from_secs(5));
         }
     });
-    server.run()
+    let r = server.run();
+    #[cfg(windows)]
+    crate::console::stopped();
+    r
 }
 
 fn verify(args: &VerifyArgs) -> Result<bool> {
@@ -1276,6 +1298,33 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
 }
 
 /// Runs the command line; returns the process exit code.
+/// Man pages (one per command: `dashcam-server.1`, `dashcam-server-serve.1`,
+/// ...) and completions for bash, zsh and fish, from the clap definitions,
+/// so they never drift from the flags.
+fn generate_docs(out: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let man = out.join("man");
+    let comp = out.join("completions");
+    for d in [&man, &comp] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let cmd = Cli::command().version(VERSION);
+    clap_mangen::generate_to(cmd.clone(), &man)
+        .with_context(|| format!("writing man pages in {}", man.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let mut cmd = cmd.clone();
+        clap_complete::generate_to(shell, &mut cmd, "dashcam-server", &comp)
+            .with_context(|| format!("writing the {shell} completion"))?;
+    }
+    println!(
+        "man pages in {}, completions in {}",
+        man.display(),
+        comp.display()
+    );
+    Ok(())
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let serving = match &cli.command {
@@ -1306,9 +1355,10 @@ pub fn main() -> i32 {
             })
         }
         Some(Command::Container(a)) => container(a),
+        Some(Command::GenerateDocs { out_dir }) => generate_docs(out_dir).map(|_| true),
         Some(Command::Convert(a)) => {
             if !crate::convert::ffmpeg_available() {
-                eprintln!("error: ffmpeg not found on PATH: install ffmpeg to convert");
+                eprintln!("error: {}", crate::ffmpeg::HOW_TO_GET);
                 return 1;
             }
             let (_, failed) =

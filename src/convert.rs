@@ -1,7 +1,7 @@
 //! `--convert mp4`: the vendor's ffmpeg recipe, run off the cameras' threads.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -231,14 +231,9 @@ pub fn convert_all(
     (ok, failed)
 }
 
-/// True when `ffmpeg -version` runs.
+/// True when ffmpeg runs (beside the binary, or on PATH).
 pub fn ffmpeg_available() -> bool {
-    Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    crate::ffmpeg::available()
 }
 
 impl Converter {
@@ -253,7 +248,7 @@ impl Converter {
     ) -> Option<Converter> {
         let root_for_backlog = root.clone();
         if !ffmpeg_available() {
-            log::warn!("--convert mp4: ffmpeg not found on PATH; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')");
+            log::warn!("--convert mp4: {}; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')", crate::ffmpeg::HOW_TO_GET);
         }
         let (tx, rx) = mpsc::sync_channel::<Stored>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +372,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     let mut fps = default_fps;
     let outcome = inputs(stored, default_fps).and_then(|inp| {
         fps = inp.fps;
-        let mut cmd = Command::new("ffmpeg");
+        let mut cmd = crate::ffmpeg::command();
         cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
             .args(&inp.args);
         // The vendor's trim is for a raw stream's damaged start; a container

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -67,7 +67,7 @@ fn make_thumbnail(media: &Path, out: &Path) -> bool {
         }
         _ => None,
     };
-    let mut cmd = Command::new("ffmpeg");
+    let mut cmd = crate::ffmpeg::command();
     cmd.args(["-v", "error", "-nostdin", "-y"]);
     match &key {
         Some(k) => cmd.args(["-f", "hevc", "-i"]).arg(k.path()),

@@ -13,10 +13,13 @@ pub use dashcam_simulator as simulator;
 pub use dashcam_storage as storage;
 
 pub mod cli;
+#[cfg(windows)]
+mod console;
 pub mod convert;
 pub mod decode;
 pub mod delivery;
 pub mod driver;
+pub mod ffmpeg;
 pub mod gallery;
 pub mod http;
 pub mod httpd;

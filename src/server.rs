@@ -387,7 +387,7 @@ impl Server {
     pub fn bind(cfg: ServerConfig) -> Result<Server> {
         let storage = Storage::open(&cfg.output_dir, cfg.storage.clone())?;
         let abs =
-            std::fs::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
+            dunce::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
         log::info!("output folder {}", abs.display());
         let fd_default = default_max_connections();
         let max_connections = cfg.max_connections.unwrap_or(fd_default);

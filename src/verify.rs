@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chrono::{DateTime, Utc};
 
@@ -41,53 +40,6 @@ fn fail(what: &'static str, detail: String) -> Check {
         outcome: Outcome::Fail,
         detail,
     }
-}
-
-/// What ffprobe says of a video stream.
-struct Probe {
-    codec: String,
-    frames: u64,
-    fps: Option<f64>,
-}
-
-fn ffprobe(path: &Path) -> Result<Probe, String> {
-    let o = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,r_frame_rate,nb_read_frames",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .map_err(|e| format!("cannot run ffprobe ({e}): install ffmpeg to check videos"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&o.stdout).map_err(|_| "ffprobe gave no answer".to_string())?;
-    let s = v["streams"].get(0).ok_or_else(|| {
-        let err = String::from_utf8_lossy(&o.stderr);
-        format!(
-            "no video stream ({})",
-            err.lines().next().unwrap_or("not a video")
-        )
-    })?;
-    let fps = s["r_frame_rate"].as_str().and_then(|r| {
-        let (a, b) = r.split_once('/')?;
-        let (a, b): (f64, f64) = (a.parse().ok()?, b.parse().ok()?);
-        (b > 0.0).then(|| a / b)
-    });
-    Ok(Probe {
-        codec: s["codec_name"].as_str().unwrap_or("?").to_string(),
-        frames: s["nb_read_frames"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
-        fps,
-    })
 }
 
 /// The size a JPEG's frame header gives, after walking its segments from SOI
@@ -153,7 +105,7 @@ fn check_photo(path: &Path) -> Check {
         Err(e) => return fail("photo", e),
     };
     // A full decode where ffmpeg is there; the structure check otherwise.
-    match Command::new("ffmpeg")
+    match crate::ffmpeg::command()
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(path)
         .args(["-f", "null", "-"])
@@ -259,7 +211,7 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
     {
         return check_container(path, sc);
     }
-    let p = match ffprobe(path) {
+    let p = match crate::ffmpeg::probe_video(path) {
         Ok(p) => p,
         Err(e) => return fail("video", e),
     };
@@ -295,7 +247,7 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
         meta_dur.map_or("no length".into(), |d| format!("{d} s")),
         meta_fps.map_or(String::new(), |f| format!(", {f} fps"))
     );
-    // A raw H.265 stream carries no timing of its own (ffprobe reports its
+    // A raw H.265 stream carries no timing of its own (ffmpeg reports its
     // default 25): only the metadata's rate counts for it.
     if let (Some(mf), Some(stream_fps), false) = (meta_fps, p.fps, want_codec) {
         if (stream_fps - mf as f64).abs() > 0.01 {

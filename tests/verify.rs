@@ -182,3 +182,61 @@ fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("no camera connected"));
 }
+
+/// `verify --dir` with a PATH of the caller's choosing.
+fn verify_dir_with_path(dir: &Path, path: &Path) -> (bool, String) {
+    let o = Command::new(BIN)
+        .args(["verify", "--dir"])
+        .arg(dir)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// A Windows box often has a bare `ffmpeg.exe` and no `ffprobe`: `verify`
+/// needs only ffmpeg; with neither, the video check fails and says how to
+/// get one (the photo is still checked by its structure).
+#[test]
+#[cfg(unix)]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn verify_needs_only_ffmpeg_and_says_how_to_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![
+        (FileKind::VideoRear, samples().join("rear.h265")),
+        (FileKind::PhotoRear, samples().join("photo.jpg")),
+    ];
+    cam.frame_rate = 25;
+    cam.video_duration_s = 2;
+    assert!(run_camera(&cam).unwrap().complete);
+    // Only ffmpeg on PATH: no ffprobe anywhere.
+    let only = tmp.path().join("only-ffmpeg");
+    std::fs::create_dir(&only).unwrap();
+    let ffmpeg = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("ffmpeg"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::os::unix::fs::symlink(ffmpeg, only.join("ffmpeg")).unwrap();
+    let (ok, text) = verify_dir_with_path(&out, &only);
+    assert!(ok && text.contains("OVERALL: PASS (2 file(s))"), "{text}");
+    assert!(text.contains("hevc, 50 frames"), "{text}");
+    // Neither: the video fails with the way to get ffmpeg.
+    let none = tmp.path().join("nothing");
+    std::fs::create_dir(&none).unwrap();
+    let (ok, text) = verify_dir_with_path(&out, &none);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("video     FAIL") && text.contains("apt-get install ffmpeg"),
+        "{text}"
+    );
+    assert!(text.contains("photo     PASS"), "{text}");
+}

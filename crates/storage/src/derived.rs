@@ -67,7 +67,8 @@ impl Derived {
                 self.tmp.display()
             )));
         }
-        fs::rename(&self.tmp, &self.dest).ctx(|| format!("storing {}", self.dest.display()))?;
+        crate::fsx::rename(&self.tmp, &self.dest)
+            .ctx(|| format!("storing {}", self.dest.display()))?;
         self.done = true;
         Ok(self.dest.clone())
     }

@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
@@ -72,6 +73,68 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
             r => r,
         },
         Err(e) => Err(e),
+    }
+}
+
+/// How long a rename waits for another program to let go of a file.
+pub const HELD_OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Renames `from` over `to`. On Windows a file another program holds open
+/// (an antivirus scanning a new file, a viewer showing it) cannot be renamed
+/// or replaced until it lets go: tried again for up to [`HELD_OPEN_WAIT`],
+/// then an error that says so. `from` stays where it was, so nothing is lost:
+/// a partial stays resumable, a temp file is tried again next time.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    rename_with(from, to, HELD_OPEN_WAIT, |a, b| fs::rename(a, b))
+}
+
+/// Windows' "in use" answers: ERROR_ACCESS_DENIED (a pending delete, or a
+/// handle without FILE_SHARE_DELETE), ERROR_SHARING_VIOLATION and
+/// ERROR_LOCK_VIOLATION. Never on Unix, where an open file can be renamed.
+fn held_open(e: &io::Error) -> bool {
+    cfg!(windows) && matches!(e.raw_os_error(), Some(5 | 32 | 33))
+}
+
+fn rename_with(
+    from: &Path,
+    to: &Path,
+    wait: Duration,
+    mut rename: impl FnMut(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    rename_retrying(from, to, wait, &mut rename, held_open)
+}
+
+fn rename_retrying(
+    from: &Path,
+    to: &Path,
+    wait: Duration,
+    rename: &mut dyn FnMut(&Path, &Path) -> io::Result<()>,
+    in_use: fn(&io::Error) -> bool,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match rename(from, to) {
+            Ok(()) => return Ok(()),
+            Err(e) if in_use(&e) && start.elapsed() < wait => {
+                std::thread::sleep(pause.min(wait.saturating_sub(start.elapsed())));
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) if in_use(&e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} or {} is held open by another program (an antivirus, a viewer?) \
+                         for {} s: not renamed, {} kept ({e})",
+                        from.display(),
+                        to.display(),
+                        wait.as_secs(),
+                        from.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -216,24 +279,11 @@ pub fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
-/// Bytes free for this user on the file system holding `path`.
-#[cfg(unix)]
+/// Bytes free for this user on the file system holding `path` (`statvfs`
+/// on Unix, `GetDiskFreeSpaceExW` on Windows, through `fs4`: no unsafe code
+/// here, and the same check on both systems).
 pub fn free_space(path: &Path) -> Option<u64> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
-    Some(s.f_bavail as u64 * s.f_frsize as u64)
-}
-
-/// Not measured on this platform: the space check is skipped (ENOSPC is still handled).
-#[cfg(not(unix))]
-pub fn free_space(_path: &Path) -> Option<u64> {
-    None
+    fs4::available_space(path).ok()
 }
 
 /// The disk is full (ENOSPC), or a quota is exhausted: the protocol crate's
@@ -243,6 +293,63 @@ pub use dashcam_protocol::file::is_no_space;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file held open for a while is renamed once it is let go; one held
+    /// for good fails with a line that says why, and the source stays.
+    #[test]
+    fn a_rename_waits_for_a_file_held_open_then_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("a.part"), tmp.path().join("a.h265"));
+        fs::write(&from, b"video").unwrap();
+        let busy = || io::Error::from_raw_os_error(32);
+        let is_busy: fn(&io::Error) -> bool = |e| e.raw_os_error() == Some(32);
+        let mut tries = 0;
+        let mut held_three_times = |a: &Path, b: &Path| {
+            tries += 1;
+            if tries <= 3 {
+                Err(busy())
+            } else {
+                fs::rename(a, b)
+            }
+        };
+        rename_retrying(
+            &from,
+            &to,
+            Duration::from_secs(5),
+            &mut held_three_times,
+            is_busy,
+        )
+        .unwrap();
+        assert_eq!(tries, 4);
+        assert_eq!(fs::read(&to).unwrap(), b"video");
+
+        fs::write(&from, b"again").unwrap();
+        let started = Instant::now();
+        let e = rename_retrying(
+            &from,
+            &to,
+            Duration::from_millis(200),
+            &mut |_: &Path, _: &Path| Err(busy()),
+            is_busy,
+        )
+        .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(
+            e.to_string().contains("held open by another program"),
+            "{e}"
+        );
+        assert_eq!(fs::read(&from).unwrap(), b"again", "the source is kept");
+        // Any other error is said at once.
+        let e = rename_retrying(
+            &from,
+            &to,
+            Duration::from_secs(5),
+            &mut |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(2)),
+            is_busy,
+        )
+        .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(2));
+    }
 
     #[cfg(unix)]
     #[test]

@@ -71,7 +71,7 @@ pub fn write_replace(path: &Path, body: &[u8], durable: bool) -> Result<()> {
         .and_then(|_| if durable { f.sync_all() } else { Ok(()) })
         .ctx(|| format!("writing {}", tmp.display()))?;
     drop(f);
-    fs::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))?;
+    fsx::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))?;
     if let Some(dir) = path.parent().filter(|_| durable) {
         fsx::sync_dir(dir).ctx(|| format!("syncing {}", dir.display()))?;
     }
@@ -170,7 +170,7 @@ pub(super) fn publish(
     storage.fault(PublishStep::WriteIntent)?;
     write_atomic(&intent_path, &serde_json::to_vec(&intent)?)?;
     storage.fault(PublishStep::RenameMedia)?;
-    fs::rename(&part, &media).ctx(|| format!("storing {}", media.display()))?;
+    fsx::rename(&part, &media).ctx(|| format!("storing {}", media.display()))?;
     fsx::sync_dir(&dir)?;
     fsx::sync_dir(&pdir)?;
     let stored = Stored {
