@@ -722,7 +722,7 @@ fn sighup_reloads_the_allow_list_and_reopens_a_json_log() {
     assert!(
         lines[0].starts_with(&format!(
             "dashcam-server {} starting",
-            env!("CARGO_PKG_VERSION")
+            dashcam_server::cli::VERSION
         )),
         "{}",
         lines[0]

@@ -309,8 +309,11 @@ fn serve_reads_its_settings_from_dashcam_variables_and_flags_win() {
     assert!(
         banner.contains(&format!(
             "dashcam-server {} starting",
-            env!("CARGO_PKG_VERSION")
-        )) && banner.contains("mode dualcam, metadata on"),
+            dashcam_server::cli::VERSION
+        )) && banner.contains("mode dualcam, metadata on")
+            // The version names its commit and target.
+            && banner.contains(&format!("{} (commit ", env!("CARGO_PKG_VERSION")))
+            && banner.contains(", x86_64-"),
         "{banner}"
     );
     let mut first = String::new();

@@ -184,6 +184,7 @@ fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
 }
 
 /// `verify --dir` with a PATH of the caller's choosing.
+#[cfg(unix)]
 fn verify_dir_with_path(dir: &Path, path: &Path) -> (bool, String) {
     let o = Command::new(BIN)
         .args(["verify", "--dir"])

@@ -294,6 +294,36 @@ pub use dashcam_protocol::file::is_no_space;
 mod tests {
     use super::*;
 
+    /// Windows itself (run under Wine by .ci/dist-check): a program holding
+    /// the target open without FILE_SHARE_DELETE (a viewer, an antivirus)
+    /// blocks a plain rename; ours goes through once it lets go.
+    #[cfg(windows)]
+    #[test]
+    fn a_rename_over_a_file_held_open_goes_through_once_it_is_let_go() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("a.json.tmp"), tmp.path().join("a.json"));
+        fs::write(&from, b"new").unwrap();
+        fs::write(&to, b"old").unwrap();
+        const FILE_SHARE_READ: u32 = 1;
+        let held = OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ)
+            .open(&to)
+            .unwrap();
+        let e = fs::rename(&from, &to).unwrap_err();
+        assert!(held_open(&e), "a plain rename is refused while held: {e:?}");
+        let (f, t) = (from.clone(), to.clone());
+        let renaming = std::thread::spawn(move || rename(&f, &t));
+        // Let the rename be refused once or more before the file is let go
+        // (it passes either way: what is asserted is that it ends renamed).
+        std::thread::sleep(Duration::from_millis(200));
+        drop(held);
+        renaming.join().unwrap().unwrap();
+        assert_eq!(fs::read(&to).unwrap(), b"new");
+        assert!(!from.exists());
+    }
+
     /// A file held open for a while is renamed once it is let go; one held
     /// for good fails with a line that says why, and the source stays.
     #[test]
