@@ -373,6 +373,16 @@ impl<'a> Conn<'_, 'a> {
         } = self;
         let now = *now;
         deframer.set_limits(session.limits());
+        let mut skipped = 0;
+        if session.awaits_sync() {
+            skipped = deframer.skip_to_sync();
+            if skipped > 0 {
+                session.handle_skipped(skipped);
+                if session.is_over() {
+                    return true;
+                }
+            }
+        }
         match deframer.next(session.expects_init()) {
             Ok(Some(input)) => {
                 session.handle_input(now, input);
@@ -383,7 +393,7 @@ impl<'a> Conn<'_, 'a> {
                 files.apply(session, bytes, now);
                 true
             }
-            Ok(None) => false,
+            Ok(None) => skipped > 0,
             Err(e) => {
                 session.handle_codec_error(e);
                 true

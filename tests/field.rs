@@ -344,3 +344,75 @@ fn a_path_with_a_trailing_nul_is_echoed_exactly() {
     want.extend_from_slice(b"dsm/picture/231020/231452.jpg\0");
     assert_eq!(raw.expect(34), want);
 }
+
+/// The fourth edition's real front-video session, scaled down: packet 9's
+/// header announces 1026 bytes but only its first 576 follow; the camera
+/// then sends packet 9 again whole and 10-12 (its CRC chain carried on), all
+/// before the server's RESUME reaches it. The server drops those unaligned
+/// bytes up to the SYNC (it does not read them as commands), and the camera
+/// answers with SYNC, one packet, the same SYNC again, and the rest, its
+/// chain restarting at each SYNC. The video comes out whole, stored once.
+#[test]
+fn a_data_frame_cut_short_then_a_repeated_sync_completes_the_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut raw = Raw::connect(srv.addr);
+    raw.init(IMEI, &[FileKind::VideoFront]);
+    assert_eq!(raw.expect(11), b"\x00\x08\x00\x07%videof");
+    let video = content(19 * 1024 + 876, 11);
+    let packets: Vec<&[u8]> = video.chunks(1024).collect();
+    raw.frame(Frame::Start {
+        total: packets.len() as u32,
+        field: 0,
+    });
+    assert_eq!(raw.expect(8), Frame::Resume { offset: 1 }.to_vec());
+    raw.frame(Frame::Sync { offset: 1 });
+    // Frames 1..=8 (packets[0..8]) whole, chained from the SYNC.
+    let mut crc = 0;
+    let mut wire = Vec::new();
+    let mut frames = Vec::new();
+    for p in &packets {
+        crc = crc16(crc, p);
+        frames.push(Frame::Data { payload: p, crc }.to_vec());
+    }
+    for f in &frames[..8] {
+        wire.extend(f);
+    }
+    // Packet 9 cut short after 576 bytes, then 9 again whole, 10, 11, 12.
+    wire.extend(&frames[8][..4 + 576]);
+    for f in &frames[8..12] {
+        wire.extend(f);
+    }
+    raw.send(&wire);
+    assert_eq!(
+        raw.expect(8),
+        Frame::Resume { offset: 9 }.to_vec(),
+        "RESUME at packet 9, and the session goes on"
+    );
+    // SYNC 9, one packet, SYNC 9 again, then every packet to the end; the
+    // chain restarts at each SYNC.
+    let mut wire = Frame::Sync { offset: 9 }.to_vec();
+    wire.extend(
+        Frame::Data {
+            payload: packets[8],
+            crc: crc16(0, packets[8]),
+        }
+        .to_vec(),
+    );
+    wire.extend(Frame::Sync { offset: 9 }.to_vec());
+    let mut crc = 0;
+    for p in &packets[8..] {
+        crc = crc16(crc, p);
+        wire.extend(Frame::Data { payload: p, crc }.to_vec());
+    }
+    raw.send(&wire);
+    assert_eq!(raw.expect(2), [0, 9], "REPEAT INIT once stored");
+    raw.init(IMEI, &[]);
+    assert_eq!(raw.rest(), [0, 0, 0, 0], "CLOSE: nothing left");
+    let summary = srv.summary();
+    assert_eq!(summary.end, End::Completed);
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1, "stored once: {stored:?}");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), video, "byte-exact");
+}

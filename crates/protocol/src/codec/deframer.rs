@@ -100,6 +100,29 @@ impl Deframer {
         }
     }
 
+    /// After the server's RESUME for a bad packet the bytes still in flight
+    /// may not be aligned to frames: a device that cut a DATA frame short
+    /// and sent it again whole (the notes' fourth edition) leaves the reader
+    /// inside a frame. Drops everything before the next SYNC header
+    /// (`00 03 00 04`), keeping a tail that may be its start; returns how
+    /// many bytes were dropped.
+    pub fn skip_to_sync(&mut self) -> usize {
+        const SYNC_HEADER: [u8; 4] = [0, 3, 0, 4];
+        let p = &self.buf[self.start..self.end];
+        let skip = match p.windows(4).position(|w| w == SYNC_HEADER) {
+            Some(i) => i,
+            None => {
+                let keep = (1..=p.len().min(3))
+                    .rev()
+                    .find(|&k| p[p.len() - k..] == SYNC_HEADER[..k])
+                    .unwrap_or(0);
+                p.len() - keep
+            }
+        };
+        self.start += skip;
+        skip
+    }
+
     /// The next input. With `expect_init`, a `00 00` header is an init packet
     /// (DATA still in flight before it comes out as frames); otherwise only
     /// frames. `Ok(None)` means more bytes are needed.
@@ -158,6 +181,29 @@ mod tests {
     use super::*;
 
     use crate::codec::init::tests::REAL_INIT;
+
+    /// Whatever comes before a SYNC is dropped, however it is cut, and the
+    /// SYNC then comes out whole.
+    #[test]
+    fn skip_to_sync_drops_what_precedes_a_sync_however_it_is_cut() {
+        let mut junk: Vec<u8> = (0..700u32).map(|i| (i * 7 + 1) as u8).collect();
+        junk.extend([0, 3, 0]); // a false start of a header
+        let mut wire = junk.clone();
+        Frame::Sync { offset: 9 }.encode(&mut wire).unwrap();
+        for cut in [1, 2, 3, 350, 702, 703, 704, 705, wire.len()] {
+            let mut d = Deframer::new(Limits::IDENTIFIER);
+            d.feed(&wire[..cut]);
+            let mut dropped = d.skip_to_sync();
+            d.feed(&wire[cut..]);
+            dropped += d.skip_to_sync();
+            assert_eq!(dropped, junk.len(), "cut at {cut}");
+            match d.next(false).unwrap() {
+                Some(Input::Frame(Frame::Sync { offset: 9 })) => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+            assert_eq!(d.buffered(), 0);
+        }
+    }
 
     #[test]
     fn one_byte_at_a_time_yields_the_same_inputs() {

@@ -390,6 +390,20 @@ impl<'c> Session<'c> {
     }
 
     /// The bytes from the camera broke the protocol.
+    /// After a RESUME for a bad packet, the bytes before the device's SYNC
+    /// are not to be read as frames: the driver drops them
+    /// ([`crate::codec::Deframer::skip_to_sync`]) and reports how many with
+    /// [`Session::handle_skipped`].
+    pub fn awaits_sync(&self) -> bool {
+        self.awaits_sync_in_transfer()
+    }
+
+    /// `n` bytes were dropped before a SYNC (bounded: past what
+    /// [`transfer::MAX_IN_FLIGHT`] frames could hold, the session ends).
+    pub fn handle_skipped(&mut self, n: usize) {
+        self.skipped_before_sync(n);
+    }
+
     pub fn handle_codec_error(&mut self, e: CodecError) {
         let end = match (&self.state, &e) {
             (State::Init { first: true, .. }, _) | (_, CodecError::NotACamera(_)) => {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{
     Action, Convention, End, Flow, GiveUp, Pending, ProtocolError, Published, Session, State, Unit,
 };
+use crate::codec::frame::HEADER_LEN;
 use crate::codec::{crc16, Family, Frame};
 use crate::file::StoreError;
 use crate::file::{Extent, FileSpec};
@@ -113,6 +114,10 @@ pub(crate) struct Transfer {
     resumed_from: Option<u64>,
     /// A partial from disk was resumed and no frame has matched since.
     first_after_disk_resume: bool,
+    /// RESUME was sent for a bad packet: the bytes before the device's SYNC
+    /// may not be aligned to frames, and are dropped (counted here).
+    unaligned: bool,
+    skipped: u64,
     /// When this connection began receiving the file, and from which byte.
     began: Instant,
     began_at: u64,
@@ -210,6 +215,8 @@ impl Session<'_> {
             data_frames: 0,
             resumed_from: None,
             first_after_disk_resume: false,
+            unaligned: false,
+            skipped: 0,
             began: self.last_rx,
             began_at: 0,
             last_decile: 0,
@@ -488,6 +495,14 @@ impl Session<'_> {
         let State::Transfer(t) = &mut self.state else {
             return;
         };
+        let unaligned = std::mem::take(&mut t.unaligned);
+        let skipped = std::mem::take(&mut t.skipped);
+        if skipped > 0 {
+            log::info!(
+                "[{}] dropped {skipped} bytes in flight that were not whole frames, up to the SYNC",
+                self.tag
+            );
+        }
         match t.sync_bytes(offset) {
             Some(at) if at <= t.stored => {
                 let need_prefix = at > 0 && self.convention != Some(Convention::Restart);
@@ -520,6 +535,7 @@ impl Session<'_> {
                 );
                 if resend {
                     t.resends += 1;
+                    t.unaligned = unaligned;
                     self.send_resume(now);
                 } else {
                     let why = GiveUp::SyncNeverMatched {
@@ -684,7 +700,27 @@ impl Session<'_> {
             t.file.spec.display()
         );
         t.resends = 0;
+        t.unaligned = true;
         self.send_resume(now);
+    }
+
+    /// Whether the bytes before the next SYNC are to be dropped unread.
+    pub(super) fn awaits_sync_in_transfer(&self) -> bool {
+        matches!(&self.state, State::Transfer(t) if t.unaligned && t.phase == Phase::Sync)
+    }
+
+    /// `n` bytes before the SYNC were dropped: bounded like frames in flight.
+    pub(super) fn skipped_before_sync(&mut self, n: usize) {
+        let bound = MAX_IN_FLIGHT as u64 * (HEADER_LEN + self.limits().max_data) as u64;
+        let State::Transfer(t) = &mut self.state else {
+            return;
+        };
+        t.skipped += n as u64;
+        if t.skipped > bound {
+            let end = End::Protocol(ProtocolError::NoSyncInFlight(MAX_IN_FLIGHT));
+            log::warn!("[{}] {end} ({} bytes without a SYNC)", self.tag, t.skipped);
+            self.finish_session(end, true);
+        }
     }
 
     fn file_complete(&mut self) {
