@@ -101,6 +101,13 @@ fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec
             .success());
     }
     let _ = term.wait();
+    if !sim.status.success() {
+        eprintln!(
+            "the camera: {}\n{}",
+            String::from_utf8_lossy(&sim.stdout),
+            String::from_utf8_lossy(&sim.stderr)
+        );
+    }
     (sim.status.success(), std::fs::read(&typescript).unwrap())
 }
 
