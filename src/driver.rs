@@ -204,6 +204,8 @@ struct Files<'e, 'a> {
     /// Counters, not the files: a session of 1,000 files holds no more than one.
     tally: Tally,
     end: Option<End>,
+    /// The camera's clock was found off (logged once a session).
+    clock_warned: bool,
 }
 
 /// What a session stored, counted.
@@ -226,6 +228,18 @@ impl<'a> Files<'_, 'a> {
     #[inline(never)]
     fn open(&mut self, s: &mut Session<'_>, open: &OpenFile, now: Instant) {
         let imei = s.imei().unwrap_or_default();
+        if !self.clock_warned {
+            let captured = open
+                .meta_timestamp_ms
+                .and_then(dashcam_protocol::time::from_millis);
+            if let Some(line) =
+                captured.and_then(|t| dashcam_protocol::time::clock_warning(t, chrono::Utc::now()))
+            {
+                // Once a session: every file of that camera says the same.
+                self.clock_warned = true;
+                log::warn!("[{}] {line}", s.tag());
+            }
+        }
         match self.env.storage.begin(imei, open) {
             Ok(p) => {
                 let kept = p.stored();
@@ -490,6 +504,7 @@ pub fn run<L: Link>(
             partial: None,
             tally: Tally::default(),
             end: None,
+            clock_warned: false,
         },
         read: ReadSize::new(),
         fast: None,
@@ -552,6 +567,9 @@ fn summarize(
     match summary.end {
         // A stop on purpose is not an error.
         End::Completed | End::Shutdown => log::info!("{line}"),
+        // Not a camera's session at all: the server logs it once,
+        // rate-limited, and counts it by kind.
+        End::NotACamera(_) => {}
         _ => {
             Metrics::add(&env.metrics.failed_sessions, 1);
             log::warn!("{line}")

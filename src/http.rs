@@ -391,6 +391,18 @@ fn metrics_text(src: &Sources, http: &HttpStats) -> String {
     for (label, n) in ends {
         let _ = writeln!(out, "dashcam_session_ends_total{{reason=\"{label}\"}} {n}");
     }
+    let foreign = m
+        .not_cameras
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let _ = writeln!(
+        out,
+        "# HELP dashcam_not_a_camera_total Connections to the camera port that were not cameras, by what they looked like (avl: a tracker's AVL data; http, rdp, ssh: scanners; tls: TLS on the plain port).\n# TYPE dashcam_not_a_camera_total counter"
+    );
+    for (kind, n) in foreign {
+        let _ = writeln!(out, "dashcam_not_a_camera_total{{kind=\"{kind}\"}} {n}");
+    }
     out
 }
 

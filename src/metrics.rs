@@ -24,6 +24,9 @@ pub struct Metrics {
     pub evicted_pre_init: AtomicU64,
     /// Sessions by how they ended (`completed`, `refused_max_per_ip` ...).
     pub ends: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Connections that were not cameras, by what they looked like (`avl`,
+    /// `http`, `rdp`, `tls` ...).
+    pub not_cameras: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A session's end as a metric label.
@@ -57,6 +60,12 @@ impl Metrics {
 
     pub fn add(n: &AtomicU64, by: u64) {
         n.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Counts a connection that was not a camera, by kind.
+    pub fn not_a_camera(&self, kind: &'static str) {
+        let mut m = self.not_cameras.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(kind).or_default() += 1;
     }
 
     /// Counts a session's end.

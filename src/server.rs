@@ -184,6 +184,8 @@ struct Shared {
     /// Where to connect to wake a blocking accept at stop.
     wake: Vec<SocketAddr>,
     refusals: RateLimit,
+    /// Scanners, trackers and TLS on the plain port: one line each, bounded.
+    not_cameras: RateLimit,
 }
 
 struct Listener {
@@ -248,18 +250,21 @@ impl StopHandle {
     }
 }
 
-/// At most `burst` log lines per window; the rest are counted and summed up.
+/// At most `burst` log lines per window; the rest are counted and summed up
+/// as "N more `what` in the last 10s".
 struct RateLimit {
     state: Mutex<(Instant, u32, u64)>,
+    what: &'static str,
 }
 
 impl RateLimit {
     const WINDOW: Duration = Duration::from_secs(10);
     const BURST: u32 = 5;
 
-    fn new() -> RateLimit {
+    fn new(what: &'static str) -> RateLimit {
         RateLimit {
             state: Mutex::new((Instant::now(), 0, 0)),
+            what,
         }
     }
 
@@ -269,8 +274,9 @@ impl RateLimit {
         if now.duration_since(s.0) >= Self::WINDOW {
             if s.2 > 0 {
                 log::warn!(
-                    "{} more connection(s) refused in the last {:?} (not logged one by one)",
+                    "{} more {} in the last {:?} (not logged one by one)",
                     s.2,
+                    self.what,
                     Self::WINDOW
                 );
             }
@@ -447,7 +453,10 @@ impl Server {
                 trusted_proxies: cfg.trusted_proxies,
                 init_timeout,
                 wake,
-                refusals: RateLimit::new(),
+                refusals: RateLimit::new("connection(s) refused"),
+                not_cameras: RateLimit::new(
+                    "connection(s) that were not cameras (dashcam_not_a_camera_total in /metrics, by kind)",
+                ),
             }),
             summaries: None,
             before_stopped: None,
@@ -757,6 +766,15 @@ fn admit(
                 });
                 drop(slot);
                 shared.metrics.ended(&summary.end);
+                if let session::End::NotACamera(why) = &summary.end {
+                    shared.metrics.not_a_camera(why.kind());
+                    // A bad PROXY header was logged as a refusal.
+                    if !matches!(why, session::NotACamera::Proxy(_)) {
+                        shared
+                            .not_cameras
+                            .warn(|| format!("[{peer}] not a camera: {why}"));
+                    }
+                }
                 (shared.on_end)(&summary);
                 if let Some(tx) = summaries {
                     let _ = tx.send(summary);
@@ -1022,7 +1040,6 @@ fn serve_tls(
         if let Err(why) = step {
             // Tell the peer why (a TLS alert), when rustls has one to send.
             let _ = conn.write_tls(&mut io);
-            log::warn!("[{peer}] TLS handshake failed: {why}");
             let _ = stream.shutdown(Shutdown::Both);
             return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(why)));
         }

@@ -416,3 +416,250 @@ fn a_data_frame_cut_short_then_a_repeated_sync_completes_the_video() {
     assert_eq!(stored.len(), 1, "stored once: {stored:?}");
     assert_eq!(std::fs::read(&stored[0]).unwrap(), video, "byte-exact");
 }
+
+/// What public camera ports receive besides cameras (the notes' fourth
+/// edition): a tracker's AVL data (Codec 8E), an HTTP request, an RDP probe,
+/// a TLS ClientHello on the plain port. Each is closed within a second with
+/// one line that names it and what to change, counted by kind in /metrics;
+/// nothing is stored, and the next camera is served.
+#[test]
+fn avl_http_rdp_and_tls_on_the_camera_port_are_named_closed_and_counted() {
+    use common::procs::{server, Proc};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let log = tmp.path().join("server.log");
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (p, addr): (Proc, _) = server(&out, &log, &["--http-bind".to_string(), http.to_string()]);
+    // A Teltonika Codec 8E packet: preamble, data length, codec, one record, CRC.
+    let mut avl = vec![0, 0, 0, 0, 0, 0, 0, 0x4A, 0x8E, 0x01];
+    avl.extend((0..0x4A - 3).map(|i| i as u8));
+    avl.push(0x01);
+    avl.extend([0, 0, 0x6B, 0x3F]);
+    let mut rdp = b"\x03\x00\x00\x00\x2A\xE0\x00\x00\x00\x00\x00Cookie: mstshash=nmap\r\n\x01\x00\x08\x00\x03\x00\x00\x00".to_vec();
+    rdp[3] = rdp.len() as u8;
+    // A ClientHello's record and handshake headers, then its random.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0x2F, 0x01, 0x00, 0x00, 0x2B, 0x03, 0x03,
+    ];
+    hello.extend([0x5A; 32]);
+    hello.extend([0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    let probes: [(&str, &[u8], &str); 4] = [
+        (
+            "avl",
+            &avl,
+            "tracker AVL data (Codec 8E) on the camera port: the tracker's server setting points here",
+        ),
+        (
+            "http",
+            b"GET / HTTP/1.1\r\nHost: camera.example\r\nUser-Agent: zgrab/0.x\r\n\r\n",
+            "an HTTP request on the camera port",
+        ),
+        ("rdp", &rdp, "a remote-desktop (RDP) probe on the camera port"),
+        (
+            "tls",
+            &hello,
+            "a TLS handshake (16 03) on a port that speaks plain TCP",
+        ),
+    ];
+    for (kind, bytes, _) in &probes {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(bytes).unwrap();
+        let sent = Instant::now();
+        let mut back = Vec::new();
+        let closed = match s.read_to_end(&mut back) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(
+            closed && sent.elapsed() < Duration::from_secs(1),
+            "{kind}: closed {closed} after {:?}",
+            sent.elapsed()
+        );
+    }
+    // The next camera is served.
+    let tmpf = write_file(tmp.path(), "p.jpg", &content(3000, 4));
+    let cam = common::procs::camera(addr, IMEI, vec![(FileKind::PhotoFront, tmpf)]);
+    assert!(run_camera(&cam).unwrap().complete);
+    let stored: Vec<_> = all_files(&out)
+        .into_iter()
+        .filter(|f| {
+            let s = f.strip_prefix(&out).unwrap().to_string_lossy().to_string();
+            !s.starts_with('.')
+                && !s.ends_with(".json")
+                && !s.ends_with(".html")
+                && !s.ends_with(".jsonl")
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "only the camera's photo: {stored:?}");
+    let metrics = http_get(http, "/metrics");
+    for (kind, _, _) in &probes {
+        let line = format!("dashcam_not_a_camera_total{{kind=\"{kind}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
+    drop(p);
+    let text = std::fs::read_to_string(&log).unwrap();
+    for (kind, _, says) in &probes {
+        let n = text.lines().filter(|l| l.contains(says)).count();
+        assert_eq!(n, 1, "{kind}: one line saying {says:?} in:\n{text}");
+    }
+    assert!(!text.contains("not a camera: not a camera"), "{text}");
+    assert!(
+        !text.contains("protocol 0"),
+        "AVL taken for an init:\n{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("session end") && l.contains("not a camera")),
+        "a second line per probe:\n{text}"
+    );
+}
+
+/// GET over a new connection; the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The same cut-short camera, and the server killed (-9) after the rewind,
+/// in the middle of the file: the camera reconnects, the restarted server
+/// resumes from what it kept, and the video comes out byte-exact, once.
+#[cfg(unix)]
+#[test]
+fn a_server_killed_in_the_middle_of_a_cut_file_resumes_it_whole() {
+    use common::procs::server;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let video = content(40 * 1024 + 300, 12);
+    let packets: Vec<&[u8]> = video.chunks(1024).collect();
+    let chain = |from: usize, to: usize| {
+        let mut crc = 0;
+        let mut wire = Vec::new();
+        for p in &packets[from..to] {
+            crc = crc16(crc, p);
+            wire.extend(Frame::Data { payload: p, crc }.to_vec());
+        }
+        wire
+    };
+    let (p, addr) = server(&out, &tmp.path().join("first.log"), &[]);
+    let mut raw = Raw::connect(addr);
+    raw.init(IMEI, &[FileKind::VideoFront]);
+    assert_eq!(raw.expect(11), b"\x00\x08\x00\x07%videof");
+    let start = Frame::Start {
+        total: packets.len() as u32,
+        field: 0,
+    };
+    raw.frame(start);
+    assert_eq!(raw.expect(8), Frame::Resume { offset: 1 }.to_vec());
+    raw.frame(Frame::Sync { offset: 1 });
+    // 1..=8 whole, 9 cut after 576 bytes, then 9..=12 whole (one chain).
+    let first = chain(0, 12);
+    let at9 = 8 * 1030;
+    let mut wire = first[..at9].to_vec();
+    wire.extend(&first[at9..at9 + 4 + 576]);
+    wire.extend(&first[at9..]);
+    raw.send(&wire);
+    assert_eq!(raw.expect(8), Frame::Resume { offset: 9 }.to_vec());
+    // SYNC 9, one packet, SYNC 9 again, then 9..=20.
+    let mut wire = Frame::Sync { offset: 9 }.to_vec();
+    wire.extend(chain(8, 9));
+    wire.extend(Frame::Sync { offset: 9 }.to_vec());
+    wire.extend(chain(8, 20));
+    raw.send(&wire);
+    // The rewind is taken, and the packets after it (held in memory or
+    // written, whichever the server chose) are in flight when it dies.
+    wait_for("the second SYNC 9", || {
+        std::fs::read_to_string(tmp.path().join("first.log"))
+            .unwrap()
+            .contains("SYNC 9 is behind what is stored")
+    });
+    let mut p = p;
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    drop(raw);
+    // The camera comes back to the restarted server.
+    let (_p2, addr) = server(&out, &tmp.path().join("second.log"), &[]);
+    let mut raw = Raw::connect(addr);
+    raw.init(IMEI, &[FileKind::VideoFront]);
+    assert_eq!(raw.expect(11), b"\x00\x08\x00\x07%videof");
+    raw.frame(start);
+    let resume = raw.expect(8);
+    let Frame::Resume { offset } =
+        dashcam_server::codec::parse_frame(&resume, dashcam_server::codec::Limits::SERVER)
+            .unwrap()
+            .unwrap()
+            .0
+    else {
+        panic!("RESUME expected: {resume:?}");
+    };
+    assert!(
+        (8..=21).contains(&offset),
+        "resumes from what was kept (8 packets at least; the last kept is asked again to check it), not from the start: {offset}"
+    );
+    let k = offset as usize;
+    let mut wire = Frame::Sync { offset }.to_vec();
+    wire.extend(chain(k - 1, packets.len()));
+    raw.send(&wire);
+    assert_eq!(raw.expect(2), [0, 9], "REPEAT INIT once stored");
+    raw.init(IMEI, &[]);
+    assert_eq!(raw.rest(), [0, 0, 0, 0], "CLOSE: nothing left");
+    let stored = media(&out, IMEI);
+    assert_eq!(stored.len(), 1, "stored once: {stored:?}");
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), video, "byte-exact");
+}
+
+/// A camera whose clock says 2043 (seen in the field) gets one warning line
+/// a session naming the difference, whatever the number of its files; its
+/// files are stored as ever.
+#[test]
+fn a_camera_clock_years_ahead_is_named_once_a_session() {
+    use common::procs::server;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let log = tmp.path().join("server.log");
+    let (p, addr) = server(&out, &log, &["--metadata".to_string()]);
+    let files = vec![
+        (
+            FileKind::PhotoFront,
+            write_file(tmp.path(), "f.jpg", &content(3000, 1)),
+        ),
+        (
+            FileKind::PhotoRear,
+            write_file(tmp.path(), "r.jpg", &content(4000, 2)),
+        ),
+    ];
+    let mut cam = common::procs::camera(addr, IMEI, files);
+    cam.metadata = true;
+    cam.meta_time = Some(2_314_260_000); // 2043-05-03T10:00:00Z
+    let r = run_camera(&cam).unwrap();
+    assert!(r.complete, "{r:?}");
+    assert_eq!(media(&out, IMEI).len(), 2);
+    drop(p);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("clock")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].contains(&format!("[{IMEI}] the camera's clock is 16."))
+            && lines[0].contains("years ahead of the server's (its file says 2043-05-03"),
+        "{}",
+        lines[0]
+    );
+}

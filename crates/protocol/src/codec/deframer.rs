@@ -140,7 +140,7 @@ impl Deframer {
         if expect_init && p.len() >= 2 {
             let cmd = u16::from_be_bytes([p[0], p[1]]);
             if frame::command_name(cmd).is_none() || cmd == frame::cmd::CLOSE {
-                return Err(CodecError::NotACamera([p[0], p[1]]));
+                return Err(CodecError::NotACamera(super::Foreign::sniff(p)));
             }
         }
         Ok(self.next_frame()?.map(Input::Frame))
@@ -301,7 +301,10 @@ mod tests {
     fn scanners_and_hostile_lengths_fail_at_once() {
         let mut d = Deframer::new(Limits::IDENTIFIER);
         d.feed(b"GE");
-        assert_eq!(d.next(true), Err(CodecError::NotACamera(*b"GE")));
+        assert_eq!(
+            d.next(true),
+            Err(CodecError::NotACamera(crate::codec::Foreign::Http))
+        );
         let mut d = Deframer::new(Limits::IDENTIFIER);
         d.feed(&[0, 4, 0xFF, 0xFF]);
         assert!(d.next_frame().is_err());

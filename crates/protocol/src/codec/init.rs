@@ -1,6 +1,6 @@
 //! The 16-byte init packet: `header u16 = 0 | protocol id u16 | IMEI u64 | settings u32`.
 
-use super::CodecError;
+use super::{CodecError, Foreign};
 
 pub const INIT_LEN: usize = 16;
 /// Settings bit (first byte): a file for the path flow (ADAS, DSM, protocol >= 6).
@@ -158,10 +158,14 @@ impl InitPacket {
 /// ```
 pub fn parse_init(buf: &[u8]) -> Result<Option<InitPacket>, CodecError> {
     if buf.len() >= 2 && (buf[0] != 0 || buf[1] != 0) {
-        return Err(CodecError::NotACamera([buf[0], buf[1]]));
+        return Err(CodecError::NotACamera(Foreign::sniff(buf)));
     }
     if buf.len() < INIT_LEN {
         return Ok(None);
+    }
+    // Tracker AVL data also starts 00 00 (PROTOCOL-NOTES.md, fourth edition).
+    if let Some(avl) = Foreign::avl_in_init(buf) {
+        return Err(CodecError::NotACamera(avl));
     }
     let mut imei = [0u8; 8];
     imei.copy_from_slice(&buf[4..12]);
@@ -197,7 +201,10 @@ pub(crate) mod tests {
         for cut in 0..16 {
             assert_eq!(parse_init(&REAL_INIT[..cut]).unwrap(), None);
         }
-        assert_eq!(parse_init(b"GE"), Err(CodecError::NotACamera(*b"GE")));
+        assert_eq!(
+            parse_init(b"GE"),
+            Err(CodecError::NotACamera(Foreign::Http))
+        );
         assert!(parse_init(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_err());
     }
 

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod crc;
 pub mod deframer;
+pub mod foreign;
 pub mod frame;
 pub mod init;
 pub mod metadata;
@@ -11,6 +12,7 @@ pub mod names;
 
 pub use crc::crc16;
 pub use deframer::{Deframer, Input};
+pub use foreign::Foreign;
 pub use frame::{cmd, command_name, parse_frame, Direction, Frame, Limits};
 pub use init::{parse_init, FileKind, InitPacket, INIT_LEN, PATH_BIT};
 pub use metadata::{Metadata, MetadataFormat};
@@ -20,8 +22,9 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodecError {
-    /// The first two bytes of a connection were not 0x0000.
-    NotACamera([u8; 2]),
+    /// The first bytes of a connection were not a camera's init packet:
+    /// what they look like.
+    NotACamera(Foreign),
     UnknownCommand(u16),
     BadLength {
         cmd: u16,
@@ -42,19 +45,7 @@ pub enum CodecError {
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // A TLS record (ClientHello): a camera set to TLS on a plain port.
-            CodecError::NotACamera([0x16, 0x03]) => write!(
-                f,
-                "a TLS handshake (16 03) on a port that speaks plain TCP: give the server \
-                 --tls-cert/--tls-key (or use its --tls-port), or turn TLS off in the camera"
-            ),
-            CodecError::NotACamera(h) => write!(
-                f,
-                "not a camera: init header {:02X} {:02X} ({:?}) instead of 00 00",
-                h[0],
-                h[1],
-                String::from_utf8_lossy(h)
-            ),
+            CodecError::NotACamera(what) => write!(f, "{what}"),
             CodecError::UnknownCommand(c) => write!(f, "unknown command 0x{c:04X}"),
             CodecError::Truncated { need, have } => {
                 write!(f, "truncated: {need} bytes needed, {have} given")

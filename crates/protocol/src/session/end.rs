@@ -118,6 +118,20 @@ impl fmt::Display for End {
     }
 }
 
+impl NotACamera {
+    /// A label for metrics: what the peer looked like (`avl`, `tls`,
+    /// `http`, `rdp`, `ssh`, `other`; `proxy` for a bad PROXY header,
+    /// `tls_handshake` for a handshake that failed on the TLS port).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotACamera::Codec(CodecError::NotACamera(what)) => what.kind(),
+            NotACamera::Codec(_) | NotACamera::FrameBeforeInit(_) => "other",
+            NotACamera::Proxy(_) => "proxy",
+            NotACamera::Tls(_) => "tls_handshake",
+        }
+    }
+}
+
 impl fmt::Display for NotACamera {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -411,7 +411,11 @@ impl<'c> Session<'c> {
             }
             _ => End::Protocol(ProtocolError::Codec(e)),
         };
-        log::warn!("[{}] {end}", self.tag);
+        // Not a camera: the server logs it once, rate-limited (scanners
+        // come by the thousand); a camera's error is logged here.
+        if !matches!(end, End::NotACamera(_)) {
+            log::warn!("[{}] {end}", self.tag);
+        }
         self.finish_session(end, true);
     }
 
@@ -524,7 +528,9 @@ impl<'c> Session<'c> {
         } else {
             End::Protocol(ProtocolError::NotRepeatedInit(frame.name()))
         };
-        log::warn!("[{}] {end}", self.tag);
+        if !first {
+            log::warn!("[{}] {end}", self.tag);
+        }
         self.finish_session(end, true);
     }
 
