@@ -91,11 +91,19 @@ pub struct ConvertArgs {
     /// Convert every video again, even those that have their mp4.
     #[arg(long)]
     pub force: bool,
-    /// Frame rate of a raw stream whose metadata gives none (the camera's container carries its own).
-    #[arg(long, default_value_t = 25)]
+    /// Frame rate of a raw stream whose own headers (SPS/VUI timing) and
+    /// metadata give none (the camera's default setting; the camera's
+    /// container carries its own rate).
+    #[arg(long, env = "DASHCAM_FPS", default_value_t = crate::convert::DEFAULT_FPS, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
-    /// Seconds cut from the start of a raw stream (the vendor's recipe; never from the container).
-    #[arg(long, default_value_t = 0.9)]
+    /// Seconds cut from the start of a raw stream, only when asked: the
+    /// vendor's recipe cuts 0.9 (`-ss 00:00:0.9`). Never from the container.
+    #[arg(
+        long,
+        env = "DASHCAM_CONVERT_TRIM",
+        default_value_t = 0.0,
+        value_name = "SECS"
+    )]
     pub convert_trim: f64,
 }
 
@@ -332,18 +340,21 @@ pub struct ServeArgs {
     /// Convert each stored video, keeping the .h265: mp4 (needs ffmpeg).
     #[arg(long, env = "DASHCAM_CONVERT", value_enum, value_name = "FORMAT")]
     pub convert: Option<ConvertTo>,
-    /// Seconds cut from the start of each converted mp4. The vendor's recipe
-    /// cuts 0.9 s (`-ss 00:00:0.9`): of a 2 s clip that is 45%. 0 keeps it all;
-    /// the .h265 is always kept whole.
+    /// Seconds cut from the start of a raw stream's mp4, only when asked
+    /// (default 0: every frame kept). The vendor's recipe cuts 0.9 s
+    /// (`-ss 00:00:0.9`; of a 2 s clip that is 45%): `--convert-trim 0.9`
+    /// does the same. Never cut from the camera's container; the stored
+    /// file is always kept whole.
     #[arg(
         long,
         env = "DASHCAM_CONVERT_TRIM",
-        default_value_t = 0.9,
+        default_value_t = 0.0,
         value_name = "SECS"
     )]
     pub convert_trim: f64,
-    /// Frame rate for conversion when the file has no metadata (camera default 30).
-    #[arg(long, env = "DASHCAM_FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    /// Frame rate for converting a raw stream whose own headers (SPS/VUI
+    /// timing) and metadata give none (the camera's default setting).
+    #[arg(long, env = "DASHCAM_FPS", default_value_t = crate::convert::DEFAULT_FPS, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
     /// Files asked for in one session (one per init, as the reference server does).
     #[arg(
@@ -481,9 +492,13 @@ pub struct VerifyArgs {
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub expect: Vec<String>,
     /// Check the files already stored in this folder (an output folder or a
-    /// camera's folder) instead of waiting for a camera.
+    /// camera's folder) instead of waiting for a camera. Capture times are
+    /// judged against the time each file was received.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Print what each FAIL means and what to do about it, then exit.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -1072,17 +1087,39 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn verify(args: &VerifyArgs) -> Result<bool> {
+    if args.explain {
+        print!("{}", crate::verify::explain());
+        return Ok(true);
+    }
     for e in &args.expect {
-        parse_kind(e).map_err(|e| anyhow::anyhow!("--expect: {e}"))?;
+        parse_kind(e).map_err(|e| usage(format!("--expect: {e}")))?;
     }
     if let Some(dir) = &args.dir {
         if !dir.is_dir() {
-            bail!(
-                "folder not found: {} (give the server's output folder or one camera's folder)",
+            return Err(usage(format!(
+                "{}: {} (give the server's output folder or one camera's folder)",
+                if dir.exists() {
+                    "not a folder"
+                } else {
+                    "folder not found"
+                },
                 dir.display()
-            );
+            )));
         }
         let files = crate::verify::files_in(dir);
+        if files.is_empty() {
+            return Err(usage(format!(
+                "no stored file in {} (a stored file has its sidecar .json beside it): \
+                 give the server's output folder (--output-dir) or one camera's folder",
+                dir.display()
+            )));
+        }
+        for (media, _) in &files {
+            use std::io::Read;
+            std::fs::File::open(media)
+                .and_then(|mut f| f.read(&mut [0u8; 1]))
+                .map_err(|e| usage(format!("cannot read {}: {e}", media.display())))?;
+        }
         println!(
             "verify: {} stored file(s) in {}",
             files.len(),
@@ -1132,10 +1169,12 @@ fn verify(args: &VerifyArgs) -> Result<bool> {
     stop.stop();
     let _ = runner.join();
     let Some(s) = summary else {
-        println!(
-            "no camera connected within {:.0} s\nOVERALL: FAIL",
+        let mut text = format!(
+            "no camera connected within {:.0} s\n",
             timeout.as_secs_f64()
         );
+        crate::verify::hint_lines(&mut text, crate::verify::Cause::NeverConnected);
+        println!("{text}OVERALL: FAIL");
         return Ok(false);
     };
     println!(
@@ -1356,7 +1395,15 @@ pub fn main() -> i32 {
         }
         Some(Command::Container(a)) => container(a),
         Some(Command::GenerateDocs { out_dir }) => generate_docs(out_dir).map(|_| true),
+        Some(Command::Convert(a)) if !a.output_dir.is_dir() => Err(usage(format!(
+            "folder not found: {} (give the server's output folder, --output-dir)",
+            a.output_dir.display()
+        ))),
         Some(Command::Convert(a)) => {
+            if !(0.0..=3600.0).contains(&a.convert_trim) {
+                eprintln!("error: --convert-trim must be between 0 and 3600 seconds");
+                return 2;
+            }
             if !crate::convert::ffmpeg_available() {
                 eprintln!("error: {}", crate::ffmpeg::HOW_TO_GET);
                 return 1;
@@ -1369,11 +1416,33 @@ pub fn main() -> i32 {
     match result {
         Ok(true) => 0,
         Ok(false) => 1,
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!("error: {e:#}");
+            2
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             1
         }
     }
+}
+
+/// A usage or configuration error (a folder that is not there, a bad
+/// value): exit status 2, as clap gives for a bad flag; 1 is "the job
+/// failed" (a file failed verify, a conversion failed).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
 }
 
 #[cfg(test)]

@@ -89,10 +89,21 @@ pub fn awaits_conversion(media: &Path) -> bool {
 /// with the returned guards); a raw stream is read as it is.
 struct Inputs {
     args: Vec<std::ffi::OsString>,
-    fps: u32,
+    fps: f64,
     audio: bool,
     container: bool,
     _scratch: Vec<derived::Derived>,
+}
+
+/// The frame rate assumed for a raw stream with no timing in its headers
+/// and none in its metadata: the camera's default setting (66003 = 30).
+/// The vendor's server assumes 25. One default for `serve` and `convert`.
+pub const DEFAULT_FPS: u32 = 30;
+
+/// A rate as ffmpeg's `-r` takes it and a person reads it: "30", "29.97".
+fn rate_text(r: f64) -> String {
+    let s = format!("{r:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
@@ -105,11 +116,17 @@ fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
         .map(u32::from);
     let kind = media::sniff_file(&stored.path).map_err(|e| e.to_string())?;
     if kind != dashcam_protocol::codec::container::Sniffed::Ptmf {
-        let fps = meta_fps.unwrap_or(default_fps);
+        // The stream's own timing (its SPS/VUI), else the metadata's rate,
+        // else --fps: ffmpeg would otherwise assume 25 whatever it says.
+        let fps = crate::ffmpeg::stream_timing(&stored.path)
+            .map(|(scale, tick)| f64::from(scale) / f64::from(tick))
+            .filter(|r| (1.0..=240.0).contains(r))
+            .or(meta_fps.map(f64::from))
+            .unwrap_or(f64::from(default_fps));
         return Ok(Inputs {
             args: vec![
                 "-r".into(),
-                fps.to_string().into(),
+                rate_text(fps).into(),
                 "-i".into(),
                 stored.path.clone().into(),
             ],
@@ -136,15 +153,17 @@ fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
         ));
     }
     // The container's own rate: what the camera recorded at.
-    let fps = summary
-        .frame_rate
-        .map(u32::from)
-        .filter(|f| (1..=120).contains(f))
-        .or(meta_fps)
-        .unwrap_or(default_fps);
+    let fps = f64::from(
+        summary
+            .frame_rate
+            .map(u32::from)
+            .filter(|f| (1..=120).contains(f))
+            .or(meta_fps)
+            .unwrap_or(default_fps),
+    );
     let mut args: Vec<std::ffi::OsString> = vec![
         "-r".into(),
-        fps.to_string().into(),
+        rate_text(fps).into(),
         "-f".into(),
         "hevc".into(),
         "-i".into(),
@@ -369,7 +388,8 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
         }
     };
     let out = target.dest().to_path_buf();
-    let mut fps = default_fps;
+    let mut fps = f64::from(default_fps);
+    let mut trimmed = 0.0;
     let outcome = inputs(stored, default_fps).and_then(|inp| {
         fps = inp.fps;
         let mut cmd = crate::ffmpeg::command();
@@ -378,6 +398,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
         // The vendor's trim is for a raw stream's damaged start; a container
         // is read cleanly, every frame kept.
         if trim > 0.0 && !inp.container {
+            trimmed = trim;
             cmd.arg("-ss").arg(format!("{trim:.3}"));
         }
         cmd.args(["-map", "0:v:0"]);
@@ -426,9 +447,15 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
                 .to_string_lossy()
                 .into_owned();
             log::info!(
-                "[{}] converted {} to {name} at {fps} fps",
+                "[{}] converted {} to {name} at {} fps{}",
                 stored.sidecar.imei,
-                stored.path.display()
+                stored.path.display(),
+                rate_text(fps),
+                if trimmed > 0.0 {
+                    format!(", the first {trimmed} s cut (--convert-trim)")
+                } else {
+                    String::new()
+                }
             );
             stored.sidecar.mp4 = Some(name);
             stored.sidecar.conversion_error = None;
@@ -454,7 +481,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
         "imei": stored.sidecar.imei,
         "mp4": stored.sidecar.mp4.as_ref().map(|m| rel(&stored.path.with_file_name(m))),
         "fps": fps,
-        "trim_s": trim,
+        "trim_s": trimmed,
         "error": stored.sidecar.conversion_error,
         "at": crate::storage::sidecar::rfc3339(chrono::Utc::now()),
     });

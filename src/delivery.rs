@@ -683,7 +683,7 @@ impl Inner {
             let size = std::fs::symlink_metadata(local)
                 .with_context(|| format!("{}", local.display()))?
                 .len();
-            let sc = crate::storage::read_sidecar(&local.with_extension("json"))
+            let sc = crate::storage::read_sidecar(&crate::storage::derived::sidecar_path_of(local))
                 .ok_or_else(|| anyhow!("its sidecar does not read"))?;
             let up = sc
                 .uploaded
@@ -780,7 +780,8 @@ fn record_upload(local: &Path, s3: &S3Client, key: &str, proof: &crate::s3::Proo
         etag: Some(proof.etag.clone()),
         checksum_sha256: proof.checksum_sha256.clone(),
     };
-    let sc_path = local.with_extension("json");
+    // The mp4 of an ADAS `.mp4` is `X.converted.mp4`: its record goes on X's sidecar.
+    let sc_path = crate::storage::derived::sidecar_path_of(local);
     if let Err(e) = crate::storage::update_sidecar(&sc_path, |sc| {
         sc.uploaded.retain(|u| u.file != name);
         sc.uploaded.push(up);

@@ -447,7 +447,13 @@ impl<'a> Conn<'_, 'a> {
         }
         let space = self.deframer.space(self.read.size);
         let asked = space.len();
-        match link.read(space) {
+        let read = link.read(space);
+        // The server's stop closes every link: what the read then says is
+        // the stop, not the camera (no camera error, partial kept).
+        if matches!(read, Ok(0) | Err(_)) && self.files.env.shutdown.load(Ordering::Relaxed) {
+            return self.session.handle_shutdown();
+        }
+        match read {
             Ok(0) => {
                 let pending = self.deframer.buffered();
                 self.session.handle_link_lost(if pending == 0 {

@@ -89,6 +89,50 @@ pub fn probe_video(path: &std::path::Path) -> Result<VideoProbe, String> {
     Ok(VideoProbe { codec, frames, fps })
 }
 
+/// A raw H.265 stream's own rate, from its headers' timing (the SPS's VUI,
+/// else the VPS): `(time_scale, num_units_in_tick)`, read by ffmpeg's
+/// `trace_headers` filter on the first frame. None when the stream carries
+/// no timing (ffmpeg would then assume 25) or ffmpeg cannot read it.
+pub fn stream_timing(path: &std::path::Path) -> Option<(u32, u32)> {
+    let o = command()
+        .args(["-hide_banner", "-nostdin", "-nostats", "-v", "debug", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "trace_headers",
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    parse_timing(&String::from_utf8_lossy(&o.stderr))
+}
+
+/// The first `*_num_units_in_tick` and `*_time_scale` of a trace, VUI first.
+fn parse_timing(trace: &str) -> Option<(u32, u32)> {
+    let field = |name: &str| {
+        trace.lines().find_map(|l| {
+            let (_, rest) = l.split_once(name)?;
+            rest.rsplit_once('=')?.1.trim().parse::<u32>().ok()
+        })
+    };
+    let vui = (field("vui_time_scale"), field("vui_num_units_in_tick"));
+    let vps = (field("vps_time_scale"), field("vps_num_units_in_tick"));
+    match (vui, vps) {
+        ((Some(t), Some(n)), _) | (_, (Some(t), Some(n))) if t > 0 && n > 0 => Some((t, n)),
+        _ => None,
+    }
+}
+
 /// `  Stream #0:0: Video: hevc (Main), yuv420p(tv), 320x240, 25 fps, 25 tbr, 1200k tbn`
 /// -> ("hevc", Some(25.0)). The rate is the "tbr" (ffprobe's `r_frame_rate`),
 /// else the "fps".
@@ -127,6 +171,19 @@ fn parse_rate(v: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streams_timing_is_read_from_its_trace() {
+        let trace = "[trace_headers @ 0x55] 165         vps_timing_info_present_flag   0 = 0\n\
+            [trace_headers @ 0x55] 222         vui_timing_info_present_flag   1 = 1\n\
+            [trace_headers @ 0x55] 223         vui_num_units_in_tick        00000000000000000000000000000001 = 1\n\
+            [trace_headers @ 0x55] 255         vui_time_scale               00000000000000000000000000011110 = 30\n";
+        assert_eq!(parse_timing(trace), Some((30, 1)));
+        assert_eq!(
+            parse_timing("[trace_headers] 222 vui_timing_info_present_flag 0 = 0\n"),
+            None
+        );
+    }
 
     #[test]
     fn reads_ffmpegs_stream_lines() {

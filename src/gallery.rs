@@ -23,6 +23,9 @@ const THUMB_W: u32 = 320;
 struct Entry {
     file: StoredFile,
     when: DateTime<Utc>,
+    /// The media is in the folder (not removed by --keep-days or
+    /// --s3-delete-local).
+    present: bool,
 }
 
 impl std::ops::Deref for Entry {
@@ -34,9 +37,9 @@ impl std::ops::Deref for Entry {
 
 /// Every stored file under `root` (every family, `.mp4` included), with when it was taken.
 fn scan(root: &Path) -> Vec<Entry> {
-    catalog::all_files(root)
+    catalog::all_known_files(root)
         .into_iter()
-        .map(|file| {
+        .map(|(file, present)| {
             let sc = &file.sidecar;
             let when = sc
                 .metadata
@@ -46,7 +49,11 @@ fn scan(root: &Path) -> Vec<Entry> {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default();
-            Entry { file, when }
+            Entry {
+                file,
+                when,
+                present,
+            }
         })
         .collect()
 }
@@ -94,9 +101,11 @@ fn make_thumbnail(media: &Path, out: &Path) -> bool {
 /// The picture a card shows: a thumbnail (made now if missing), else a photo
 /// itself (the browser scales it), else None (a placeholder is shown).
 fn thumbnail(root: &Path, e: &Entry, retry: bool) -> Option<PathBuf> {
-    let photo = (e.sidecar.media == Media::Photo).then(|| e.media.clone());
+    let photo = (e.sidecar.media == Media::Photo && e.present).then(|| e.media.clone());
     match derived::thumbnail(root, e.imei, &e.media, retry) {
         Ok(derived::Thumbnail::Ready(t)) => Some(t),
+        // Removed media: the thumbnail made while it was here, or none.
+        Ok(derived::Thumbnail::Make(_) | derived::Thumbnail::Failed) if !e.present => None,
         Ok(derived::Thumbnail::Failed) => photo,
         Ok(derived::Thumbnail::Make(d)) => {
             if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
@@ -166,7 +175,8 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}\
 .card video{width:320px;display:block;margin-top:4px;background:#000}\
 .card table{border-collapse:collapse;margin-top:6px;width:100%}\
 .card td{padding:1px 4px;vertical-align:top}.card td:first-child{color:#666;white-space:nowrap}\
-.mono{font-family:monospace;word-break:break-all}.bad{color:#b00}";
+.mono{font-family:monospace;word-break:break-all}.bad{color:#b00}\
+.gone{color:#666;font-style:italic}.removed img{opacity:.5}";
 
 /// Marks each thumbnail loaded (or broken, then shows the placeholder), with
 /// its place on the page: what a browser test reads back.
@@ -188,6 +198,33 @@ fn local_time(e: &Entry) -> Option<String> {
     )
 }
 
+/// Where a file of this card is: a link when it is in the folder; else
+/// where it went (the bucket and key its sidecar records) or why it went.
+fn whereabouts(root: &Path, e: &Entry, file: &Path, present: bool, label: &str) -> String {
+    if present {
+        return format!("<a href=\"{}\">{}</a>", href(root, file), esc(label));
+    }
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let sc = &e.sidecar;
+    let gone = sc.removed_locally.iter().find(|r| r.file == name);
+    match (sc.uploaded.iter().find(|u| u.file == name), gone) {
+        (Some(u), _) => format!(
+            "<span class=\"gone\" title=\"removed locally{}\">{}: only in the bucket, <span class=\"mono\">s3://{}/{}</span></span>",
+            gone.map_or(String::new(), |r| esc(&format!(" ({}, {})", r.why, r.at))),
+            esc(label),
+            esc(&u.bucket),
+            esc(&u.key)
+        ),
+        (None, Some(r)) => format!(
+            "<span class=\"gone\">{}: removed ({}, {})</span>",
+            esc(label),
+            esc(&r.why),
+            esc(&r.at)
+        ),
+        (None, None) => format!("<span class=\"bad\">{}: missing</span>", esc(label)),
+    }
+}
+
 fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
     let thumb = thumbnail(root, e, retry);
     let src = thumb
@@ -196,24 +233,35 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
     let sc = &e.sidecar;
     let m = sc.metadata.as_ref();
     let name = e.media.file_name().unwrap_or_default().to_string_lossy();
-    let _ = write!(
-        out,
-        "<div class=\"card\"><a href=\"{raw}\"><img class=\"thumb\" loading=\"lazy\" alt=\"{alt}\" src=\"{src}\" \
-         onerror=\"this.onerror=null;this.classList.add('broken');this.src='{ph}'\"></a><table>",
-        raw = href(root, &e.media),
+    let img = format!(
+        "<img class=\"thumb\" loading=\"lazy\" alt=\"{alt}\" src=\"{src}\" \
+         onerror=\"this.onerror=null;this.classList.add('broken');this.src='{ph}'\">",
         alt = esc(&name),
         src = src,
         ph = PLACEHOLDER,
     );
-    // The converted mp4 plays in the page, with its sound.
-    if let Some(mp4) = &sc.mp4 {
+    if e.present {
+        let _ = write!(
+            out,
+            "<div class=\"card\"><a href=\"{}\">{img}</a><table>",
+            href(root, &e.media)
+        );
+    } else {
+        let _ = write!(out, "<div class=\"card removed\">{img}<table>");
+    }
+    let mp4 = sc.mp4.as_ref().map(|m| e.media.with_file_name(m)).map(|p| {
+        let here = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+        (p, here)
+    });
+    // The converted mp4 plays in the page, with its sound (while it is here).
+    if let Some((mp4, true)) = &mp4 {
         let poster = thumb
             .as_ref()
             .map_or(String::new(), |t| format!(" poster=\"{}\"", href(root, t)));
         let _ = write!(
             out,
             "<video class=\"clip\" controls preload=\"none\" width=\"320\" src=\"{}\"{poster}></video>",
-            href(root, &e.media.with_file_name(mp4))
+            href(root, mp4)
         );
     }
     let mut row = |k: &str, v: String| {
@@ -316,13 +364,9 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
             ),
         );
     }
-    let mut links = format!("<a href=\"{}\">raw</a>", href(root, &e.media));
-    if let Some(mp4) = &sc.mp4 {
-        let _ = write!(
-            links,
-            " · <a href=\"{}\">mp4</a>",
-            href(root, &e.media.with_file_name(mp4))
-        );
+    let mut links = whereabouts(root, e, &e.media, e.present, "raw");
+    if let Some((mp4, here)) = &mp4 {
+        let _ = write!(links, " · {}", whereabouts(root, e, mp4, *here, "mp4"));
     }
     if let Some(err) = &sc.conversion_error {
         let _ = write!(

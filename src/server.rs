@@ -240,7 +240,7 @@ impl StopHandle {
         }
         // Counted when the stop is asked for: the links close right after.
         log::info!(
-            "stopping: no new connections; closing {} open link(s), partials are kept",
+            "stopping: {} camera(s) connected, partials kept; no new connections",
             self.0.active.load(Ordering::SeqCst)
         );
         // Wake the blocking accepts.

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use dashcam_protocol::time::{judge_capture, span, Capture};
 
 use crate::storage::Sidecar;
 use dashcam_protocol::Media;
@@ -24,6 +25,8 @@ pub struct Check {
     pub what: &'static str,
     pub outcome: Outcome,
     pub detail: String,
+    /// Why it did not pass, when that is known: its hint is printed under it.
+    pub cause: Option<Cause>,
 }
 
 fn pass(what: &'static str, detail: String) -> Check {
@@ -31,14 +34,154 @@ fn pass(what: &'static str, detail: String) -> Check {
         what,
         outcome: Outcome::Pass,
         detail,
+        cause: None,
     }
 }
 
-fn fail(what: &'static str, detail: String) -> Check {
+fn fail(what: &'static str, cause: Cause, detail: String) -> Check {
     Check {
         what,
         outcome: Outcome::Fail,
         detail,
+        cause: Some(cause),
+    }
+}
+
+/// What a FAIL (or a warning) means and what to do about it: one table,
+/// printed under each FAIL line, by `verify --explain`, and in the README's
+/// troubleshooting section (a test keeps the three the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    NeverConnected,
+    NotACamera,
+    NotSent,
+    NothingStored,
+    NoMetadata,
+    ClockAhead,
+    ClockNotSet,
+    NoPosition,
+    PhotoBroken,
+    VideoBroken,
+    LengthDiffers,
+    FrameRateDiffers,
+    NoSound,
+    CrcRetries,
+}
+
+/// (cause, what the technician sees, what to do).
+pub const CAUSES: [(Cause, &str, &str); 14] = [
+    (
+        Cause::NeverConnected,
+        "camera never connects (\"no camera connected within N s\")",
+        "In the camera's (or tracker's) settings, the file server's address must be this computer's address as the camera reaches it and the port must be --port (default 5000). On Windows, answer the firewall prompt with Allow (private and public networks). The camera needs mobile data (SIM, APN) and connects only when it has a file to send: trigger a photo or an event.",
+    ),
+    (
+        Cause::NotACamera,
+        "the server log says \"not a camera\"",
+        "Something other than a camera reached the camera port. \"tracker AVL data\": a tracker's AVL server setting points at the camera port; set it to your tracking platform. HTTP, RDP or SSH: a scanner, nothing to change. \"TLS handshake\": the camera speaks TLS; give the server --tls-cert and --tls-key, or turn TLS off in the camera.",
+    ),
+    (
+        Cause::NotSent,
+        "expected file \"the camera did not send it\"",
+        "The camera offered no such file: enable that camera (front/rear) and that file type in its settings, take a photo or trigger an event so it has one to send, and check --mode (auto takes every file).",
+    ),
+    (
+        Cause::NothingStored,
+        "verify --dir: \"no stored file in DIR\" (exit status 2)",
+        "The folder holds no stored file with its sidecar (.json): give the server's output folder (--output-dir) or one camera's folder inside it.",
+    ),
+    (
+        Cause::NoMetadata,
+        "metadata FAIL \"none\"",
+        "Run the server with --metadata (verify always asks for it). Cameras answer it from firmware 03.27.04; update older firmware.",
+    ),
+    (
+        Cause::ClockAhead,
+        "metadata FAIL \"the camera's clock is ... ahead\"",
+        "The camera's capture time is later than the moment the file arrived: its clock is ahead. Set its time (GPS fix, or the tracker's time settings). A capture time in the past is not an error: cameras keep files while out of coverage.",
+    ),
+    (
+        Cause::ClockNotSet,
+        "metadata FAIL \"the camera's clock is not set\"",
+        "The capture time is before 2016: the camera's clock was reset. Give it a GPS fix (open sky) or set its time, then record again.",
+    ),
+    (
+        Cause::NoPosition,
+        "metadata FAIL \"position 0/0\", \"no position\" or \"out of range\"",
+        "The camera had no GPS fix when it recorded: check the GPS antenna and its cable, park under open sky for a few minutes, then record again.",
+    ),
+    (
+        Cause::PhotoBroken,
+        "photo FAIL (not a JPEG, cut short, does not decode)",
+        "Every byte arrived as the camera sent it (each packet is CRC-checked), so the camera stored a damaged photo: check or replace its SD card, then take a new photo.",
+    ),
+    (
+        Cause::VideoBroken,
+        "video FAIL (not HEVC, no frame, camera container with no video, missing frames)",
+        "The bytes arrived as sent (CRC-checked): the camera recorded a damaged video. Check or replace its SD card and record again. Install ffmpeg (or put ffmpeg.exe beside the server) for the checks that decode.",
+    ),
+    (
+        Cause::LengthDiffers,
+        "video FAIL \"length ... the metadata says ... s\"",
+        "The video is shorter or longer than the camera's metadata says: a recording cut by a power loss or a full SD card, or (with simulate) a --duration that is not the clip's length.",
+    ),
+    (
+        Cause::FrameRateDiffers,
+        "video FAIL \"... fps, the metadata ... fps\"",
+        "The video's frame rate differs from the metadata's: check the camera's video settings; with simulate, give --frame-rate the clip's rate.",
+    ),
+    (
+        Cause::NoSound,
+        "video FAIL \"no audio track\" or \"the sound and the video differ\"",
+        "The camera recorded without sound: turn audio recording on in its settings and check the microphone.",
+    ),
+    (
+        Cause::CrcRetries,
+        "CRC \"N retries\", more than 1 in 10 packets",
+        "Packets were damaged on the way and sent again: the file is whole, but the link is poor. Check the tracker's mobile signal and antenna; many retries make downloads slow.",
+    ),
+];
+
+impl Cause {
+    pub fn hint(self) -> &'static str {
+        CAUSES
+            .iter()
+            .find(|(c, _, _)| *c == self)
+            .map_or("", |(_, _, h)| h)
+    }
+}
+
+/// The table of causes, as `verify --explain` prints it.
+pub fn explain() -> String {
+    let mut out = String::from("What a FAIL means, and what to do:\n");
+    for (_, seen, todo) in CAUSES {
+        let _ = write!(out, "\n* {seen}\n");
+        wrap(&mut out, todo, "  ");
+    }
+    out
+}
+
+/// "what to do: ..." under a FAIL line, wrapped to fit 100 columns.
+pub fn hint_lines(out: &mut String, cause: Cause) {
+    let text = format!("what to do: {}", cause.hint());
+    wrap(out, &text, "    ");
+}
+
+fn wrap(out: &mut String, text: &str, indent: &str) {
+    const WIDTH: usize = 100;
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > WIDTH {
+            let _ = writeln!(out, "{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{indent}{line}");
     }
 }
 
@@ -98,11 +241,11 @@ fn jpeg_size(b: &[u8]) -> Result<(u16, u16), String> {
 fn check_photo(path: &Path) -> Check {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => return fail("photo", format!("cannot read: {e}")),
+        Err(e) => return fail("photo", Cause::PhotoBroken, format!("cannot read: {e}")),
     };
     let (w, h) = match jpeg_size(&bytes) {
         Ok(s) => s,
-        Err(e) => return fail("photo", e),
+        Err(e) => return fail("photo", Cause::PhotoBroken, e),
     };
     // A full decode where ffmpeg is there; the structure check otherwise.
     match crate::ffmpeg::command()
@@ -116,6 +259,7 @@ fn check_photo(path: &Path) -> Check {
         }
         Ok(o) => fail(
             "photo",
+            Cause::PhotoBroken,
             format!(
                 "JPEG {w}x{h} that does not decode: {}",
                 String::from_utf8_lossy(&o.stderr)
@@ -138,7 +282,7 @@ fn check_photo(path: &Path) -> Check {
 fn check_container(path: &Path, sc: &Sidecar) -> Check {
     let info = match crate::storage::media::inspect(path) {
         Ok(i) => i,
-        Err(e) => return fail("video", format!("cannot read: {e}")),
+        Err(e) => return fail("video", Cause::VideoBroken, format!("cannot read: {e}")),
     };
     let (Some(w), Some(h), Some(fps), Some(frames), Some(secs)) = (
         info.width,
@@ -149,6 +293,7 @@ fn check_container(path: &Path, sc: &Sidecar) -> Check {
     ) else {
         return fail(
             "video",
+            Cause::VideoBroken,
             format!(
                 "camera container with no video: {}",
                 info.problems.join("; ")
@@ -156,19 +301,25 @@ fn check_container(path: &Path, sc: &Sidecar) -> Check {
         );
     };
     let mut detail = format!("camera container, {w}x{h}, {fps} fps, {frames} frames, {secs:.2} s");
-    let mut bad = Vec::new();
+    let mut bad: Vec<(Cause, String)> = Vec::new();
     match (&info.audio_codec, info.audio_duration_s) {
         (Some(_), Some(a)) => {
             let _ = write!(detail, ", sound G.711 A-law {a:.2} s");
             if (a - secs).abs() > 0.5 {
-                bad.push(format!(
-                    "the sound ({a:.2} s) and the video ({secs:.2} s) differ by more than 0.5 s"
+                bad.push((
+                    Cause::NoSound,
+                    format!(
+                        "the sound ({a:.2} s) and the video ({secs:.2} s) differ by more than 0.5 s"
+                    ),
                 ));
             }
         }
         _ => {
             let _ = write!(detail, ", no sound");
-            bad.push("no audio track (DualCam videos carry G.711 sound)".into());
+            bad.push((
+                Cause::NoSound,
+                "no audio track (DualCam videos carry G.711 sound)".into(),
+            ));
         }
     }
     let m = sc.metadata.as_ref();
@@ -187,21 +338,32 @@ fn check_container(path: &Path, sc: &Sidecar) -> Check {
                 mf.map_or(String::new(), |f| format!(", {f} fps"))
             );
             if let Some(mf) = mf.filter(|&f| u16::from(f) != fps) {
-                bad.push(format!(
-                    "the container says {fps} fps, the metadata {mf} fps"
+                bad.push((
+                    Cause::FrameRateDiffers,
+                    format!("the container says {fps} fps, the metadata {mf} fps"),
                 ));
             }
             if let Some(md) = md.filter(|&d| (secs - d as f64).abs() > 1.0) {
-                bad.push(format!("length {secs:.2} s, the metadata says {md} s"));
+                bad.push((
+                    Cause::LengthDiffers,
+                    format!("length {secs:.2} s, the metadata says {md} s"),
+                ));
             }
         }
     }
-    bad.extend(info.problems.iter().cloned());
-    if bad.is_empty() {
-        pass("video", detail)
-    } else {
-        let _ = write!(detail, "; {}", bad.join("; "));
-        fail("video", detail)
+    bad.extend(
+        info.problems
+            .iter()
+            .map(|p| (Cause::VideoBroken, p.clone())),
+    );
+    match bad.first() {
+        None => pass("video", detail),
+        Some(&(cause, _)) => {
+            for (_, b) in &bad {
+                let _ = write!(detail, "; {b}");
+            }
+            fail("video", cause, detail)
+        }
     }
 }
 
@@ -213,14 +375,22 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
     }
     let p = match crate::ffmpeg::probe_video(path) {
         Ok(p) => p,
-        Err(e) => return fail("video", e),
+        Err(e) => return fail("video", Cause::VideoBroken, e),
     };
     let want_codec = path.extension().is_some_and(|e| e == "h265");
     if want_codec && p.codec != "hevc" {
-        return fail("video", format!("codec {}, not HEVC", p.codec));
+        return fail(
+            "video",
+            Cause::VideoBroken,
+            format!("codec {}, not HEVC", p.codec),
+        );
     }
     if p.frames == 0 {
-        return fail("video", format!("{} with no decodable frame", p.codec));
+        return fail(
+            "video",
+            Cause::VideoBroken,
+            format!("{} with no decodable frame", p.codec),
+        );
     }
     let m = sc.metadata.as_ref();
     let meta_fps = m.and_then(|m| m.frame_rate);
@@ -239,6 +409,7 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
             what: "video",
             outcome: Outcome::Info,
             detail,
+            cause: None,
         };
     }
     let _ = write!(
@@ -252,22 +423,26 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
     if let (Some(mf), Some(stream_fps), false) = (meta_fps, p.fps, want_codec) {
         if (stream_fps - mf as f64).abs() > 0.01 {
             let _ = write!(detail, "; the stream says {stream_fps:.2} fps");
-            return fail("video", detail);
+            return fail("video", Cause::FrameRateDiffers, detail);
         }
     }
     if let Some(md) = meta_dur {
         if (secs - md as f64).abs() > 1.0 {
             let _ = write!(detail, "; length differs by more than 1 s");
-            return fail("video", detail);
+            return fail("video", Cause::LengthDiffers, detail);
         }
     }
     pass("video", detail)
 }
 
+/// The metadata, its capture time judged against the moment the file
+/// reached the server (its sidecar's `completed_at`), not the moment
+/// `verify` runs: yesterday's downloads and last year's archive pass alike.
 fn check_metadata(sc: &Sidecar, now: DateTime<Utc>) -> Check {
     let Some(m) = &sc.metadata else {
         return fail(
             "metadata",
+            Cause::NoMetadata,
             "none (the server needs --metadata; the camera firmware 03.27.04 or later)".into(),
         );
     };
@@ -275,30 +450,70 @@ fn check_metadata(sc: &Sidecar, now: DateTime<Utc>) -> Check {
         .timestamp
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
     else {
-        return fail("metadata", "no capture time".into());
+        return fail("metadata", Cause::NoMetadata, "no capture time".into());
     };
-    let hours = (now - t.with_timezone(&Utc)).num_minutes() as f64 / 60.0;
+    let received = DateTime::parse_from_rfc3339(&sc.completed_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now);
     let pos = match (m.latitude, m.longitude) {
         (Some(lat), Some(lon)) => format!("{lat:.6}, {lon:.6}"),
         _ => "no position".into(),
     };
-    let detail = format!("{t} ({hours:+.1} h from the server's clock), {pos}");
-    if hours.abs() > 24.0 {
-        return fail("metadata", format!("{detail}: time more than a day off"));
-    }
+    let shown = t.format("%Y-%m-%d %H:%M:%S UTC");
+    let detail = match judge_capture(t, received) {
+        Capture::Before(d) if (now - received).num_minutes() < 10 => {
+            format!("captured {shown}, {} ago, {pos}", span(d))
+        }
+        Capture::Before(d) => format!(
+            "captured {shown}, {} before it reached the server ({}), {pos}",
+            span(d),
+            received.format("%Y-%m-%d %H:%M UTC")
+        ),
+        Capture::Ahead(d) => {
+            return fail(
+                "metadata",
+                Cause::ClockAhead,
+                format!(
+                    "captured {shown}, after it reached the server ({}): the camera's clock is {} ahead, {pos}",
+                    received.format("%Y-%m-%d %H:%M:%S UTC"),
+                    span(d)
+                ),
+            )
+        }
+        Capture::NotSet => {
+            return fail(
+                "metadata",
+                Cause::ClockNotSet,
+                format!("captured {shown}: the camera's clock is not set, {pos}"),
+            )
+        }
+    };
     match (m.latitude, m.longitude) {
         (Some(lat), Some(lon))
             if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
         {
             if lat == 0.0 && lon == 0.0 {
-                fail("metadata", format!("{detail}: position 0/0 (no GPS fix)"))
+                fail(
+                    "metadata",
+                    Cause::NoPosition,
+                    format!("{detail}: position 0/0 (no GPS fix)"),
+                )
             } else {
                 pass("metadata", detail)
             }
         }
-        (Some(_), Some(_)) => fail("metadata", format!("{detail}: position out of range")),
-        _ => fail("metadata", format!("{detail}: no position")),
+        (Some(_), Some(_)) => fail(
+            "metadata",
+            Cause::NoPosition,
+            format!("{detail}: position out of range"),
+        ),
+        _ => fail(
+            "metadata",
+            Cause::NoPosition,
+            format!("{detail}: no position"),
+        ),
     }
 }
 
@@ -312,12 +527,16 @@ pub fn check_file(media: &Path, sc: &Sidecar) -> Vec<Check> {
             what: "content",
             outcome: Outcome::Info,
             detail: "file: not checked".into(),
+            cause: None,
         }),
     }
     v.push(check_metadata(sc, Utc::now()));
     v.push(Check {
         what: "CRC",
         outcome: Outcome::Info,
+        // A few are normal on a poor link; many say the link is the problem.
+        cause: (sc.crc_errors >= 3 && sc.crc_errors * 10 > sc.data_frames)
+            .then_some(Cause::CrcRetries),
         detail: format!(
             "{} retr{}; file CRC 0x{:04X}{}",
             sc.crc_errors,
@@ -359,6 +578,9 @@ pub fn report(files: &[(PathBuf, Sidecar)], expect: &[String]) -> (String, bool)
             };
             let shown = if i == 0 { name.as_str() } else { "" };
             let _ = writeln!(out, "{shown:<44} {:<9} {result:<6} {}", c.what, c.detail);
+            if let Some(cause) = c.cause {
+                hint_lines(&mut out, cause);
+            }
         }
     }
     for e in expect {
@@ -377,9 +599,15 @@ pub fn report(files: &[(PathBuf, Sidecar)], expect: &[String]) -> (String, bool)
                 "the camera did not send it"
             }
         );
+        if !got {
+            hint_lines(&mut out, Cause::NotSent);
+        }
     }
     if files.is_empty() {
         let _ = writeln!(out, "no file to check");
+        if expect.is_empty() {
+            hint_lines(&mut out, Cause::NotSent);
+        }
     }
     let _ = writeln!(
         out,

@@ -1143,3 +1143,115 @@ fn delete_local_waits_for_the_conversion() {
     }
     outbox_empties(&out);
 }
+
+/// An ADAS camera names its videos `.mp4`; its conversion is
+/// `X.converted.mp4`. Both uploads are recorded on X's sidecar (not on a
+/// `X.converted.json` that does not exist), `--keep-days` removes the mp4
+/// with its original once the store shows both, and the gallery then shows
+/// each as only in the bucket, with its key, and links neither.
+#[test]
+#[cfg_attr(
+    not(have_s3s_fs),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
+)]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn an_adas_videos_mp4_is_recorded_removed_with_it_and_shown_as_in_the_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3_port = free_port();
+    let (_store, bucket) = store(&tmp.path().join("s3"), s3_port);
+    let out = tmp.path().join("out");
+    let imei = 350612071919201u64;
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/camera.h265");
+    let log = tmp.path().join("a.log");
+    let sidecar = {
+        let mut flags = s3_flags(s3_port, "");
+        flags.extend(["--convert", "mp4", "--gallery", "false"].map(String::from));
+        let (_srv, addr) = server(&out, &log, &flags);
+        let mut cam = camera(addr, imei, Vec::new());
+        cam.family = dashcam_server::codec::Family::Adas;
+        cam.paths = vec![(b"/mnt/sd/mdas9/video/0001.mp4".to_vec(), clip.clone())];
+        assert!(run_camera(&cam).unwrap().complete);
+        let sidecar = std::fs::read_dir(out.join(imei.to_string()))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .expect("stored");
+        assert!(sidecar.with_extension("mp4").is_file(), "stored as .mp4");
+        wait_for("the conversion and both uploads", || {
+            let sc: dashcam_server::storage::Sidecar =
+                serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+            sc.uploaded.len() == 2 || sc.conversion_error.is_some()
+        });
+        outbox_empties(&out);
+        sidecar
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("cannot record the upload"), "{text}");
+    assert!(!out
+        .join(imei.to_string())
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".converted.json")));
+    let sc: dashcam_server::storage::Sidecar =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let video = sidecar.with_extension("mp4");
+    let mp4 = video.with_file_name(sc.mp4.clone().expect("converted"));
+    assert!(mp4.to_string_lossy().ends_with(".converted.mp4"));
+    let mp4_name = mp4.file_name().unwrap().to_str().unwrap().to_string();
+    let up = sc
+        .uploaded
+        .iter()
+        .find(|u| u.file == mp4_name)
+        .expect("the mp4's upload recorded");
+    assert_eq!(bucket.get(&up.key).unwrap(), std::fs::read(&mp4).unwrap());
+    // Three days later, --keep-days 2 removes both once the store shows them.
+    age(&video, 3);
+    age(&mp4, 3);
+    let log = tmp.path().join("b.log");
+    let mut flags = s3_flags(s3_port, "");
+    flags.extend(["--keep-days", "2", "--gallery", "false"].map(String::from));
+    {
+        let (_srv, _) = server(&out, &log, &flags);
+        wait_for("the sweep", || {
+            log_has(&log, "--keep-days 2: removed 2 file(s)")
+        });
+    }
+    assert!(!video.exists() && !mp4.exists(), "both removed");
+    let sc: dashcam_server::storage::Sidecar =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(sc.removed_locally.len(), 2, "{sc:?}");
+    // The gallery: still listed, each file shown as in the bucket, no link to either.
+    let o = Command::new(BIN)
+        .args(["gallery", "--output-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let video_name = video.file_name().unwrap().to_str().unwrap();
+    for (name, label) in [(video_name, "raw"), (mp4_name.as_str(), "mp4")] {
+        assert!(
+            !html.contains(&format!("href=\"{imei}/{name}\"")),
+            "{name} linked:\n{html}"
+        );
+        let key = sc
+            .uploaded
+            .iter()
+            .find(|u| u.file == name)
+            .unwrap()
+            .key
+            .clone();
+        assert!(
+            html.contains(&format!(
+                "{label}: only in the bucket, <span class=\"mono\">s3://fleet/{key}</span>"
+            )),
+            "{name}:\n{html}"
+        );
+    }
+    assert!(!html.contains("<video"), "no player for a removed mp4");
+}

@@ -564,14 +564,27 @@ fn sigterm_stops_the_server_keeping_partials_and_exits_0() {
         .find(|p| p.extension().is_some_and(|e| e == "part"))
         .expect("partial kept");
     assert_eq!(std::fs::read(part).unwrap(), d);
-    // The count is the links open when the stop came: this camera's.
+    // The count is the links open when the stop came: this camera's. A
+    // stop is said once, and is no camera's error: no warning, no session
+    // counted as failed.
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("closing 1 open link(s)"), "{text}");
+    let said = "stopping: 1 camera(s) connected, partials kept";
+    assert_eq!(text.matches(said).count(), 1, "{text}");
     let (closing, stopped) = (
-        text.find("closing 1 open link(s)").unwrap(),
+        text.find(said).unwrap(),
         text.find("server stopped").expect("server stopped"),
     );
     assert!(closing < stopped);
+    let after = &text[closing..];
+    assert!(
+        !after.contains("WARN") && !after.contains("ERROR"),
+        "{after}"
+    );
+    assert!(after.contains("0 session(s) ended in error"), "{after}");
+    assert!(
+        after.contains("server shutting down"),
+        "the camera's session end says why: {after}"
+    );
 }
 
 /// A camera that keeps reporting a file after every REPEAT INIT: --max-files bounds the session.

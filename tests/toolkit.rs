@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use dashcam_server::codec::FileKind;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
 
@@ -187,9 +188,10 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
         "{}",
         String::from_utf8_lossy(&play.stderr)
     );
-    // 3 s at 25 fps (from metadata), less the 0.9 s the recipe skips: about 2.7 s.
+    // 90 frames at the stream's own 30 fps (its VUI timing; the metadata's
+    // 25 comes after it), nothing cut unless asked: 3 s.
     let secs = duration_of(&mp4);
-    assert!((secs - (90.0 / 25.0 - 0.9)).abs() < 0.3, "duration {secs}");
+    assert!((secs - 3.0).abs() < 0.1, "duration {secs}");
     // The photo is not converted.
     assert!(!all_files(&out)
         .iter()
@@ -201,13 +203,13 @@ fn serve_convert_mp4_turns_a_real_clip_into_playable_h264() {
     not(have_ffmpeg),
     ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
 )]
-fn convert_trim_0_keeps_every_frame_and_the_index_records_the_conversion() {
-    let (_tmp, out, video, sidecar) = convert_run(&["--convert-trim", "0"]);
+fn convert_trim_cuts_only_when_asked_and_the_index_records_it() {
+    let (_tmp, out, video, sidecar) = convert_run(&["--convert-trim", "0.9"]);
     let mp4 = video.with_file_name(sidecar.mp4.expect("converted"));
     let secs = duration_of(&mp4);
     assert!(
-        (secs - 90.0 / 25.0).abs() < 0.15,
-        "duration {secs}: nothing is cut"
+        (secs - (3.0 - 0.9)).abs() < 0.15,
+        "duration {secs}: the vendor's 0.9 s cut, as asked"
     );
     // The index names the media file and its mp4 on a `converted` line.
     let began = Instant::now();
@@ -230,7 +232,7 @@ fn convert_trim_0_keeps_every_frame_and_the_index_records_the_conversion() {
     };
     assert_eq!(line["path"], rel(&video));
     assert_eq!(line["mp4"], rel(&mp4));
-    assert_eq!(line["trim_s"], 0.0);
+    assert_eq!(line["trim_s"], 0.9);
     assert!(line["error"].is_null());
 }
 
@@ -494,4 +496,77 @@ fn run_server_sh_takes_a_technicians_edits() {
     assert!(tmp.path().join("my downloads").is_dir());
     let log = std::fs::read_to_string(tmp.path().join("logs/dashcam-server.log")).unwrap();
     assert!(log.contains("convert mp4"), "{log}");
+}
+
+/// `convert` of a raw stream of 50 frames at 25 fps (its headers say so;
+/// no metadata) keeps all 50 and lasts 2 s: no default cut, the stream's own
+/// rate before `--fps`. A folder that is not there is a usage error (2).
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn convert_keeps_every_frame_of_a_raw_stream_at_its_own_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = tmp.path().join("fifty.h265");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+        ])
+        .args([
+            "-frames:v",
+            "50",
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=none",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-f", "hevc"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut cam = srv.sim(350612071913857);
+    cam.metadata = false;
+    cam.files = vec![(FileKind::VideoFront, clip)];
+    assert!(
+        dashcam_server::simulator::run_camera(&cam)
+            .unwrap()
+            .complete
+    );
+    srv.shutdown();
+    let o = Command::new(BIN)
+        .args(["convert", "--output-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let video = media(&out, 350612071913857)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "h265"))
+        .unwrap();
+    let mp4 = video.with_extension("mp4");
+    let frames = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&frames.stdout).trim(), "50");
+    let secs = duration_of(&mp4);
+    assert!((secs - 2.0).abs() < 0.05, "2 s at 25 fps, not {secs}");
+    let o = Command::new(BIN)
+        .args(["convert", "--output-dir"])
+        .arg(tmp.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("folder not found"));
 }

@@ -241,3 +241,174 @@ fn verify_needs_only_ffmpeg_and_says_how_to_get_it() {
     );
     assert!(text.contains("photo     PASS"), "{text}");
 }
+
+/// Sets a stored file's received time (its sidecar's `started_at` and
+/// `completed_at`), as if the server had stored it then.
+fn received_at(media: &Path, when: chrono::DateTime<chrono::Utc>) {
+    let side = media.with_extension("json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&side).unwrap()).unwrap();
+    let t = when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    v["started_at"] = t.clone().into();
+    v["completed_at"] = t.into();
+    std::fs::write(&side, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Capture times are judged against the moment each file was received, not
+/// the moment verify runs: last year's archive with sound clocks passes; a
+/// capture time after the file arrived is the camera's clock ahead, said so,
+/// with what to do.
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn verify_dir_judges_capture_times_against_the_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = start(&out, |c| c.session.metadata = true);
+    let year_ago = chrono::Utc::now() - chrono::Duration::days(365);
+    // Captured 15 minutes before it was received, a year ago.
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(FileKind::PhotoFront, samples().join("photo.jpg"))];
+    cam.meta_time = Some(year_ago.timestamp() - 15 * 60);
+    assert!(run_camera(&cam).unwrap().complete);
+    let photo = media(&out, IMEI).pop().unwrap();
+    received_at(&photo, year_ago);
+    let (ok, text) = verify_dir(&out);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("15 min before it reached the server"),
+        "{text}"
+    );
+    // Another camera's clock 2 hours ahead of its receipt, checked today.
+    let mut cam = srv.sim(IMEI + 1);
+    cam.files = vec![(FileKind::PhotoFront, samples().join("photo.jpg"))];
+    cam.meta_time = Some(chrono::Utc::now().timestamp() + 2 * 3600);
+    assert!(run_camera(&cam).unwrap().complete);
+    let (ok, text) = verify_dir(&out.join((IMEI + 1).to_string()));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("metadata  FAIL") && text.contains("the camera's clock is 2.0 h ahead"),
+        "{text}"
+    );
+    assert!(
+        text.contains("what to do: The camera's capture time is later than"),
+        "the hint under the FAIL line: {text}"
+    );
+    // Just received: "ago".
+    let mut cam = srv.sim(IMEI + 2);
+    cam.files = vec![(FileKind::PhotoFront, samples().join("photo.jpg"))];
+    cam.meta_time = Some(chrono::Utc::now().timestamp() - 15 * 60);
+    assert!(run_camera(&cam).unwrap().complete);
+    let (ok, text) = verify_dir(&out.join((IMEI + 2).to_string()));
+    assert!(ok && text.contains(", 15 min ago,"), "{text}");
+}
+
+/// A folder that is not there, a folder with nothing stored, a file that
+/// cannot be read: one clear line and exit 2 (a usage error), not a PASS
+/// and not 1 (a file that failed).
+#[cfg(unix)]
+#[test]
+fn verify_dir_without_files_to_check_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |dir: &Path| {
+        let o = Command::new(BIN)
+            .args(["verify", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&tmp.path().join("nowhere"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("folder not found") && err.contains("nowhere"),
+        "{err}"
+    );
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    let (code, err) = run(&tmp.path().join("empty"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no stored file in"), "{err}");
+    // A stored photo its reader may not read (mode 000). Root reads
+    // anything, so as root verify runs as `nobody` (setpriv, util-linux).
+    let out = tmp.path().join("out");
+    let srv = start(&out, |_| {});
+    let mut cam = srv.sim(IMEI);
+    cam.files = vec![(FileKind::PhotoFront, samples().join("photo.jpg"))];
+    assert!(run_camera(&cam).unwrap().complete);
+    srv.shutdown();
+    let photo = media(&out, IMEI).pop().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [
+        tmp.path().to_path_buf(),
+        out.clone(),
+        out.join(IMEI.to_string()),
+    ] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        photo.with_extension("json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(&photo, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let o = cmd.args(["verify", "--dir"]).arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("Permission denied"),
+        "{err}"
+    );
+}
+
+/// Every cause of a FAIL has its hint, `verify --explain` prints them all,
+/// and the README's troubleshooting section lists each (symptom and what
+/// to do), so the three never drift apart.
+#[test]
+fn every_fail_kind_is_explained_in_verify_and_the_readme() {
+    let o = Command::new(BIN)
+        .args(["verify", "--explain"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let explained = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Troubleshooting")
+        .nth(1)
+        .expect("a Troubleshooting section in the README");
+    let section = section.split("\n## ").next().unwrap();
+    let flat = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (cause, seen, todo) in dashcam_server::verify::CAUSES {
+        assert!(!todo.is_empty(), "{cause:?} has no hint");
+        assert!(
+            explained.contains(seen) && explained.contains(todo),
+            "--explain lacks {cause:?}"
+        );
+        assert!(
+            flat.contains(seen),
+            "the README lacks the symptom of {cause:?}: {seen}"
+        );
+        assert!(
+            flat.contains(todo),
+            "the README lacks what to do for {cause:?}: {todo}"
+        );
+    }
+}

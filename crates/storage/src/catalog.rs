@@ -60,6 +60,18 @@ pub(crate) fn listing(dir: &Path) -> HashMap<OsString, Vec<OsString>> {
         if !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
+        // An ADAS/DSM `.mp4`'s conversion, `X.converted.mp4`, belongs to X.
+        if let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".converted.mp4"))
+            .filter(|s| !s.is_empty())
+        {
+            by_stem
+                .entry(OsString::from(stem))
+                .or_default()
+                .push(OsString::from("converted.mp4"));
+            continue;
+        }
         let (Some(stem), Some(ext)) = (name.file_stem(), name.extension()) else {
             continue;
         };
@@ -127,6 +139,35 @@ pub fn camera_files(dir: &Path, imei: u64) -> Vec<StoredFile> {
         .filter_map(|(stem, exts)| stored_file(dir, imei, stem, exts))
         .collect();
     out.sort_by(|a, b| a.media.cmp(&b.media));
+    out
+}
+
+/// As [`camera_files`], and also the files whose local copy was removed on
+/// purpose (`--keep-days`, `--s3-delete-local`): with whether the media is
+/// in the folder. What the gallery shows.
+pub fn camera_known_files(dir: &Path, imei: u64) -> Vec<(StoredFile, bool)> {
+    let mut out: Vec<(StoredFile, bool)> = listing(dir)
+        .iter()
+        .filter_map(|(stem, exts)| known_file(dir, imei, stem, exts))
+        .collect();
+    out.sort_by(|a, b| a.0.media.cmp(&b.0.media));
+    out
+}
+
+/// [`camera_known_files`] of every camera under an output folder (or of
+/// one camera's folder).
+pub fn all_known_files(dir: &Path) -> Vec<(StoredFile, bool)> {
+    let own = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse::<u64>().ok());
+    let mut out = Vec::new();
+    if let Some(imei) = own {
+        out.extend(camera_known_files(dir, imei));
+    }
+    for (imei, cam) in cameras(dir) {
+        out.extend(camera_known_files(&cam, imei));
+    }
     out
 }
 

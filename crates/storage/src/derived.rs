@@ -96,6 +96,17 @@ pub fn mp4_path(media: &Path) -> PathBuf {
     }
 }
 
+/// The sidecar of a stored file or of a file derived from it: `X.json` for
+/// `X.h265`, `X.mp4` and `X.converted.mp4` alike (stored names carry no dot
+/// in their stem, so the suffix is never part of an original's name).
+pub fn sidecar_path_of(file: &Path) -> PathBuf {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    match name.strip_suffix(".converted.mp4") {
+        Some(stem) if !stem.is_empty() => file.with_file_name(format!("{stem}.json")),
+        _ => file.with_extension("json"),
+    }
+}
+
 /// Starts the mp4 of a stored video (see [`mp4_path`]).
 pub fn begin_mp4(media: &Path) -> Result<Derived> {
     Derived::begin(mp4_path(media), "converting")
@@ -174,6 +185,26 @@ pub fn write_page(root: &Path, name: &str, html: &[u8]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_files_belong_to_their_originals_sidecar() {
+        for f in [
+            "/o/1/a.h265",
+            "/o/1/a.mp4",
+            "/o/1/a.converted.mp4",
+            "/o/1/a.jpg",
+        ] {
+            assert_eq!(
+                sidecar_path_of(Path::new(f)),
+                Path::new("/o/1/a.json"),
+                "{f}"
+            );
+        }
+        assert_eq!(
+            sidecar_path_of(Path::new("/o/1/.converted.mp4")),
+            Path::new("/o/1/.converted.json")
+        );
+    }
 
     #[test]
     fn mp4_names_never_meet_the_video() {

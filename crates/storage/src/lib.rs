@@ -500,8 +500,9 @@ pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Opti
         });
     }
     let mut kept = false;
-    update_sidecar(&media.with_extension("json"), |sc| {
-        let stem = media.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let sidecar = derived::sidecar_path_of(media);
+    update_sidecar(&sidecar, |sc| {
+        let stem = sidecar.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let own = format!("{stem}.{}", catalog::extension_of(sc));
         if name != own && sc.mp4.as_deref() != Some(name.as_str()) {
             return Err(StoreError::Io {
@@ -551,6 +552,6 @@ pub fn removed_on_purpose_by(media: &Path, sc: &Sidecar) -> bool {
 /// [`removed_on_purpose_by`] its sidecar on disk.
 pub fn removed_on_purpose(media: &Path) -> bool {
     !fsx::exists(media)
-        && read_sidecar(&media.with_extension("json"))
+        && read_sidecar(&derived::sidecar_path_of(media))
             .is_some_and(|sc| removed_on_purpose_by(media, &sc))
 }

@@ -353,7 +353,14 @@ impl<'c> Session<'c> {
         if let State::Transfer(t) = &self.state {
             if t.is_open() {
                 let crc_errors = t.crc_errors();
-                log::warn!(
+                // A stop on purpose is not the camera's trouble.
+                let level = if end == End::Shutdown {
+                    log::Level::Info
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level,
                     "[{}] {}: {} partial kept at {}",
                     self.tag,
                     end,
