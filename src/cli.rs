@@ -535,20 +535,19 @@ pub struct SimulateArgs {
     /// Behave like firmware before 03.27.04: never answer METADATA REQ.
     #[arg(long, env = "DASHCAM_NO_METADATA", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metadata: bool,
-    /// Video length reported in metadata, in seconds.
-    #[arg(
-        long,
-        env = "DASHCAM_DURATION",
-        default_value_t = 10,
-        value_name = "SECS"
-    )]
-    pub duration: u16,
+    /// Video length reported in metadata, in seconds (default: each video's
+    /// own length: the camera's container's timestamps, or a raw stream's
+    /// pictures at the frame rate; 10 when it cannot be read).
+    #[arg(long, env = "DASHCAM_DURATION", value_name = "SECS")]
+    pub duration: Option<u16>,
     /// Position reported in metadata, LAT,LON in degrees.
     #[arg(long, env = "DASHCAM_POSITION", value_parser = parse_position, value_name = "LAT,LON", allow_hyphen_values = true)]
     pub position: Option<(f64, f64)>,
-    /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30).
-    #[arg(long, env = "DASHCAM_FRAME_RATE", default_value_t = 30)]
-    pub frame_rate: u8,
+    /// Frame rate reported in metadata (camera setting 66003: 20, 25 or 30;
+    /// default: each video's own: the container's, or a raw stream's header
+    /// timing when ffmpeg can read it; 30 otherwise).
+    #[arg(long, env = "DASHCAM_FRAME_RATE", value_name = "FPS")]
+    pub frame_rate: Option<u8>,
     /// One file's own metadata: ID=FPS,SECS (e.g. videof=20,3, or a path-flow
     /// path=25,10), over --frame-rate and --duration (repeatable): a multi-file
     /// run whose clips differ.
@@ -1238,9 +1237,61 @@ fn container(a: &ContainerArgs) -> Result<bool> {
     Ok(true)
 }
 
+/// What `simulate`'s metadata reports when neither the flags nor the file
+/// say otherwise.
+const DEFAULT_SIM_FPS: u8 = 30;
+const DEFAULT_SIM_SECS: u16 = 10;
+
+/// A video's own frame rate and length, for its metadata: the camera's
+/// container's rate and timestamps, or a raw H.265 stream's pictures at its
+/// header timing (ffmpeg) or the given rate. `fps`/`secs` given on the
+/// command line win. None for what is not a video (a photo).
+fn own_timing(path: &Path, fps: Option<u8>, secs: Option<u16>) -> Result<Option<(u8, u16)>> {
+    use dashcam_protocol::codec::container::{self, Sniffed};
+    if let (Some(f), Some(d)) = (fps, secs) {
+        return Ok(Some((f, d)));
+    }
+    let mut head = [0u8; 12];
+    let n = {
+        use std::io::Read;
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        f.read(&mut head)
+            .with_context(|| format!("reading {}", path.display()))?
+    };
+    let (rate, length) = match container::sniff(&head[..n]) {
+        Sniffed::Ptmf => {
+            let info = crate::storage::media::inspect(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let rate = fps.or(info.frame_rate.and_then(|r| u8::try_from(r).ok()));
+            (rate, info.duration_s)
+        }
+        Sniffed::AnnexB => {
+            let rate = fps.or_else(|| {
+                crate::ffmpeg::stream_timing(path)
+                    .map(|(scale, tick)| (f64::from(scale) / f64::from(tick)).round())
+                    .filter(|r| (1.0..=120.0).contains(r))
+                    .map(|r| r as u8)
+            });
+            let pictures = container::hevc_pictures(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            );
+            let at = f64::from(rate.unwrap_or(DEFAULT_SIM_FPS));
+            (rate, Some(pictures as f64 / at))
+        }
+        _ => return Ok(None),
+    };
+    let rate = rate.unwrap_or(DEFAULT_SIM_FPS);
+    let length =
+        secs.unwrap_or_else(|| length.map_or(DEFAULT_SIM_SECS, |l| (l.round() as u16).max(1)));
+    Ok(Some((rate, length)))
+}
+
 fn simulate(args: &SimulateArgs) -> Result<bool> {
     if args.files.is_empty() && args.later_files.is_empty() && args.paths.is_empty() {
-        bail!("nothing to send: give --file ID=PATH or --path PATH=FILE");
+        return Err(usage(
+            "nothing to send: give --file ID=PATH or --path PATH=FILE",
+        ));
     }
     let mut cfg = SimConfig::new(args.server.clone(), args.imei);
     cfg.files = args.files.clone();
@@ -1264,8 +1315,41 @@ fn simulate(args: &SimulateArgs) -> Result<bool> {
         });
     }
     cfg.metadata = !args.no_metadata;
-    cfg.frame_rate = args.frame_rate;
-    cfg.video_duration_s = args.duration;
+    cfg.frame_rate = args.frame_rate.unwrap_or(DEFAULT_SIM_FPS);
+    cfg.video_duration_s = args.duration.unwrap_or(DEFAULT_SIM_SECS);
+    let locals: Vec<&PathBuf> = args
+        .files
+        .iter()
+        .chain(&args.later_files)
+        .map(|(_, p)| p)
+        .chain(args.paths.iter().map(|(_, p)| p))
+        .collect();
+    for path in &locals {
+        if let Some((fps, secs)) = own_timing(path, args.frame_rate, args.duration)? {
+            cfg.meta_by_file.push(((*path).clone(), fps, secs));
+        }
+    }
+    if let Some(k) = args.drop_after {
+        // The DATA frames of the largest file: identifier flow in 1024-byte
+        // packets, the path flow (and protocol 6) in --chunk bytes.
+        let unit = if args.paths.is_empty() && args.protocol < 6 {
+            1024
+        } else {
+            u64::from(args.chunk)
+        };
+        let mut most = 0;
+        for path in &locals {
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            most = most.max(len.div_ceil(unit));
+        }
+        if u64::from(k) > most || k == 0 {
+            return Err(usage(format!(
+                "--drop-after {k}: the largest file is sent in {most} DATA frame(s); give 1..={most}"
+            )));
+        }
+    }
     cfg.file_meta = args.file_meta.clone();
     if let Some(p) = args.position {
         cfg.position = p;

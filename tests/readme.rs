@@ -125,3 +125,99 @@ fn every_command_the_readme_shows_runs_as_shown() {
     }
     assert!(decoded >= 3, "the decode examples were found");
 }
+
+/// Every `simulate` line the README shows (in code blocks and in the
+/// cameras table), run against a server, and `verify --dir` over what they
+/// sent: each passes, so a reader following the README sees PASS. TLS and
+/// fleet lines are left to their own tests (they need certificates, a fleet).
+#[test]
+#[cfg_attr(
+    not(have_ffmpeg),
+    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+)]
+fn the_readmes_simulate_lines_send_files_that_verify_passes() {
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_dashcam-server");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let mut lines: Vec<Vec<String>> = commands(&readme)
+        .into_iter()
+        .filter(|s| s.words.get(1).is_some_and(|w| w == "simulate"))
+        .map(|s| s.words)
+        .collect();
+    // Inline: `simulate --server ...` in the cameras table.
+    for part in readme.split('`').skip(1).step_by(2) {
+        if part.starts_with("simulate --server") {
+            let mut w: Vec<String> = part.split_whitespace().map(str::to_string).collect();
+            w.insert(0, "dashcam-server".into());
+            lines.push(w);
+        }
+    }
+    let lines: Vec<Vec<String>> = lines
+        .into_iter()
+        .filter(|w| !w.iter().any(|a| a.starts_with("--tls") || a == "--cameras"))
+        .collect();
+    assert!(lines.len() >= 7, "found {} simulate lines", lines.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Kill(
+        Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--metadata", "--gallery", "false", "--output-dir"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let began = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(began.elapsed().as_secs() < 20, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for (i, words) in lines.iter().enumerate() {
+        // Each line its own camera (a new IMEI), against this server.
+        let args: Vec<String> = words[1..]
+            .iter()
+            .map(|a| {
+                if a.ends_with(":5000") {
+                    format!("127.0.0.1:{port}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let o = Command::new(BIN)
+            .current_dir(root)
+            .args(&args)
+            .args(["--imei", &(350612071914000u64 + i as u64).to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            words.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    drop(server);
+    let o = Command::new(BIN)
+        .args(["verify", "--dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("OVERALL: PASS ("), "{text}");
+}

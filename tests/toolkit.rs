@@ -436,6 +436,16 @@ fn simulate_refuses_what_no_camera_sends_before_connecting() {
             ],
             "7",
         ),
+        (
+            // photo.jpg is 4 packets of 1024 bytes.
+            vec![
+                "--drop-after".into(),
+                "5".into(),
+                "--file".into(),
+                format!("photof={}", photo.display()),
+            ],
+            "--drop-after 5: the largest file is sent in 4 DATA frame(s)",
+        ),
     ];
     for (args, want) in cases {
         // Nothing listens on port 9: a connection attempt would say "refused".

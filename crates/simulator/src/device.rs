@@ -564,15 +564,27 @@ impl Camera {
         } else {
             id.to_vec()
         };
+        let local = self
+            .pending
+            .iter()
+            .chain(&self.later)
+            .find(|o| o.identifier == id || self.offered_path.as_deref() == Some(&o.identifier))
+            .map(|o| o.path.clone());
         let (fps, vdur) = self
             .cfg
             .file_meta
             .iter()
             .find(|(k, _, _)| *k == key)
-            .map_or(
-                (self.cfg.frame_rate, self.cfg.video_duration_s),
-                |&(_, f, d)| (f, d),
-            );
+            .map(|&(_, f, d)| (f, d))
+            .or_else(|| {
+                let local = local.as_ref()?;
+                self.cfg
+                    .meta_by_file
+                    .iter()
+                    .find(|(p, _, _)| p == local)
+                    .map(|&(_, f, d)| (f, d))
+            })
+            .unwrap_or((self.cfg.frame_rate, self.cfg.video_duration_s));
         if let Some(kind) = FileKind::from_identifier(id) {
             let dur = if kind.is_video() { vdur } else { 0 };
             return encode::dualcam(kind.bit(), now as u64 * 1000, 3, dur, fps, 120, lat, lon);

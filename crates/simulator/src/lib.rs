@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Per file (by identifier, `%videof`, or path): frame rate and length
     /// that file's metadata reports, over the two above.
     pub file_meta: Vec<(Vec<u8>, u8, u16)>,
+    /// Per local file: the frame rate and length read from the file itself
+    /// (after `file_meta`, before the two defaults).
+    pub meta_by_file: Vec<(PathBuf, u8, u16)>,
     /// Position metadata reports (default 54.7004183, 25.2797).
     pub position: (f64, f64),
     /// Write the stream in random pieces of 1..=max_write bytes (0: whole frames).
@@ -89,6 +92,7 @@ impl SimConfig {
             frame_rate: 25,
             video_duration_s: 10,
             file_meta: Vec::new(),
+            meta_by_file: Vec::new(),
             position: (54.7004183, 25.2797),
             max_write: 0,
             corrupt_packets: Vec::new(),

@@ -233,6 +233,26 @@ impl Sniffed {
     }
 }
 
+/// The pictures of a raw H.265 stream (Annex-B): its VCL NAL units (types
+/// 0..=31) that begin a picture (`first_slice_segment_in_pic_flag`, the top
+/// bit after the 2-byte NAL header). One pass, no allocation.
+pub fn hevc_pictures(stream: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut i = 0;
+    while i + 5 < stream.len() {
+        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
+            let nal_type = (stream[i + 3] >> 1) & 0x3F;
+            if nal_type < 32 && stream[i + 5] & 0x80 != 0 {
+                n += 1;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    n
+}
+
 /// Sniffs a file by its first (up to 12) bytes, never by its name.
 pub fn sniff(first: &[u8]) -> Sniffed {
     if is_container(first) {
@@ -355,6 +375,22 @@ pub fn audio_samples(payload: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    /// Parameter sets are not pictures; a picture of two slices is one.
+    #[test]
+    fn hevc_pictures_counts_first_slices_only() {
+        let mut s = Vec::new();
+        for nal in [32u8, 33, 34] {
+            s.extend([0, 0, 0, 1, nal << 1, 1, 0x80, 0x11]);
+        }
+        for pic in 0..3 {
+            let t = if pic == 0 { 19u8 } else { 1 };
+            s.extend([0, 0, 1, t << 1, 1, 0x80, 0x22, 0x33]); // first slice
+            s.extend([0, 0, 1, t << 1, 1, 0x40, 0x22, 0x33]); // second slice
+        }
+        assert_eq!(hevc_pictures(&s), 3);
+        assert_eq!(hevc_pictures(&[]), 0);
+    }
+
     use super::*;
 
     fn chunk(kind: ChunkKind, seq: u32, ts: u32, payload: &[u8]) -> Vec<u8> {
