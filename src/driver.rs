@@ -68,6 +68,7 @@ pub fn run_over_bytes(
 ) -> (Summary, Vec<u8>, Vec<Stored>) {
     let stop = AtomicBool::new(false);
     let (metrics, fast) = (Metrics::default(), FastBudget::default());
+    let board = crate::board::Board::default();
     let stored = std::sync::Mutex::new(Vec::new());
     let env = Env {
         config,
@@ -83,6 +84,7 @@ pub fn run_over_bytes(
         on_camera: &|_| {},
         metrics: &metrics,
         fast: &fast,
+        board: &board,
     };
     let mut link = MemoryLink {
         input,
@@ -108,6 +110,8 @@ pub struct Env<'a> {
     pub metrics: &'a Metrics,
     /// Big buffers for fast cameras, shared by the server's connections.
     pub fast: &'a FastBudget,
+    /// What the cameras are doing now (`/cameras`).
+    pub board: &'a crate::board::Board,
 }
 
 /// What the summary line reports.
@@ -206,6 +210,8 @@ struct Files<'e, 'a> {
     end: Option<End>,
     /// The camera's clock was found off (logged once a session).
     clock_warned: bool,
+    /// This connection on the live page.
+    board: std::sync::Arc<crate::board::LiveConn>,
 }
 
 /// What a session stored, counted.
@@ -249,6 +255,12 @@ impl<'a> Files<'_, 'a> {
                 self.partial = Some(p);
                 let total = open.extent().max_bytes();
                 live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
+                self.board.file_started(
+                    &open.spec.display(),
+                    &s.family().map_or(String::new(), |f| f.to_string()),
+                    total,
+                    kept,
+                );
                 s.opened(now, Ok(kept));
             }
             Err(e) => s.opened(now, Err(e)),
@@ -258,6 +270,7 @@ impl<'a> Files<'_, 'a> {
     #[inline(never)]
     fn finish(&mut self, s: &mut Session<'_>, record: &FileRecord, now: Instant) {
         live::file_ended(self.conn);
+        self.board.file_ended();
         let r = match self.partial.take() {
             Some(p) => p.finish(record, &self.remote),
             None => Err(io::Error::other("no open file to finish").into()),
@@ -266,6 +279,9 @@ impl<'a> Files<'_, 'a> {
             Ok(stored) => {
                 if stored.duplicate_of.is_none() {
                     Metrics::add(&self.env.metrics.files, 1);
+                }
+                if let (Some(imei), Some(name)) = (s.imei(), stored.path.file_name()) {
+                    self.env.board.stored(imei, &name.to_string_lossy());
                 }
                 if let Err(why) = (self.env.on_stored)(&stored) {
                     // Stored here, but its upload or event is not queued: the
@@ -311,6 +327,7 @@ impl<'a> Files<'_, 'a> {
                 let n = bytes.map_or(0, |b| b.len() as u64);
                 Metrics::add(&self.env.metrics.bytes_received, n);
                 live::file_progress(self.conn, offset + n);
+                self.board.progress(offset + n);
             }
         }
     }
@@ -320,7 +337,10 @@ impl<'a> Files<'_, 'a> {
     fn apply(&mut self, s: &mut Session<'_>, bytes: Option<&[u8]>, now: Instant) {
         while let Some(action) = s.poll_action() {
             match action {
-                Action::Camera(imei) => (self.env.on_camera)(imei),
+                Action::Camera(imei) => {
+                    self.board.camera(imei, s.protocol_id());
+                    (self.env.on_camera)(imei)
+                }
                 Action::Open(open) => self.open(s, &open, now),
                 Action::Write { offset, crc } => self.write(s, offset, bytes, crc),
                 Action::Rewind { len } => {
@@ -333,6 +353,7 @@ impl<'a> Files<'_, 'a> {
                 Action::Finish(record) => self.finish(s, &record, now),
                 Action::Abandon { crc_errors } => {
                     live::file_ended(self.conn);
+                    self.board.file_ended();
                     if let Some(p) = self.partial.take() {
                         p.abandon(crc_errors);
                     }
@@ -500,6 +521,7 @@ pub fn run<L: Link>(
     accepted: Instant,
 ) -> Summary {
     let began = accepted;
+    let board = env.board.connect(conn, &remote);
     let mut c = Conn {
         session: Session::new(env.config, remote.clone(), began),
         deframer: Deframer::new(Limits::PATH),
@@ -511,6 +533,7 @@ pub fn run<L: Link>(
             tally: Tally::default(),
             end: None,
             clock_warned: false,
+            board,
         },
         read: ReadSize::new(),
         fast: None,
@@ -532,7 +555,15 @@ pub fn run<L: Link>(
     }
     c.files.partial = None;
     live::file_ended(conn);
-    summarize(env, c.session, c.files.tally, c.files.end, began)
+    let summary = summarize(env, c.session, c.files.tally, c.files.end, began);
+    env.board.ended(
+        conn,
+        match &summary.end {
+            End::Completed | End::Shutdown => None,
+            end => Some(end.to_string()),
+        },
+    );
+    summary
 }
 
 fn summarize(

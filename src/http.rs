@@ -1,8 +1,10 @@
 //! `--http-bind`: the endpoint for operators and technicians, served by
 //! [`crate::httpd`] (bounded heads, deadlines, a bounded connection table
 //! of its own, apart from the cameras'): `/metrics` (Prometheus text),
-//! `/healthz`, and the gallery with its thumbnails, media and sidecars,
-//! read-only, never outside the output folder, never through a symlink.
+//! `/healthz`, `/cameras` (a live page of the cameras, from `/api/cameras`),
+//! and the gallery with its thumbnails, media (with `Range`, so players
+//! seek) and sidecars, read-only, never outside the output folder, never
+//! through a symlink.
 //! Beyond loopback it asks for `--http-token` (Bearer, or basic auth with
 //! the token as password, so a browser can ask for it) of 16 characters or
 //! more.
@@ -84,7 +86,7 @@ impl HttpEndpoint {
         let server = Httpd::start(listener, limits, stats, handler)
             .map_err(|e| anyhow!("starting the HTTP endpoint: {e}"))?;
         log::info!(
-            "HTTP: /metrics, /healthz and the gallery on http://{}/",
+            "HTTP: /metrics, /healthz, /cameras and the gallery on http://{}/",
             server.local_addr()
         );
         Ok(HttpEndpoint { server })
@@ -164,13 +166,69 @@ fn handle(req: &Request, src: &Sources, http: &HttpStats, token: Option<&str>) -
     } else if !authorized(req, token) {
         Response::text(401, "a token is needed: Authorization: Bearer TOKEN\n")
             .with_header("WWW-Authenticate", "Basic realm=\"dashcam-server\"")
+    } else if path == "/api/cameras" {
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "application/json".into()),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body: Body::Bytes(src.server.board().snapshot().to_string().into_bytes()),
+        }
+    } else if path == "/cameras" {
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "text/html; charset=utf-8".into()),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body: Body::Bytes(CAMERAS_PAGE.as_bytes().to_vec()),
+        }
     } else if path == "/metrics" {
         Response::text(200, metrics_text(src, http))
             .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
     } else {
-        serve_file(&src.root, path)
+        serve_file(&src.root, path, req.header("Range"))
     }
 }
+
+/// `/cameras`: the cameras connected now (with their file's progress) and
+/// those seen in the last 24 hours, from `/api/cameras`, refreshed every
+/// second by the page itself (short polling: one small GET, no connection
+/// held open, so the endpoint's bounded connection table is not tied up).
+const CAMERAS_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>dashcam-server: cameras</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>
+body{font-family:sans-serif;margin:1em;background:#f6f6f6;color:#222}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.4em}
+table{border-collapse:collapse;background:#fff;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#eee}.mono{font-family:monospace}.bad{color:#b00}
+.bar{width:160px;height:14px;background:#ddd;border-radius:3px;overflow:hidden;display:inline-block;vertical-align:middle}
+.bar>i{display:block;height:100%;background:#2a7}
+#status{color:#666;font-size:12px}
+</style></head><body>
+<h1>Cameras</h1>
+<p id="status">loading...</p>
+<h2>Connected now (<span id="n-now">0</span>)</h2>
+<table id="now"><thead><tr><th>IMEI</th><th>address</th><th>family</th><th>protocol</th><th>file</th><th>progress</th><th>rate</th><th>time left</th></tr></thead><tbody></tbody></table>
+<h2>Seen in the last 24 h (<span id="n-recent">0</span>)</h2>
+<table id="recent"><thead><tr><th>IMEI</th><th>address</th><th>family</th><th>last seen</th><th>last file</th><th>last error</th></tr></thead><tbody></tbody></table>
+<p><a href="/">the gallery</a> · <a href="/api/cameras">as JSON</a></p>
+<script>
+function esc(s){return String(s==null?'':s).replace(/[&<>"']/g,function(c){return{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
+function size(b){if(b==null)return'';return b>=1e6?(b/1e6).toFixed(1)+' MB':(b/1e3).toFixed(1)+' kB';}
+function left(s){if(s==null)return'';return s>=60?Math.floor(s/60)+' min '+(s%60)+' s':s+' s';}
+function rows(id,list,cells){var b=document.querySelector('#'+id+' tbody');b.innerHTML=list.map(function(c){return'<tr>'+cells(c).map(function(x){return'<td>'+x+'</td>';}).join('')+'</tr>';}).join('');document.getElementById('n-'+(id=='now'?'now':'recent')).textContent=list.length;}
+function draw(d){
+rows('now',d.connected,function(c){var p=c.percent;return['<span class="mono">'+esc(c.imei||'(before init)')+'</span>',esc(c.address),esc(c.family),esc(c.protocol),'<span class="mono">'+esc(c.file||'')+'</span>',p==null?'':'<span class="bar"><i style="width:'+p+'%"></i></span> '+p.toFixed(1)+'% ('+size(c.bytes)+' of '+size(c.total)+')',c.bytes_per_s==null?'':size(c.bytes_per_s)+'/s',left(c.seconds_left)];});
+rows('recent',d.recent,function(c){return['<span class="mono">'+esc(c.imei)+'</span>',esc(c.address),esc(c.family),esc(c.last_seen),'<span class="mono">'+esc(c.last_file||'')+'</span>',c.last_error?'<span class="bad">'+esc(c.last_error)+'</span>':''];});
+document.getElementById('status').textContent='updated '+d.now;document.body.dataset.updated=d.now;}
+function poll(){fetch('/api/cameras',{cache:'no-store',credentials:'same-origin'}).then(function(r){if(!r.ok)throw new Error('HTTP '+r.status);return r.json();}).then(draw).catch(function(e){document.getElementById('status').textContent='cannot reach the server: '+e.message;}).finally(function(){setTimeout(poll,1000);});}
+poll();
+</script></body></html>
+"#;
 
 /// 200 while the listener runs and the output folder takes a file.
 fn health(src: &Sources) -> (u16, String) {
@@ -468,22 +526,76 @@ fn local_file(root: &Path, url_path: &str) -> Option<PathBuf> {
 /// A file under the output folder, opened from the folder's own descriptor
 /// one name at a time without following a link (a symlink swapped in
 /// between a check and the open is never read).
-fn serve_file(root: &Path, url_path: &str) -> Response {
+fn serve_file(root: &Path, url_path: &str, range: Option<&str>) -> Response {
+    use std::io::{Seek, SeekFrom};
     let not_found = || Response::text(404, "not found\n");
     let Some(rel) = local_rel(root, url_path) else {
         return not_found();
     };
-    let Ok(f) = crate::storage::open_beneath(root, &rel) else {
+    let Ok(mut f) = crate::storage::open_beneath(root, &rel) else {
         return not_found();
     };
     let Ok(len) = f.metadata().map(|m| m.len()) else {
         return not_found();
     };
-    Response {
-        status: 200,
-        headers: vec![("Content-Type", content_type(Path::new(&rel)).into())],
-        body: Body::File(f, len),
+    let kind = content_type(Path::new(&rel));
+    // One range (what a video player asks to seek); anything else: the whole file.
+    match range.map(|r| byte_range(r, len)) {
+        Some(Ok((first, last))) => {
+            if f.seek(SeekFrom::Start(first)).is_err() {
+                return not_found();
+            }
+            Response {
+                status: 206,
+                headers: vec![
+                    ("Content-Type", kind.into()),
+                    ("Accept-Ranges", "bytes".into()),
+                    ("Content-Range", format!("bytes {first}-{last}/{len}")),
+                ],
+                body: Body::File(f, last - first + 1),
+            }
+        }
+        Some(Err(true)) => Response::text(416, "range not satisfiable\n")
+            .with_header("Content-Range", format!("bytes */{len}"))
+            .with_header("Accept-Ranges", "bytes"),
+        Some(Err(false)) | None => Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type", kind.into()),
+                ("Accept-Ranges", "bytes".into()),
+            ],
+            body: Body::File(f, len),
+        },
     }
+}
+
+/// A `Range: bytes=...` header of one range, as (first, last) inclusive,
+/// within a file of `len` bytes: `100-199`, `100-` (to the end), `-500`
+/// (the last 500). Err(true): outside the file (416); Err(false): a form
+/// not served (several ranges, another unit): the whole file is sent.
+fn byte_range(header: &str, len: u64) -> Result<(u64, u64), bool> {
+    let spec = header.trim().strip_prefix("bytes=").ok_or(false)?.trim();
+    if spec.contains(',') {
+        return Err(false);
+    }
+    let (a, b) = spec.split_once('-').ok_or(false)?;
+    let num = |t: &str| t.trim().parse::<u64>().map_err(|_| false);
+    let (first, last) = match (a.trim().is_empty(), b.trim().is_empty()) {
+        (false, false) => (num(a)?, num(b)?.min(len.saturating_sub(1))),
+        (false, true) => (num(a)?, len.saturating_sub(1)),
+        (true, false) => {
+            let n = num(b)?;
+            if n == 0 {
+                return Err(true);
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (true, true) => return Err(false),
+    };
+    if len == 0 || first >= len || first > last {
+        return Err(true);
+    }
+    Ok((first, last))
 }
 
 #[cfg(test)]
@@ -520,6 +632,19 @@ mod tests {
             std::os::unix::fs::symlink("/etc", tmp.path().join("2")).unwrap();
             assert_eq!(local_file(tmp.path(), "/2/passwd"), None);
         }
+    }
+
+    #[test]
+    fn byte_ranges_as_players_ask_them() {
+        assert_eq!(byte_range("bytes=100-199", 1000), Ok((100, 199)));
+        assert_eq!(byte_range("bytes=100-", 1000), Ok((100, 999)));
+        assert_eq!(byte_range("bytes=-500", 1000), Ok((500, 999)));
+        assert_eq!(byte_range("bytes=0-5000", 1000), Ok((0, 999)));
+        assert_eq!(byte_range("bytes=1000-", 1000), Err(true));
+        assert_eq!(byte_range("bytes=5-4", 1000), Err(true));
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), Err(false));
+        assert_eq!(byte_range("items=0-1", 1000), Err(false));
+        assert_eq!(byte_range("bytes=x-1", 1000), Err(false));
     }
 
     #[test]

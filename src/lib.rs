@@ -12,6 +12,7 @@ pub use dashcam_protocol::{codec, session};
 pub use dashcam_simulator as simulator;
 pub use dashcam_storage as storage;
 
+pub mod board;
 pub mod cli;
 #[cfg(windows)]
 mod console;

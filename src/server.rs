@@ -186,6 +186,8 @@ struct Shared {
     refusals: RateLimit,
     /// Scanners, trackers and TLS on the plain port: one line each, bounded.
     not_cameras: RateLimit,
+    /// What the cameras are doing now (`/cameras`).
+    board: crate::board::Board,
 }
 
 struct Listener {
@@ -215,6 +217,11 @@ impl StopHandle {
     /// The server's counters since it started.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The cameras connected now and seen lately (`/cameras`).
+    pub fn board(&self) -> &crate::board::Board {
+        &self.0.board
     }
 
     /// Replaces the allow-list (SIGHUP): new connections use the new one.
@@ -454,6 +461,7 @@ impl Server {
                 init_timeout,
                 wake,
                 refusals: RateLimit::new("connection(s) refused"),
+                board: crate::board::Board::default(),
                 not_cameras: RateLimit::new(
                     "connection(s) that were not cameras (dashcam_not_a_camera_total in /metrics, by kind)",
                 ),
@@ -989,6 +997,7 @@ fn serve_camera(
         on_camera: &on_camera,
         metrics: &shared.metrics,
         fast: &shared.fast,
+        board: &shared.board,
     };
     match tls {
         None => driver::run(&env, &*stream, peer.to_string(), id, accepted),

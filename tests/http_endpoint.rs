@@ -249,3 +249,151 @@ fn planted_symlinks_are_never_read_or_written_through() {
         "{leaked} answers read through the link ({served} served)"
     );
 }
+
+/// One request with extra header lines; (status, headers, body).
+fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.get(split + 4..).unwrap_or_default().to_vec();
+    (code, head, body)
+}
+
+/// `/cameras` while a camera sends: `/api/cameras` names it with its file
+/// and progress, the page in headless Chromium shows them (a screenshot is
+/// taken), and once the file is stored the camera is listed as seen with
+/// its last file; the stored media answers a `Range` request with 206 and
+/// exactly those bytes, so the gallery's players seek.
+#[test]
+#[cfg_attr(
+    not(have_chromium),
+    ignore = "needs chromium on PATH (apt install chromium)"
+)]
+fn the_cameras_page_shows_a_camera_sending_and_media_answers_ranges() {
+    use dashcam_server::codec::{crc16, FileKind, Frame};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (_p, http) = serve_http(&out, &tmp.path().join("s.log"), &[]);
+    let addr = {
+        // The camera port: the log names it.
+        let log = std::fs::read_to_string(tmp.path().join("s.log")).unwrap();
+        let l = log
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .expect("listening line");
+        l.split(' ').next().unwrap().parse::<SocketAddr>().unwrap()
+    };
+    let imei = 350612071913857u64;
+    let video = content(40 * 1024, 21);
+    let packets: Vec<&[u8]> = video.chunks(1024).collect();
+    let mut raw = Raw::connect(addr);
+    raw.init(imei, &[FileKind::VideoFront]);
+    assert_eq!(raw.expect(11), b"\x00\x08\x00\x07%videof");
+    raw.frame(Frame::Start {
+        total: 40,
+        field: 0,
+    });
+    assert_eq!(raw.expect(8), Frame::Resume { offset: 1 }.to_vec());
+    raw.frame(Frame::Sync { offset: 1 });
+    let mut crc = 0;
+    let mut frames = Vec::new();
+    for p in &packets {
+        crc = crc16(crc, p);
+        frames.push(Frame::Data { payload: p, crc }.to_vec());
+    }
+    // 15 of 40 packets, then the camera pauses.
+    raw.send(&frames[..15].concat());
+    let api = || {
+        let (code, _, body) = get_with(http, "/api/cameras", "");
+        assert_eq!(code, 200);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    wait_for("15 packets on the page", || {
+        api()["connected"][0]["bytes"] == 15 * 1024
+    });
+    let now = api();
+    let c = &now["connected"][0];
+    assert_eq!(c["imei"], imei.to_string());
+    assert_eq!(c["file"], "%videof");
+    assert_eq!(c["family"], "dualcam");
+    assert_eq!(c["protocol"], 5);
+    assert_eq!(c["percent"], 37.5);
+    // The page in a browser, while the camera is paused mid-file.
+    let url = format!("http://{http}/cameras");
+    let dom = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .args(["--virtual-time-budget=3000", "--dump-dom"])
+        .arg(&url)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains(&imei.to_string()) && dom.contains("%videof") && dom.contains("37.5%"),
+        "the page in the browser: {dom}"
+    );
+    let shot = tmp.path().join("cameras.png");
+    let o = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--virtual-time-budget=3000", "--window-size=1100,420"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("DASHCAM_SCREENSHOT_DIR") {
+        std::fs::copy(&shot, Path::new(&dir).join("cameras.png")).unwrap();
+    }
+    // The rest: stored, and the camera is listed as seen with its file.
+    raw.send(&frames[15..].concat());
+    assert_eq!(raw.expect(2), [0, 9], "REPEAT INIT once stored");
+    raw.init(imei, &[]);
+    assert_eq!(raw.rest(), [0, 0, 0, 0]);
+    wait_for("the camera seen", || {
+        api()["recent"][0]["last_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("videof.h265"))
+    });
+    let stored = media(&out, imei);
+    let name = stored[0].file_name().unwrap().to_str().unwrap();
+    let (code, head, body) = get_with(http, &format!("/{imei}/{name}"), "Range: bytes=100-199\r\n");
+    assert_eq!(code, 206, "{head}");
+    assert_eq!(body, video[100..200].to_vec());
+    assert!(
+        head.contains(&format!("Content-Range: bytes 100-199/{}", video.len())),
+        "{head}"
+    );
+    assert!(head.contains("Accept-Ranges: bytes"), "{head}");
+    let (code, _, body) = get_with(http, &format!("/{imei}/{name}"), "");
+    assert_eq!((code, body.len()), (200, video.len()));
+    let (code, head, _) = get_with(http, &format!("/{imei}/{name}"), "Range: bytes=999999-\r\n");
+    assert_eq!(code, 416, "{head}");
+}

@@ -260,6 +260,14 @@ impl<'c> Session<'c> {
         self.imei
     }
 
+    /// The family of the file being received (None between files).
+    pub fn family(&self) -> Option<Family> {
+        match &self.state {
+            State::Transfer(t) => Some(t.file.family),
+            _ => None,
+        }
+    }
+
     pub fn protocol_id(&self) -> u16 {
         self.protocol_id
     }
