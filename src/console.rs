@@ -20,6 +20,10 @@ struct Hook {
 static HOOK: OnceLock<Hook> = OnceLock::new();
 
 /// Run by Windows on a thread of its own for each console event.
+#[allow(
+    unsafe_code,
+    reason = "a HANDLER_ROUTINE is an extern \"system\" callback the system calls"
+)]
 unsafe extern "system" fn on_event(event: u32) -> BOOL {
     let Some(h) = HOOK.get() else { return 0 };
     (h.stop)();
@@ -44,7 +48,10 @@ pub fn install(stop: impl Fn() + Send + Sync + 'static) -> std::io::Result<()> {
     }
     // SAFETY: `on_event` has the signature a HANDLER_ROUTINE needs and only
     // touches `HOOK`, set above and never dropped (a static).
-    #[allow(unsafe_code)]
+    #[allow(
+        unsafe_code,
+        reason = "SetConsoleCtrlHandler: no safe crate waits in a close event"
+    )]
     let ok = unsafe { SetConsoleCtrlHandler(Some(on_event), 1) };
     if ok == 0 {
         return Err(std::io::Error::last_os_error());

@@ -144,22 +144,21 @@ fn esc(s: &str) -> String {
     o
 }
 
+/// What a link's path segment keeps as it is (RFC 3986 unreserved).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A link relative to the gallery page, with `/` separators and escaped.
 fn href(root: &Path, p: &Path) -> String {
     let rel = p.strip_prefix(root).unwrap_or(p);
     let parts: Vec<String> = rel
         .components()
         .map(|c| {
-            c.as_os_str()
-                .to_string_lossy()
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    b => format!("%{b:02X}"),
-                })
-                .collect()
+            percent_encoding::utf8_percent_encode(&c.as_os_str().to_string_lossy(), SEGMENT)
+                .to_string()
         })
         .collect();
     parts.join("/")

@@ -234,38 +234,29 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256Digest(Sha256::digest(bytes).into()).hex()
 }
 
-/// Standard base64 with padding.
+/// Standard base64 with padding (Content-MD5, checksums).
 pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// What SigV4 leaves as it is: the unreserved characters.
+const SIGV4: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// SigV4's URI encoding: unreserved characters kept, `/` kept in paths only.
 fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
+    if keep_slash {
+        s.split('/')
+            .map(|part| percent_encoding::utf8_percent_encode(part, SIGV4).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    } else {
+        percent_encoding::utf8_percent_encode(s, SIGV4).to_string()
     }
-    out
 }
 
 /// The `Authorization` header of a request: `path` already URI-encoded,

@@ -301,43 +301,35 @@ impl RateLimit {
 /// Raises the soft limit on open files to the hard limit; returns the limit.
 #[cfg(unix)]
 pub fn raise_fd_limit() -> Option<u64> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid out-pointer for getrlimit/setrlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return None;
-        }
-        // Privileged (root, CAP_SYS_RESOURCE): the hard limit can go up to
-        // the kernel's per-process maximum.
-        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            .min(1 << 20);
-        if (nr_open as libc::rlim_t) > r.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: nr_open as libc::rlim_t,
-                rlim_max: nr_open as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                r = want;
-            }
-        }
-        if r.rlim_cur < r.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: r.rlim_max,
-                rlim_max: r.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                r.rlim_cur = r.rlim_max;
-            }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let mut r = getrlimit(Resource::Nofile);
+    // Privileged (root, CAP_SYS_RESOURCE): the hard limit can go up to the
+    // kernel's per-process maximum.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    if r.maximum.is_some_and(|max| nr_open > max) {
+        let want = Rlimit {
+            current: Some(nr_open),
+            maximum: Some(nr_open),
+        };
+        if setrlimit(Resource::Nofile, want).is_ok() {
+            r = want;
         }
     }
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-    Some(r.rlim_cur as u64)
+    if r.current != r.maximum {
+        let want = Rlimit {
+            current: r.maximum,
+            maximum: r.maximum,
+        };
+        if setrlimit(Resource::Nofile, want).is_ok() {
+            r = want;
+        }
+    }
+    // None for the limit is "unlimited".
+    Some(r.current.unwrap_or(u64::MAX))
 }
 
 /// Windows has no such limit on sockets.

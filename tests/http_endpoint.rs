@@ -289,16 +289,15 @@ fn the_cameras_page_shows_a_camera_sending_and_media_answers_ranges() {
     use dashcam_server::codec::{crc16, FileKind, Frame};
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let (_p, http) = serve_http(&out, &tmp.path().join("s.log"), &[]);
-    let addr = {
-        // The camera port: the log names it.
-        let log = std::fs::read_to_string(tmp.path().join("s.log")).unwrap();
-        let l = log
-            .lines()
-            .find_map(|l| l.split("listening on ").nth(1))
-            .expect("listening line");
-        l.split(' ').next().unwrap().parse::<SocketAddr>().unwrap()
-    };
+    // The camera port is the one `server` waited on (the log's "listening"
+    // line may not be written yet when the HTTP port answers).
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_p, addr) = server(
+        &out,
+        &tmp.path().join("s.log"),
+        &["--http-bind".to_string(), http.to_string()],
+    );
+    wait_port(http, "the HTTP endpoint");
     let imei = 350612071913857u64;
     let video = content(40 * 1024, 21);
     let packets: Vec<&[u8]> = video.chunks(1024).collect();

@@ -48,6 +48,10 @@ static TABLES: [[u16; 256]; 16] = build_tables();
 /// assert_eq!(crc16(0x0033, &[0xAA; 100]), 0x27CA);
 /// assert_eq!(crc16(0, b"123456789"), 0x2189); // CRC-16/KERMIT check value
 /// ```
+#[allow(
+    unsafe_code,
+    reason = "CLMUL intrinsics: no safe crate folds CRC-16/KERMIT; the CPU feature is checked first"
+)]
 pub fn crc16(init: u16, data: &[u8]) -> u16 {
     #[cfg(target_arch = "x86_64")]
     if data.len() >= clmul::MIN_LEN && std::arch::is_x86_feature_detected!("pclmulqdq") {
@@ -93,6 +97,10 @@ pub fn crc16_table(init: u16, data: &[u8]) -> u16 {
 /// the data is folded 64 bytes at a time into 16 bytes with the same remainder
 /// modulo the polynomial, and the table finishes those 16 bytes and the tail.
 #[cfg(target_arch = "x86_64")]
+#[allow(
+    unsafe_code,
+    reason = "SSE2/PCLMULQDQ intrinsics (unaligned loads, carry-less products)"
+)]
 mod clmul {
     use std::arch::x86_64::*;
 
