@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dashcam_server::codec::FileKind;
-use dashcam_server::server::{Server, ServerConfig};
+use dashcam_server::net::server::{Server, ServerConfig};
 use dashcam_server::simulator::{run_camera, SimConfig};
 
 const FILES: usize = 10_000;
@@ -54,7 +54,7 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..5 {
         let began = Instant::now();
-        let n = dashcam_server::gallery::build(&root).unwrap();
+        let n = dashcam_server::tools::gallery::build(&root).unwrap();
         times.push(began.elapsed());
         assert_eq!(n, FILES + 1);
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dashcam_server::codec::FileKind;
-use dashcam_server::server::{Server, ServerConfig};
+use dashcam_server::net::server::{Server, ServerConfig};
 use dashcam_server::simulator::{run_camera, SimConfig};
 
 const FILES: usize = 10_000;

@@ -4,34 +4,31 @@
 //! The layers are crates of their own: `dashcam_protocol` (codec and session,
 //! pure), `dashcam_storage` (everything under the output folder),
 //! `dashcam_simulator` (a camera on the codec alone). This package is the
-//! server around them: `driver` (the one place where a socket meets a
-//! session), `server` (listener and admission), TLS, PROXY, the CLI and the
-//! technician's tools.
+//! server around them, in folders by concern, each a layer that imports only
+//! those below it:
+//!
+//! - `ops`: what the server reports into (metrics, the live board, progress
+//!   bars, the log): the bottom layer.
+//! - `net`: listeners, admission, PROXY, TLS, and the connection driver.
+//! - `delivery`: the outbox runner, S3 (SigV4), the webhook.
+//! - `cli`: flags only.
+//! - `tools`: verify, convert, gallery, decode over stored files; the
+//!   commands' front-ends (`tools::commands`).
+//! - `web`: the HTTP endpoint.
+//! - `app`: the composition root, the only place that
+//!   starts the server's threads. See docs/ARCHITECTURE.md.
 
 pub use dashcam_protocol::{codec, session};
 pub use dashcam_simulator as simulator;
 pub use dashcam_storage as storage;
 
-pub mod board;
+pub mod app;
 pub mod cli;
-#[cfg(windows)]
-mod console;
-pub mod convert;
-pub mod decode;
 pub mod delivery;
-pub mod driver;
-pub mod ffmpeg;
-pub mod gallery;
-pub mod http;
-pub mod httpd;
-pub mod live;
-pub mod logging;
-pub mod metrics;
-pub mod proxy;
-pub mod s3;
-pub mod server;
-pub mod tls;
-pub mod verify;
+pub mod net;
+pub mod ops;
+pub mod tools;
+pub mod web;
 
 /// Joins `thread` if it ends before `deadline` (true); else leaves it
 /// running (false). For stops that wait, bounded, for work in flight.

@@ -1,3 +1,5 @@
-fn main() {
-    std::process::exit(dashcam_server::cli::main());
+//! The `dashcam-server` binary: the command line, run by `app`.
+
+fn main() -> std::process::ExitCode {
+    dashcam_server::app::main()
 }

@@ -29,7 +29,7 @@ fn connect_from(src: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
 fn idle_and_slow_sockets_do_not_keep_a_camera_out() {
     // Both ends of every socket are in this process: 1,120 sockets take
     // 2,240 descriptors. Under a lower limit the test uses fewer, and says so.
-    let limit = dashcam_server::server::raise_fd_limit().unwrap_or(u64::MAX);
+    let limit = dashcam_server::net::server::raise_fd_limit().unwrap_or(u64::MAX);
     let n_idle = 1100u32.min((limit.saturating_sub(600) / 2) as u32).max(100);
     if n_idle < 1100 {
         eprintln!("the open-files limit is {limit}: {n_idle} idle sockets instead of 1,100");
@@ -130,10 +130,10 @@ fn test_cert(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// A server with TLS on one port and plain TCP on another.
 struct TlsBeside {
-    summaries: std::sync::mpsc::Receiver<dashcam_server::driver::Summary>,
+    summaries: std::sync::mpsc::Receiver<dashcam_server::net::driver::Summary>,
     plain: SocketAddr,
     tls: SocketAddr,
-    stop: dashcam_server::server::StopHandle,
+    stop: dashcam_server::net::server::StopHandle,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -141,7 +141,7 @@ fn tls_beside_plain(out: &Path, cert: &Path, key: &Path) -> TlsBeside {
     let mut cfg = config(out);
     cfg.tls = Some((cert.to_path_buf(), key.to_path_buf()));
     cfg.tls_port = Some(0);
-    let mut server = dashcam_server::server::Server::bind(cfg).unwrap();
+    let mut server = dashcam_server::net::server::Server::bind(cfg).unwrap();
     let summaries = server.summaries();
     let addrs = server.addrs();
     let stop = server.stop_handle();
@@ -506,7 +506,7 @@ fn a_table_full_of_pre_init_connections_never_locks_a_camera_out() {
     cfg.tls_port = Some(0);
     cfg.max_connections = Some(100);
     cfg.max_per_ip = 10_000;
-    let server = dashcam_server::server::Server::bind(cfg).unwrap();
+    let server = dashcam_server::net::server::Server::bind(cfg).unwrap();
     let addrs = server.addrs();
     let stop = server.stop_handle();
     let plain = addrs.iter().find(|a| !a.1).unwrap().0;

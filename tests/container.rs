@@ -351,7 +351,7 @@ fn the_gallery_shows_and_plays_a_camera_video() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 1);
+    assert_eq!(dashcam_server::tools::gallery::build(&out).unwrap(), 1);
     let stem = video.file_stem().unwrap().to_string_lossy().into_owned();
     let thumb = out
         .join(".thumbs")

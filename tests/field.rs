@@ -589,6 +589,20 @@ fn a_server_killed_in_the_middle_of_a_cut_file_resumes_it_whole() {
             .unwrap()
             .contains("SYNC 9 is behind what is stored")
     });
+    // The rewind to 8 packets records them as verified in the partial's
+    // state (what a restart may resume from; a state is otherwise saved
+    // every 2 s or 1 MiB). The kill comes after that, not in a race with it.
+    let partials = out.join(IMEI.to_string()).join(".partial");
+    wait_for("8 packets recorded as verified", || {
+        std::fs::read_dir(&partials)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(t.trim()).ok())
+            .any(|v| v["verified_bytes"].as_u64() >= Some(8 * 1024))
+    });
     let mut p = p;
     p.0.kill().unwrap();
     p.0.wait().unwrap();
@@ -610,7 +624,9 @@ fn a_server_killed_in_the_middle_of_a_cut_file_resumes_it_whole() {
     };
     assert!(
         (8..=21).contains(&offset),
-        "resumes from what was kept (8 packets at least; the last kept is asked again to check it), not from the start: {offset}"
+        "resumes from what was kept (8 packets at least; the last kept is asked again to check it), not from the start: {offset}\nfirst server:\n{}\nsecond server:\n{}",
+        std::fs::read_to_string(tmp.path().join("first.log")).unwrap_or_default(),
+        std::fs::read_to_string(tmp.path().join("second.log")).unwrap_or_default()
     );
     let k = offset as usize;
     let mut wire = Frame::Sync { offset }.to_vec();

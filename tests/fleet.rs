@@ -63,7 +63,7 @@ fn a_paced_fleet_is_stored_byte_exact_and_refusals_count_as_failures() {
 fn a_fleet_behind_one_nat_address_is_served_with_the_default_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let defaults = dashcam_server::server::ServerConfig::new(&out);
+    let defaults = dashcam_server::net::server::ServerConfig::new(&out);
     let srv = start(&out, |c| {
         c.max_per_ip = defaults.max_per_ip;
         c.max_connections = defaults.max_connections;

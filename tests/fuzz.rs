@@ -76,7 +76,7 @@ proptest! {
             let _ = Metadata::parse(family, false, &bytes);
         }
         let _ = Metadata::parse(Family::Adas, true, &bytes);
-        let _ = dashcam_server::decode::describe(&bytes);
+        let _ = dashcam_server::tools::decode::describe(&bytes);
         for limits in [Limits::IDENTIFIER, Limits::PATH, Limits::SERVER] {
             let mut rest = &bytes[..];
             while let Ok(Some((f, n))) = parse_frame(rest, limits) {

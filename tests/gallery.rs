@@ -218,7 +218,7 @@ fn a_file_without_a_thumbnail_shows_the_placeholder_and_is_not_retried() {
     )];
     assert!(run_camera(&cam).unwrap().complete);
     srv.shutdown();
-    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 1);
+    assert_eq!(dashcam_server::tools::gallery::build(&out).unwrap(), 1);
     let f = &media(&out, IMEI)[0];
     let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
     let thumbs = out.join(".thumbs").join(IMEI.to_string());
@@ -256,7 +256,7 @@ fn an_adas_mp4_is_listed_by_the_gallery_and_by_verify_dir() {
         .to_string_lossy()
         .into_owned();
 
-    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 1);
+    assert_eq!(dashcam_server::tools::gallery::build(&out).unwrap(), 1);
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains(&name), "{name} missing from the gallery");
 
@@ -291,7 +291,7 @@ fn a_busy_camera_gets_its_own_pages() {
         .collect();
     assert!(run_camera(&cam).unwrap().complete);
     srv.shutdown();
-    assert_eq!(dashcam_server::gallery::build(&out).unwrap(), 30);
+    assert_eq!(dashcam_server::tools::gallery::build(&out).unwrap(), 30);
     let index = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert_eq!(index.matches("class=\"card\"").count(), 24, "the newest 24");
     let page = format!("camera-{IMEI}-1.html");

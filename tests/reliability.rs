@@ -630,7 +630,7 @@ fn max_files_bounds_a_session() {
 /// served as if nothing happened.
 #[test]
 fn a_panicking_camera_thread_gives_its_slot_back() {
-    use dashcam_server::server::Server;
+    use dashcam_server::net::server::Server;
     use dashcam_server::storage::PublishStep;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

@@ -440,7 +440,7 @@ fn partials_over_the_cap_lose_the_oldest_first() {
 }
 
 #[test]
-fn an_unwritable_output_folder_exits_1_and_names_it() {
+fn an_unwritable_output_folder_exits_2_and_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
@@ -457,7 +457,8 @@ fn an_unwritable_output_folder_exits_1_and_names_it() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A configuration error, before any work (README: exit status).
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&bad.display().to_string()), "{err}");
 }

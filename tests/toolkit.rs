@@ -259,8 +259,9 @@ fn decode_explains_packets_and_fails_clearly() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only 1 present"));
+    // Bad hex is a usage error (2); bytes that are no packet, the job failed (1).
     let o = Command::new(BIN).args(["decode", "xyz"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad hex"));
 }
 
@@ -388,7 +389,8 @@ fn a_bad_bind_address_is_blamed_on_the_address() {
             .arg(tmp.path())
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(1));
+        // A configuration error (README: exit status 2).
+        assert_eq!(o.status.code(), Some(2));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want), "{err}");
     }

@@ -85,6 +85,13 @@ fn verify_dir(dir: &Path) -> (bool, String) {
         .arg(dir)
         .output()
         .unwrap();
+    // A folder with files: passed (0) or a file failed (1), never 2.
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -179,7 +186,8 @@ fn verify_fails_random_video_a_photo_that_is_not_jpeg_and_position_0_0() {
         .arg(tmp.path().join("none"))
         .output()
         .unwrap();
-    assert!(!o.status.success());
+    // No camera came: the job failed (1), not a usage error (2).
+    assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("no camera connected"));
 }
 
@@ -396,7 +404,7 @@ fn every_fail_kind_is_explained_in_verify_and_the_readme() {
         .expect("a Troubleshooting section in the README");
     let section = section.split("\n## ").next().unwrap();
     let flat = section.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (cause, seen, todo) in dashcam_server::verify::CAUSES {
+    for (cause, seen, todo) in dashcam_server::tools::verify::CAUSES {
         assert!(!todo.is_empty(), "{cause:?} has no hint");
         assert!(
             explained.contains(seen) && explained.contains(todo),

@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dashcam_server::codec::{FileKind, Frame, InitPacket};
-use dashcam_server::driver::{self, Summary};
-use dashcam_server::server::{Server, ServerConfig, StopHandle};
+use dashcam_server::net::driver::{self, Summary};
+use dashcam_server::net::server::{Server, ServerConfig, StopHandle};
 use dashcam_server::session;
 use dashcam_server::simulator::SimConfig;
 use dashcam_server::storage::Sidecar;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dashcam_server::codec::FileKind;
-use dashcam_server::s3::{S3Client, S3Config};
+use dashcam_server::delivery::s3::{S3Client, S3Config};
 use dashcam_server::simulator::SimConfig;
 
 use super::{free_port, wait_for};

@@ -107,6 +107,29 @@ pub fn sidecar_path_of(file: &Path) -> PathBuf {
     }
 }
 
+/// A stored video whose first bytes are the camera's container or a raw
+/// stream (by its sidecar's media info, else by sniffing): one that
+/// `--convert mp4` makes an mp4 of.
+pub fn is_convertible(sc: &crate::Sidecar, media: &Path) -> bool {
+    if sc.media != dashcam_protocol::Media::Video {
+        return false;
+    }
+    let kind = match &sc.media_info {
+        Some(i) => i.container.clone(),
+        None => crate::media::sniff_file(media)
+            .map(|k| k.name().to_string())
+            .unwrap_or_default(),
+    };
+    kind == "ptmf" || kind == "annexb"
+}
+
+/// A stored video (by its sidecar as it is on disk now) whose mp4 is not
+/// made yet: with `--convert mp4`, its local copy is still needed.
+pub fn awaits_conversion(media: &Path) -> bool {
+    crate::read_sidecar(&sidecar_path_of(media))
+        .is_some_and(|sc| sc.mp4.is_none() && is_convertible(&sc, media))
+}
+
 /// Starts the mp4 of a stored video (see [`mp4_path`]).
 pub fn begin_mp4(media: &Path) -> Result<Derived> {
     Derived::begin(mp4_path(media), "converting")

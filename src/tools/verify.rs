@@ -248,7 +248,7 @@ fn check_photo(path: &Path) -> Check {
         Err(e) => return fail("photo", Cause::PhotoBroken, e),
     };
     // A full decode where ffmpeg is there; the structure check otherwise.
-    match crate::ffmpeg::command()
+    match crate::tools::ffmpeg::command()
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(path)
         .args(["-f", "null", "-"])
@@ -373,7 +373,7 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
     {
         return check_container(path, sc);
     }
-    let p = match crate::ffmpeg::probe_video(path) {
+    let p = match crate::tools::ffmpeg::probe_video(path) {
         Ok(p) => p,
         Err(e) => return fail("video", Cause::VideoBroken, e),
     };

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{Deframer, Input, Limits};
-use crate::live;
-use crate::metrics::{FastBudget, FastSlot, Metrics};
+use crate::ops::live;
+use crate::ops::metrics::{FastBudget, FastSlot, Metrics};
 use crate::session::{Action, Config, End, FileRecord, OpenFile, Published, Session};
 use crate::storage::{Partial, Storage, StoreError, Stored};
 
@@ -68,7 +68,7 @@ pub fn run_over_bytes(
 ) -> (Summary, Vec<u8>, Vec<Stored>) {
     let stop = AtomicBool::new(false);
     let (metrics, fast) = (Metrics::default(), FastBudget::default());
-    let board = crate::board::Board::default();
+    let board = crate::ops::board::Board::default();
     let stored = std::sync::Mutex::new(Vec::new());
     let env = Env {
         config,
@@ -111,7 +111,7 @@ pub struct Env<'a> {
     /// Big buffers for fast cameras, shared by the server's connections.
     pub fast: &'a FastBudget,
     /// What the cameras are doing now (`/cameras`).
-    pub board: &'a crate::board::Board,
+    pub board: &'a crate::ops::board::Board,
 }
 
 /// What the summary line reports.
@@ -211,7 +211,7 @@ struct Files<'e, 'a> {
     /// The camera's clock was found off (logged once a session).
     clock_warned: bool,
     /// This connection on the live page.
-    board: std::sync::Arc<crate::board::LiveConn>,
+    board: std::sync::Arc<crate::ops::board::LiveConn>,
 }
 
 /// What a session stored, counted.

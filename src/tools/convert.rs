@@ -61,27 +61,7 @@ impl ConvertQueue {
 
 /// A video whose first bytes are the camera's container or a raw stream.
 pub fn needs_conversion(stored: &Stored) -> bool {
-    is_convertible(&stored.sidecar, &stored.path)
-}
-
-fn is_convertible(sc: &storage::Sidecar, media: &Path) -> bool {
-    if sc.media != dashcam_protocol::Media::Video {
-        return false;
-    }
-    let kind = match &sc.media_info {
-        Some(i) => i.container.clone(),
-        None => media::sniff_file(media)
-            .map(|k| k.name().to_string())
-            .unwrap_or_default(),
-    };
-    kind == "ptmf" || kind == "annexb"
-}
-
-/// A stored video (by its sidecar as it is on disk now) whose mp4 is not
-/// made yet: with `--convert mp4`, its local copy is still needed.
-pub fn awaits_conversion(media: &Path) -> bool {
-    storage::read_sidecar(&media.with_extension("json"))
-        .is_some_and(|sc| sc.mp4.is_none() && is_convertible(&sc, media))
+    derived::is_convertible(&stored.sidecar, &stored.path)
 }
 
 /// The ffmpeg input arguments for a stored video: the camera's container is
@@ -94,11 +74,6 @@ struct Inputs {
     container: bool,
     _scratch: Vec<derived::Derived>,
 }
-
-/// The frame rate assumed for a raw stream with no timing in its headers
-/// and none in its metadata: the camera's default setting (66003 = 30).
-/// The vendor's server assumes 25. One default for `serve` and `convert`.
-pub const DEFAULT_FPS: u32 = 30;
 
 /// A rate as ffmpeg's `-r` takes it and a person reads it: "30", "29.97".
 fn rate_text(r: f64) -> String {
@@ -118,7 +93,7 @@ fn inputs(stored: &Stored, default_fps: u32) -> Result<Inputs, String> {
     if kind != dashcam_protocol::codec::container::Sniffed::Ptmf {
         // The stream's own timing (its SPS/VUI), else the metadata's rate,
         // else --fps: ffmpeg would otherwise assume 25 whatever it says.
-        let fps = crate::ffmpeg::stream_timing(&stored.path)
+        let fps = crate::tools::ffmpeg::stream_timing(&stored.path)
             .map(|(scale, tick)| f64::from(scale) / f64::from(tick))
             .filter(|r| (1.0..=240.0).contains(r))
             .or(meta_fps.map(f64::from))
@@ -252,7 +227,7 @@ pub fn convert_all(
 
 /// True when ffmpeg runs (beside the binary, or on PATH).
 pub fn ffmpeg_available() -> bool {
-    crate::ffmpeg::available()
+    crate::tools::ffmpeg::available()
 }
 
 impl Converter {
@@ -267,7 +242,7 @@ impl Converter {
     ) -> Option<Converter> {
         let root_for_backlog = root.clone();
         if !ffmpeg_available() {
-            log::warn!("--convert mp4: {}; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')", crate::ffmpeg::HOW_TO_GET);
+            log::warn!("--convert mp4: {}; videos are stored as they came, with conversion_error in their sidecar, and converted at a later start once ffmpeg is installed (or by 'dashcam-server convert')", crate::tools::ffmpeg::HOW_TO_GET);
         }
         let (tx, rx) = mpsc::sync_channel::<Stored>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -306,7 +281,7 @@ impl Converter {
                                 hook(&stored, &dir.join(mp4));
                             }
                         }
-                        crate::gallery::notify_changed(&root);
+                        crate::tools::gallery::notify_changed(&root);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -392,7 +367,7 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     let mut trimmed = 0.0;
     let outcome = inputs(stored, default_fps).and_then(|inp| {
         fps = inp.fps;
-        let mut cmd = crate::ffmpeg::command();
+        let mut cmd = crate::tools::ffmpeg::command();
         cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
             .args(&inp.args);
         // The vendor's trim is for a raw stream's damaged start; a container

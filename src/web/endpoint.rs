@@ -1,5 +1,5 @@
 //! `--http-bind`: the endpoint for operators and technicians, served by
-//! [`crate::httpd`] (bounded heads, deadlines, a bounded connection table
+//! [`crate::web::httpd`] (bounded heads, deadlines, a bounded connection table
 //! of its own, apart from the cameras'): `/metrics` (Prometheus text),
 //! `/healthz`, `/cameras` (a live page of the cameras, from `/api/cameras`),
 //! and the gallery with its thumbnails, media (with `Range`, so players
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 
 use crate::delivery::DeliveryHandle;
-use crate::httpd::{Body, HttpStats, Httpd, Limits, Request, Response};
-use crate::metrics::Metrics;
-use crate::server::StopHandle;
+use crate::net::server::StopHandle;
+use crate::ops::metrics::Metrics;
+use crate::web::httpd::{Body, HttpStats, Httpd, Limits, Request, Response};
 
 /// The shortest `--http-token` taken: a guessable one is no lock.
 pub const MIN_TOKEN: usize = 16;
@@ -34,7 +34,7 @@ pub struct Sources {
     /// Videos waiting for conversion, when conversion is on.
     pub convert_queue: Option<Arc<dyn Fn() -> usize + Send + Sync>>,
     /// Conversions done and failed, when conversion is on.
-    pub convert_stats: Option<Arc<crate::convert::ConvertStats>>,
+    pub convert_stats: Option<Arc<crate::tools::convert::ConvertStats>>,
 }
 
 pub struct HttpEndpoint {

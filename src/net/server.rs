@@ -3,11 +3,10 @@
 //! (connection and per-address limits, a CLOSE at once when full), and a clean
 //! stop that keeps every partial.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use crate::codec::Frame;
-use crate::driver::{self, Env, Link, Summary};
-use crate::metrics::{FastBudget, Metrics};
+use crate::net::admission::{Admission, Slot};
+use crate::net::driver::{self, Env, Link, Summary};
+use crate::ops::metrics::{FastBudget, Metrics};
 use crate::session;
 use crate::storage::{Storage, StorageConfig, Stored};
 
@@ -81,17 +81,6 @@ impl ServerConfig {
 
 type StoredHook = Box<dyn Fn(&Stored) -> Result<(), String> + Send + Sync>;
 type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
-
-struct Conn {
-    /// Set once the init packet is in: from then on it is never evicted.
-    imei: Option<u64>,
-    /// Closed to make room (before its init packet): not chosen again.
-    evicted: bool,
-    /// The address counted against --max-per-ip (the camera's, after a PROXY header).
-    ip: Option<IpAddr>,
-    /// The camera's socket, shared with its thread (one descriptor, not a clone).
-    stream: Arc<TcpStream>,
-}
 
 /// Reads that stop at one deadline however slowly the bytes trickle: each read
 /// waits at most for what is left of the time, and none starts after it. What
@@ -166,18 +155,11 @@ struct Shared {
     metrics: Metrics,
     fast: FastBudget,
     stopping: AtomicBool,
-    active: AtomicUsize,
-    /// Connections evicted to make room whose threads have not let go yet
-    /// (kept under the registry's lock, with it).
-    leaving: AtomicUsize,
-    next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, Conn>>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Every count of who is connected (`net::admission`).
+    admission: Arc<Admission>,
     on_stored: StoredHook,
     /// Called with every connection's summary as it ends.
     on_end: EndHook,
-    max_connections: usize,
-    max_per_ip: usize,
     proxy_protocol: bool,
     trusted_proxies: Vec<IpAddr>,
     init_timeout: Duration,
@@ -187,7 +169,7 @@ struct Shared {
     /// Scanners, trackers and TLS on the plain port: one line each, bounded.
     not_cameras: RateLimit,
     /// What the cameras are doing now (`/cameras`).
-    board: crate::board::Board,
+    board: crate::ops::board::Board,
 }
 
 struct Listener {
@@ -211,7 +193,7 @@ pub struct StopHandle(Arc<Shared>);
 impl StopHandle {
     /// Connections holding a slot now (tests wait on it instead of sleeping).
     pub fn connections(&self) -> usize {
-        self.0.active.load(Ordering::SeqCst)
+        self.0.admission.active()
     }
 
     /// The server's counters since it started.
@@ -220,7 +202,7 @@ impl StopHandle {
     }
 
     /// The cameras connected now and seen lately (`/cameras`).
-    pub fn board(&self) -> &crate::board::Board {
+    pub fn board(&self) -> &crate::ops::board::Board {
         &self.0.board
     }
 
@@ -248,7 +230,7 @@ impl StopHandle {
         // Counted when the stop is asked for: the links close right after.
         log::info!(
             "stopping: {} camera(s) connected, partials kept; no new connections",
-            self.0.active.load(Ordering::SeqCst)
+            self.0.admission.active()
         );
         // Wake the blocking accepts.
         for addr in &self.0.wake {
@@ -400,7 +382,7 @@ impl Server {
             bail!("--max-connections and --max-per-ip must be at least 1");
         }
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(crate::net::tls::server_config(cert, key)?),
             None => None,
         };
         let mut listeners = Vec::new();
@@ -439,21 +421,15 @@ impl Server {
                 metrics: Metrics::default(),
                 fast: FastBudget::default(),
                 stopping: AtomicBool::new(false),
-                active: AtomicUsize::new(0),
-                leaving: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-                conns: Mutex::new(HashMap::new()),
-                per_ip: Mutex::new(HashMap::new()),
+                admission: Admission::new(max_connections, cfg.max_per_ip),
                 on_stored: Box::new(|_| Ok(())),
                 on_end: Box::new(|_| {}),
-                max_connections,
-                max_per_ip: cfg.max_per_ip,
                 proxy_protocol: cfg.proxy_protocol,
                 trusted_proxies: cfg.trusted_proxies,
                 init_timeout,
                 wake,
                 refusals: RateLimit::new("connection(s) refused"),
-                board: crate::board::Board::default(),
+                board: crate::ops::board::Board::default(),
                 not_cameras: RateLimit::new(
                     "connection(s) that were not cameras (dashcam_not_a_camera_total in /metrics, by kind)",
                 ),
@@ -568,21 +544,12 @@ impl Server {
             let _ = a.join();
         }
         let _ = status.join();
-        let open: Vec<TcpStream> = {
-            let conns = lock(&self.shared.conns);
-            conns
-                .values()
-                .filter_map(|c| c.stream.try_clone().ok())
-                .collect()
-        };
-        for s in open {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.shared.admission.close_all();
         let deadline = Instant::now() + STOP_GRACE;
-        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.shared.admission.active() > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        crate::live::clear();
+        crate::ops::live::clear();
         if let Some(hook) = self.before_stopped {
             hook();
         }
@@ -610,7 +577,7 @@ fn status_loop(shared: &Shared) {
         let bytes = Metrics::get(&shared.metrics.bytes_received);
         let rate = (bytes - last.1) as f64 / last.0.elapsed().as_secs_f64();
         last = (Instant::now(), bytes);
-        let active = shared.active.load(Ordering::SeqCst);
+        let active = shared.admission.active();
         if active > 0 {
             log::info!(
                 "status: {active} camera(s) connected, {}/s over the last minute, {} file(s) stored since start",
@@ -697,9 +664,10 @@ fn admit(
     // Windows hands out sockets that inherit the listener's mode.
     let _ = stream.set_nonblocking(false);
     let stream = Arc::new(stream);
-    // The count is checked and taken in one step (under the registry's
-    // lock), so two listeners never both take the last slot.
-    let Some(slot) = Slot::take(shared, peer, stream.clone()) else {
+    // The count is checked and taken in one step (`Admission::take`), so
+    // two listeners never both take the last slot.
+    let admission = &shared.admission;
+    let Some(taken) = admission.take(stream.clone()) else {
         return refuse(
             shared,
             &stream,
@@ -707,40 +675,44 @@ fn admit(
             || {
                 format!(
                     "[{peer}] refused: {} connections open, all past their init packet (--max-connections)",
-                    shared.max_connections
+                    admission.max_connections()
                 )
             },
         );
     };
+    let slot = taken.slot;
+    if let Some(id) = taken.evicted {
+        Metrics::add(&shared.metrics.evicted_pre_init, 1);
+        shared.refusals.warn(|| {
+            format!(
+                "connection {id} closed before its init packet to make room for {peer} (--max-connections {} full; cameras past their init are never closed)",
+                admission.max_connections()
+            )
+        });
+    }
     // Behind a load balancer only it may connect: a PROXY header from anyone
-    // else could claim any camera's address.
+    // else could claim any camera's address. (The slot, dropped on return,
+    // gives everything back.)
     if shared.proxy_protocol && !trusted_proxy(shared, peer.ip()) {
         return refuse(shared, &stream, Some(session::End::NotAllowed), || {
             format!("[{peer}] refused: not a trusted load balancer (--trusted-proxy; --proxy-protocol is on)")
         });
     }
     // Behind a load balancer the address is known only after the PROXY header.
-    let ip = (!shared.proxy_protocol).then(|| peer.ip());
-    if let Some(ip) = ip {
-        if !claim_ip(shared, ip) {
-            return refuse(
-                shared,
-                &stream,
-                Some(session::End::Refused(session::Refusal::MaxPerIp)),
-                || {
-                    format!(
-                    "[{peer}] refused: {} connections from {ip} already (--max-per-ip): {PER_IP_HINT}",
-                    shared.max_per_ip
+    if !shared.proxy_protocol && !slot.claim_ip(peer.ip()) {
+        return refuse(
+            shared,
+            &stream,
+            Some(session::End::Refused(session::Refusal::MaxPerIp)),
+            || {
+                format!(
+                    "[{peer}] refused: {} connections from {} already (--max-per-ip): {PER_IP_HINT}",
+                    admission.max_per_ip(),
+                    peer.ip()
                 )
-                },
-            );
-        }
-        // Given back with the slot from now on.
-        if let Some(c) = lock(&shared.conns).get_mut(&slot.id) {
-            c.ip = Some(ip);
-        }
+            },
+        );
     }
-    let id = slot.id;
     let spawned = thread::Builder::new()
         .name(format!("camera-{peer}"))
         .stack_size(CAMERA_STACK)
@@ -752,7 +724,7 @@ fn admit(
                 // (and before the summary is out: whoever reads it may connect at once).
                 let slot = slot;
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve_camera(&shared, id, stream, peer, tls)
+                    serve_camera(&shared, &slot, stream, peer, tls)
                 }));
                 let summary = served.unwrap_or_else(|panic| {
                     let what = panic
@@ -788,93 +760,6 @@ fn admit(
     }
 }
 
-/// Room for one more connection: when the table is full, the oldest
-/// connection that has not sent its init packet yet (a scanner, a TLS
-/// handshake trickling, a PROXY header that never ends) is closed to make
-/// it, as OpenSSH's MaxStartups drops unauthenticated connections first; a
-/// camera past its init is never evicted. False when every connection is
-/// past its init. An evicted connection leaves the count when its thread
-/// sees the close (at once), so the count can pass the limit by the
-/// evictions still in flight.
-fn make_room(shared: &Shared, conns: &mut HashMap<u64, Conn>, peer: SocketAddr) -> bool {
-    let leaving = shared.leaving.load(Ordering::SeqCst);
-    if shared.active.load(Ordering::SeqCst).saturating_sub(leaving) < shared.max_connections {
-        return true;
-    }
-    // Ids grow with time: the smallest is the oldest.
-    let Some((id, victim)) = conns
-        .iter_mut()
-        .filter(|(_, c)| c.imei.is_none() && !c.evicted)
-        .min_by_key(|(id, _)| **id)
-    else {
-        return false;
-    };
-    victim.evicted = true;
-    shared.leaving.fetch_add(1, Ordering::SeqCst);
-    let _ = victim.stream.shutdown(Shutdown::Both);
-    Metrics::add(&shared.metrics.evicted_pre_init, 1);
-    let id = *id;
-    shared.refusals.warn(|| {
-        format!(
-            "connection {id} closed before its init packet to make room for {peer} (--max-connections {} full; cameras past their init are never closed)",
-            shared.max_connections
-        )
-    });
-    true
-}
-
-/// A connection's claim on the server: its entry in the registry, its place
-/// in the connection count and its per-address count. All of it is given
-/// back when the slot drops, also when the camera's thread panics.
-struct Slot {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl Slot {
-    /// A slot, when there is room or room can be made ([`make_room`]): the
-    /// check, any eviction and the count's increment in one step. Its
-    /// address is set once claimed.
-    fn take(shared: &Arc<Shared>, peer: SocketAddr, stream: Arc<TcpStream>) -> Option<Slot> {
-        let mut conns = lock(&shared.conns);
-        if !make_room(shared, &mut conns, peer) {
-            return None;
-        }
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        conns.insert(
-            id,
-            Conn {
-                imei: None,
-                evicted: false,
-                ip: None,
-                stream,
-            },
-        );
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        Some(Slot {
-            shared: shared.clone(),
-            id,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let conn = {
-            let mut conns = lock(&self.shared.conns);
-            let conn = conns.remove(&self.id);
-            if conn.as_ref().is_some_and(|c| c.evicted) {
-                self.shared.leaving.fetch_sub(1, Ordering::SeqCst);
-            }
-            conn
-        };
-        if let Some(ip) = conn.and_then(|c| c.ip) {
-            release_ip(&self.shared, ip);
-        }
-        self.shared.active.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn trusted_proxy(shared: &Shared, ip: IpAddr) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -887,27 +772,6 @@ fn trusted_proxy(shared: &Shared, ip: IpAddr) -> bool {
     }
 }
 
-/// Counts a connection from `ip`; false when it already has --max-per-ip.
-fn claim_ip(shared: &Shared, ip: IpAddr) -> bool {
-    let mut per_ip = lock(&shared.per_ip);
-    let n = per_ip.entry(ip).or_insert(0);
-    if *n >= shared.max_per_ip {
-        return false;
-    }
-    *n += 1;
-    true
-}
-
-fn release_ip(shared: &Shared, ip: IpAddr) {
-    let mut per_ip = lock(&shared.per_ip);
-    if let Some(n) = per_ip.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            per_ip.remove(&ip);
-        }
-    }
-}
-
 /// A TLS stream is a link like a socket: its read timeout is the socket's.
 impl Link for rustls::StreamOwned<rustls::ServerConnection, SharedSocket> {
     fn set_read_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
@@ -917,7 +781,7 @@ impl Link for rustls::StreamOwned<rustls::ServerConnection, SharedSocket> {
 
 fn serve_camera(
     shared: &Shared,
-    id: u64,
+    slot: &Slot,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -935,22 +799,19 @@ fn serve_camera(
     let until = accepted + shared.init_timeout;
     let mut peer = peer;
     if shared.proxy_protocol {
-        let header = crate::proxy::read_header(&mut Deadline { s: &stream, until });
+        let header = crate::net::proxy::read_header(&mut Deadline { s: &stream, until });
         let refused = Summary::ended;
         match header {
             Ok(Some(real)) => {
-                if !claim_ip(shared, real.ip()) {
+                if !slot.claim_ip(real.ip()) {
                     refuse(shared, &stream, None, || {
                         format!(
                             "[{real} via {peer}] refused: {} connections from {} already (--max-per-ip): {PER_IP_HINT}",
-                            shared.max_per_ip,
+                            shared.admission.max_per_ip(),
                             real.ip()
                         )
                     });
                     return refused(session::End::Refused(session::Refusal::MaxPerIp));
-                }
-                if let Some(c) = lock(&shared.conns).get_mut(&id) {
-                    c.ip = Some(real.ip());
                 }
                 log::debug!("[{real}] through the load balancer at {peer}");
                 peer = real;
@@ -975,7 +836,15 @@ fn serve_camera(
         "[{peer}] connected{}",
         if tls.is_some() { " (TLS)" } else { "" }
     );
-    let on_camera = |imei: u64| replace_older_links(shared, id, imei);
+    // A camera keeps one link: when it reconnects (a cellular drop the
+    // server has not noticed yet), the older link is closed so its partial
+    // is freed for resume.
+    let on_camera = |imei: u64| {
+        if shared.admission.one_link_per_camera(slot, imei) > 0 {
+            log::info!("[{imei}] reconnected: closing its older link");
+        }
+    };
+    let id = slot.id();
     let config = shared
         .session
         .read()
@@ -1047,19 +916,4 @@ fn serve_tls(
     }
     let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
     driver::run(env, tls_stream, format!("{peer} (TLS)"), id, accepted)
-}
-
-/// A camera keeps one link: when it reconnects (a cellular drop the server has
-/// not noticed yet), the older link is closed so its partial is freed for resume.
-fn replace_older_links(shared: &Shared, id: u64, imei: u64) {
-    let mut conns = lock(&shared.conns);
-    for (other, c) in conns.iter_mut() {
-        if *other != id && c.imei == Some(imei) {
-            log::info!("[{imei}] reconnected: closing its older link");
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
-    }
-    if let Some(entry) = conns.get_mut(&id) {
-        entry.imei = Some(imei);
-    }
 }

@@ -21,7 +21,7 @@ impl Write for Tee {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .write_all(buf);
         }
-        crate::live::write_log(buf);
+        crate::ops::live::write_log(buf);
         Ok(buf.len())
     }
 
@@ -110,7 +110,7 @@ impl log::Log for Quiet {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "progress" && crate::live::bars_shown() {
+        if record.target() == "progress" && crate::ops::live::bars_shown() {
             return;
         }
         self.0.log(record);

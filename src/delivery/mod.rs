@@ -16,6 +16,12 @@
 //! the server would never make is set aside (`.bad`), and one the other side
 //! refuses for good (a 4xx but 408/429, [`GIVE_UP_AFTER`] times) is set aside
 //! (`.failed`) with an error line and a metric.
+//!
+//! Owns: the outbox's workers and their HTTP clients. May use: storage (the
+//! outbox, sidecars, derived files), `net` (a session's summary, for events
+//! of refused files). Nothing here imports `cli`, `tools`, `web` or `app`.
+
+pub mod s3;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -27,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use crate::s3::{S3Client, S3Config};
+use self::s3::{S3Client, S3Config};
 use crate::storage::outbox::{Job, Object, Outbox, Queued, BAD, FAILED};
 use crate::storage::Stored;
 
@@ -209,7 +215,7 @@ impl DeliveryHandle {
 
     /// A file the server refused (larger than `--max-file-mb`, a path it
     /// will not take): an event, so the platform knows it is not coming.
-    pub fn refused(&self, summary: &crate::driver::Summary) {
+    pub fn refused(&self, summary: &crate::net::driver::Summary) {
         use crate::session::Refusal;
         let (Some(imei), true) = (summary.imei, self.0.cfg.webhook.is_some()) else {
             return;
@@ -446,7 +452,7 @@ impl Inner {
             Err(e) => {
                 failed.fetch_add(1, Ordering::Relaxed);
                 w.attempts += 1;
-                let for_good = crate::s3::status_of(&e)
+                let for_good = crate::delivery::s3::status_of(&e)
                     .is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429);
                 w.refusals = if for_good { w.refusals + 1 } else { 0 };
                 if w.refusals >= GIVE_UP_AFTER {
@@ -558,7 +564,7 @@ impl Inner {
             record_upload(&local, s3, key, &proof);
         }
         if *media && self.cfg.delete_local {
-            if self.cfg.converting && crate::convert::awaits_conversion(&local) {
+            if self.cfg.converting && crate::storage::derived::awaits_conversion(&local) {
                 log::info!(
                     "{}: kept until its mp4 is made (then removed locally)",
                     local.display()
@@ -618,7 +624,7 @@ impl Inner {
                     .set("Idempotency-Key", id)
                     .set("X-Dashcam-Event", body["event"].as_str().unwrap_or("event"));
                 if let Some(secret) = &self.cfg.webhook_secret {
-                    let sig = crate::s3::hmac_hex(secret.as_bytes(), &bytes);
+                    let sig = crate::delivery::s3::hmac_hex(secret.as_bytes(), &bytes);
                     req = req.set("X-Dashcam-Signature", &format!("sha256={sig}"));
                 }
                 match req.send_bytes(&bytes) {
@@ -632,13 +638,13 @@ impl Inner {
                             .header("Location")
                             .unwrap_or("no Location given")
                             .to_string();
-                        Err(anyhow::Error::new(crate::s3::StatusError(code)).context(format!(
+                        Err(anyhow::Error::new(crate::delivery::s3::StatusError(code)).context(format!(
                             "the webhook answered HTTP {code} (a redirect, to {to}): events are \
                              delivered only to the URL itself, redirects are not followed; fix --webhook"
                         )))
                     }
                     Err(ureq::Error::Status(code, _)) => {
-                        Err(anyhow::Error::new(crate::s3::StatusError(code))
+                        Err(anyhow::Error::new(crate::delivery::s3::StatusError(code))
                             .context(format!("the receiver answered HTTP {code}")))
                     }
                     Err(e) => Err(anyhow!("{e}")),
@@ -765,7 +771,7 @@ fn sidecar_job(sc: &Object, then_event: Option<serde_json::Value>) -> Job {
 
 /// The file's sidecar records its confirmed object (a failure is logged:
 /// the object is there; the file may then be uploaded again if sent again).
-fn record_upload(local: &Path, s3: &S3Client, key: &str, proof: &crate::s3::Proof) {
+fn record_upload(local: &Path, s3: &S3Client, key: &str, proof: &crate::delivery::s3::Proof) {
     let name = local
         .file_name()
         .and_then(|n| n.to_str())

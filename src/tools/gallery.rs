@@ -74,7 +74,7 @@ fn make_thumbnail(media: &Path, out: &Path) -> bool {
         }
         _ => None,
     };
-    let mut cmd = crate::ffmpeg::command();
+    let mut cmd = crate::tools::ffmpeg::command();
     cmd.args(["-v", "error", "-nostdin", "-y"]);
     match &key {
         Some(k) => cmd.args(["-f", "hevc", "-i"]).arg(k.path()),
@@ -297,10 +297,13 @@ fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
         row("trigger", esc(&t));
     }
     if let Some(ev) = m.and_then(|m| m.events.as_ref()).filter(|e| !e.is_empty()) {
-        row("DSM events", esc(&crate::decode::printable(&ev.join(", "))));
+        row(
+            "DSM events",
+            esc(&crate::tools::decode::printable(&ev.join(", "))),
+        );
     }
     if let Some(d) = m.and_then(|m| m.driver_name.as_deref()) {
-        row("driver", esc(&crate::decode::printable(d)));
+        row("driver", esc(&crate::tools::decode::printable(d)));
     }
     if let Some(i) = &sc.media_info {
         let mut facts = vec![i.container.clone()];
