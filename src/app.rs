@@ -17,6 +17,25 @@ use crate::cli::{self, config_error, exit, Command, ConvertTo, LogFormat, ServeA
 use crate::net::server::Server;
 use crate::tools::convert::Converter;
 
+/// An error and its causes on one line, each cause said once: this
+/// package's errors say their cause's words in their own message (a log line
+/// is whole) and keep the cause as `source` too, so a cause whose words the
+/// line already ends with is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let words = cause.to_string();
+        if line.ends_with(&words) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&words);
+    }
+    line
+}
+
 /// Runs the command line; the process's exit status (`cli::exit`).
 pub fn main() -> ExitCode {
     let cli = cli::parse();
@@ -50,7 +69,7 @@ pub fn main() -> ExitCode {
         Ok(true) => exit::OK,
         Ok(false) => exit::FAILED,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             if cli::is_usage(&e) {
                 exit::USAGE
             } else {
@@ -384,4 +403,19 @@ fn serve(args: &ServeArgs) -> Result<()> {
     #[cfg(windows)]
     crate::ops::console::stopped();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let os = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(crate::storage::StoreError::io("opening /x", os))
+            .context("starting");
+        assert_eq!(one_line(&e), "starting: opening /x: No such file");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&e), "outer: inner");
+    }
 }

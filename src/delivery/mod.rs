@@ -23,6 +23,22 @@
 
 pub mod s3;
 
+/// What delivery could not do, for the code that called it. Its message is
+/// one whole line (the cause's words included); `source` is the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// A stored file's upload or event could not be written to the outbox:
+    /// the camera is not told it is stored, and sends it again.
+    #[error("cannot queue {} for delivery: {why}", file.display())]
+    Queue {
+        file: std::path::PathBuf,
+        why: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -202,14 +218,18 @@ impl DeliveryHandle {
     /// same event id) only when they may never have been queued: a crash
     /// between the rename and this call loses nothing. Not when its sidecar
     /// records the upload or the local removal, nor while its upload waits.
-    pub fn stored(&self, st: &Stored) -> Result<(), String> {
+    pub fn stored(&self, st: &Stored) -> Result<(), DeliveryError> {
         self.0.stored(st).map_err(|e| {
             log::error!(
                 "[{}] outbox: cannot queue {} for delivery: {e:#}",
                 st.sidecar.imei,
                 st.path.display()
             );
-            format!("{e:#}")
+            DeliveryError::Queue {
+                file: st.path.clone(),
+                why: format!("{e:#}"),
+                source: e.into(),
+            }
         })
     }
 

@@ -104,7 +104,7 @@ pub struct Env<'a> {
     pub shutdown: &'a AtomicBool,
     /// Told each stored file before the camera is: an error (its delivery
     /// could not be queued) and the camera keeps the file and sends it again.
-    pub on_stored: &'a (dyn Fn(&Stored) -> Result<(), String> + Sync),
+    pub on_stored: &'a (dyn Fn(&Stored) -> Result<(), crate::net::server::HookError> + Sync),
     /// Told the IMEI once the camera is admitted.
     pub on_camera: &'a (dyn Fn(u64) + Sync),
     pub metrics: &'a Metrics,
@@ -289,13 +289,13 @@ impl<'a> Files<'_, 'a> {
                     // de-dup recognises it then and the hook runs again.
                     return s.finished(
                         now,
-                        Err(StoreError::Io {
-                            kind: io::ErrorKind::Other,
-                            what: format!(
-                                "{} is stored, but its delivery could not be queued ({why})",
+                        Err(StoreError::io(
+                            format_args!(
+                                "{} is stored, but its delivery could not be queued",
                                 stored.path.display()
                             ),
-                        }),
+                            io::Error::other(why),
+                        )),
                     );
                 }
                 let published = Published {
@@ -345,7 +345,7 @@ impl<'a> Files<'_, 'a> {
                 Action::Write { offset, crc } => self.write(s, offset, bytes, crc),
                 Action::Rewind { len } => {
                     let r = match &mut self.partial {
-                        Some(p) => p.rewind(len).map_err(|e| StoreError::io("rewinding", &e)),
+                        Some(p) => p.rewind(len).map_err(|e| StoreError::io("rewinding", e)),
                         None => Err(io::Error::other("no open file to rewind").into()),
                     };
                     s.rewound(now, r);
@@ -453,7 +453,7 @@ impl<'a> Conn<'_, 'a> {
             if let Err(e) = p.idle(self.read.is_fast()) {
                 return self
                     .session
-                    .write_failed(StoreError::io("writing the partial", &e));
+                    .write_failed(StoreError::io("writing the partial", e));
             }
         }
         // Waking early is harmless; a setsockopt per packet is not: only

@@ -79,7 +79,11 @@ impl ServerConfig {
     }
 }
 
-type StoredHook = Box<dyn Fn(&Stored) -> Result<(), String> + Send + Sync>;
+/// Why a hook could not do its part (its own error type, boxed: `net`
+/// does not know the layers that set hooks).
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type StoredHook = Box<dyn Fn(&Stored) -> Result<(), HookError> + Send + Sync>;
 type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
 
 /// Reads that stop at one deadline however slowly the bytes trickle: each read
@@ -457,7 +461,7 @@ impl Server {
     /// An error: the camera is not told the file is stored (it sends it again).
     pub fn on_stored(
         mut self,
-        hook: impl Fn(&Stored) -> Result<(), String> + Send + Sync + 'static,
+        hook: impl Fn(&Stored) -> Result<(), HookError> + Send + Sync + 'static,
     ) -> Self {
         Arc::get_mut(&mut self.shared)
             .expect("not running yet")
@@ -890,24 +894,23 @@ fn serve_tls(
     // The handshake, byte by byte if it must, within the init deadline.
     let mut io = Deadline { s: &stream, until };
     while conn.is_handshaking() {
-        let step: Result<(), String> = if conn.wants_write() {
-            conn.write_tls(&mut io)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        // Why the handshake cannot go on, if it cannot.
+        let failure: Option<String> = if conn.wants_write() {
+            conn.write_tls(&mut io).err().map(|e| e.to_string())
         } else {
             match conn.read_tls(&mut io) {
-                Ok(0) => Err("the peer closed the link during the handshake".into()),
-                Ok(_) => conn.process_new_packets().map(|_| ()).map_err(|e| match e {
+                Ok(0) => Some("the peer closed the link during the handshake".into()),
+                Ok(_) => conn.process_new_packets().err().map(|e| match e {
                     // A camera's init packet starts 00 00: plain TCP on the TLS port.
                     rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
                         format!("the peer speaks plain TCP, and this port speaks TLS: turn TLS on in the camera, or use the server's plain port ({e})")
                     }
                     e => e.to_string(),
                 }),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Some(e.to_string()),
             }
         };
-        if let Err(why) = step {
+        if let Some(why) = failure {
             // Tell the peer why (a TLS alert), when rustls has one to send.
             let _ = conn.write_tls(&mut io);
             let _ = stream.shutdown(Shutdown::Both);

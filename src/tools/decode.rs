@@ -54,12 +54,29 @@ fn parse_any(b: &[u8]) -> Result<Option<(Frame<'_>, usize)>, codec::CodecError> 
 }
 
 /// Describes init packets, frames, or a bare 8-byte double.
-pub fn describe(bytes: &[u8]) -> Result<String, String> {
+/// Bytes that are not (all) a packet: what could be explained before them,
+/// and why the rest cannot be.
+#[derive(Debug, thiserror::Error)]
+#[error("{explained}{why}")]
+pub struct NotAPacket {
+    /// The packets explained before the bad one.
+    pub explained: String,
+    pub why: String,
+    /// The codec's reason, when it gave one.
+    #[source]
+    pub source: Option<codec::CodecError>,
+}
+
+pub fn describe(bytes: &[u8]) -> Result<String, NotAPacket> {
     let mut out = String::new();
     let mut rest = bytes;
     if rest.len() >= INIT_LEN && rest[..2] == [0, 0] && rest[2..4] != [0, 0] {
         let init = parse_init(rest)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| NotAPacket {
+                explained: String::new(),
+                why: e.to_string(),
+                source: Some(e),
+            })?
             .expect("16 bytes");
         describe_init(&init, &mut out);
         rest = &rest[INIT_LEN..];
@@ -90,22 +107,36 @@ pub fn describe(bytes: &[u8]) -> Result<String, String> {
                 rest = &rest[used..];
             }
             Ok(None) if rest.len() < HEADER_LEN => {
-                return Err(format!(
-                    "{out}frame {n}: only {} byte(s), a frame header is 4 (cmd u16, len u16)",
-                    rest.len()
-                ))
+                return Err(NotAPacket {
+                    why: format!(
+                        "frame {n}: only {} byte(s), a frame header is 4 (cmd u16, len u16)",
+                        rest.len()
+                    ),
+                    explained: out,
+                    source: None,
+                })
             }
             Ok(None) => {
                 let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-                return Err(format!(
-                    "{out}frame {n}: {} (0x{:02X}{:02X}) says {len} payload bytes, only {} present",
-                    codec::command_name(u16::from_be_bytes([rest[0], rest[1]])).unwrap_or("?"),
-                    rest[0],
-                    rest[1],
-                    rest.len() - HEADER_LEN
-                ));
+                return Err(NotAPacket {
+                    why: format!(
+                        "frame {n}: {} (0x{:02X}{:02X}) says {len} payload bytes, only {} present",
+                        codec::command_name(u16::from_be_bytes([rest[0], rest[1]])).unwrap_or("?"),
+                        rest[0],
+                        rest[1],
+                        rest.len() - HEADER_LEN
+                    ),
+                    explained: out,
+                    source: None,
+                });
             }
-            Err(e) => return Err(format!("{out}frame {n}: {e}")),
+            Err(e) => {
+                return Err(NotAPacket {
+                    why: format!("frame {n}: {e}"),
+                    explained: out,
+                    source: Some(e),
+                })
+            }
         }
     }
     Ok(out)
@@ -333,7 +364,7 @@ mod tests {
     }
 
     fn d(s: &str) -> Result<String, String> {
-        describe(&parse_hex(&[s.to_string()])?)
+        describe(&parse_hex(&[s.to_string()])?).map_err(|e| e.to_string())
     }
 
     #[test]

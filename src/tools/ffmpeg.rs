@@ -63,14 +63,28 @@ pub struct VideoProbe {
 /// Decodes the first video stream of `path` to count its frames (`-f null`),
 /// reading the codec and rate from ffmpeg's stream line and the count from
 /// `-progress`: the same facts `ffprobe -count_frames` gives.
-pub fn probe_video(path: &std::path::Path) -> Result<VideoProbe, String> {
+/// Why a video could not be probed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    #[error("cannot run ffmpeg ({source}); {HOW_TO_GET}")]
+    CannotRun {
+        #[source]
+        source: std::io::Error,
+    },
+    /// ffmpeg found no video stream: its last words.
+    #[error("no video stream ({0})")]
+    NoVideo(String),
+}
+
+pub fn probe_video(path: &std::path::Path) -> Result<VideoProbe, ProbeError> {
     let o = command()
         .args(["-hide_banner", "-nostdin", "-nostats", "-i"])
         .arg(path)
         .args(["-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-"])
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run ffmpeg ({e}); {HOW_TO_GET}"))?;
+        .map_err(|source| ProbeError::CannotRun { source })?;
     let stderr = String::from_utf8_lossy(&o.stderr);
     let Some((codec, fps)) = stderr.lines().find_map(parse_stream_line) else {
         let why = stderr
@@ -78,7 +92,7 @@ pub fn probe_video(path: &std::path::Path) -> Result<VideoProbe, String> {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("not a video");
-        return Err(format!("no video stream ({})", why.trim()));
+        return Err(ProbeError::NoVideo(why.trim().to_string()));
     };
     let frames = String::from_utf8_lossy(&o.stdout)
         .lines()

@@ -375,7 +375,7 @@ fn check_video(path: &Path, sc: &Sidecar) -> Check {
     }
     let p = match crate::tools::ffmpeg::probe_video(path) {
         Ok(p) => p,
-        Err(e) => return fail("video", Cause::VideoBroken, e),
+        Err(e) => return fail("video", Cause::VideoBroken, e.to_string()),
     };
     let want_codec = path.extension().is_some_and(|e| e == "h265");
     if want_codec && p.codec != "hevc" {

@@ -2,6 +2,7 @@
 //! device's own words), how far into it a transfer is, and why storing failed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -278,7 +279,7 @@ impl Extent {
 
 /// Why storage could not do what the session asked: each cause a variant a
 /// caller (and a test) can match.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// Another link of the same camera holds this file's partial.
@@ -299,21 +300,76 @@ pub enum StoreError {
     /// The write or publish step that failed, and the system's reason.
     Io {
         kind: std::io::ErrorKind,
+        /// The step and the system's words, as one line for the log
+        /// ("appending to index.jsonl: Permission denied (os error 13)").
         what: String,
+        /// The system's error itself (its OS code, `raw_os_error`), kept as
+        /// this error's `source`. Shared: a `StoreError` is cloned into a
+        /// session's end.
+        source: Option<Arc<std::io::Error>>,
     },
 }
 
 impl StoreError {
-    pub fn io(what: impl fmt::Display, e: &std::io::Error) -> StoreError {
-        if is_no_space(e) {
+    /// The step `what` failed with the system's error `e`, kept as the
+    /// source (a full disk is [`StoreError::NoSpace`]).
+    pub fn io(what: impl fmt::Display, e: std::io::Error) -> StoreError {
+        if is_no_space(&e) {
             return StoreError::NoSpace { needed: 0, free: 0 };
         }
         StoreError::Io {
             kind: e.kind(),
             what: format!("{what}: {e}"),
+            source: Some(Arc::new(e)),
+        }
+    }
+
+    /// A step that failed with no system error behind it.
+    pub fn failed(kind: std::io::ErrorKind, what: impl Into<String>) -> StoreError {
+        StoreError::Io {
+            kind,
+            what: what.into(),
+            source: None,
         }
     }
 }
+
+/// Equal when the cause is: the same variant with the same words (an I/O
+/// error's source is not compared; its kind and words are).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &StoreError) -> bool {
+        use StoreError::*;
+        match (self, other) {
+            (Busy, Busy) => true,
+            (NoSpace { needed: a, free: b }, NoSpace { needed: c, free: d }) => (a, b) == (c, d),
+            (TooLarge { bytes: a, limit: b }, TooLarge { bytes: c, limit: d }) => (a, b) == (c, d),
+            (NotSameFile(a), NotSameFile(b))
+            | (Unsafe(a), Unsafe(b))
+            | (Interrupted(a), Interrupted(b)) => a == b,
+            (
+                CrcMismatch {
+                    expected: a,
+                    found: b,
+                },
+                CrcMismatch {
+                    expected: c,
+                    found: d,
+                },
+            ) => (a, b) == (c, d),
+            (
+                Io {
+                    kind: a, what: b, ..
+                },
+                Io {
+                    kind: c, what: d, ..
+                },
+            ) => (a, b) == (c, d),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
 
 /// ENOSPC or a quota: the disk is full for this process.
 pub fn is_no_space(e: &std::io::Error) -> bool {
@@ -348,20 +404,26 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io {
+                source: Some(e), ..
+            } => Some(&**e),
+            _ => None,
+        }
+    }
+}
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> StoreError {
-        StoreError::Io {
-            kind: std::io::ErrorKind::InvalidData,
-            what: format!("JSON: {e}"),
-        }
+        StoreError::io("JSON", std::io::Error::from(e))
     }
 }
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> StoreError {
-        StoreError::io("I/O error", &e)
+        StoreError::io("I/O error", e)
     }
 }
 
@@ -425,5 +487,36 @@ mod tests {
         assert!(b.accepts(10_000, 500) && !b.accepts(10_000, 501));
         // A hostile START of 0 never underflows.
         assert_eq!(Extent::new(Unit::Packets, 0).keep_at_most(), 0);
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::StoreError;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_io_error_keeps_the_systems_error_as_its_source() {
+        let os = std::io::Error::from_raw_os_error(13);
+        let e = StoreError::io("appending to index.jsonl", os);
+        // One whole line for the log...
+        assert!(
+            e.to_string().starts_with("appending to index.jsonl: "),
+            "{e}"
+        );
+        // ...and the OS error itself for a program.
+        let src = e.source().expect("a source");
+        let io = src.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.raw_os_error(), Some(13));
+        // A clone (a session's end keeps one) keeps it too; equality is by
+        // the cause's kind and words.
+        assert_eq!(e.clone(), e);
+        assert!(e.clone().source().is_some());
+        // A full disk is its own cause.
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(
+            StoreError::io("writing", full),
+            StoreError::NoSpace { needed: 0, free: 0 }
+        );
     }
 }

@@ -15,15 +15,12 @@ pub trait Ctx<T> {
 
 impl<T> Ctx<T> for std::io::Result<T> {
     fn ctx<D: Display>(self, what: impl FnOnce() -> D) -> Result<T> {
-        self.map_err(|e| StoreError::io(what(), &e))
+        self.map_err(|e| StoreError::io(what(), e))
     }
 }
 
 impl<T> Ctx<T> for serde_json::Result<T> {
     fn ctx<D: Display>(self, what: impl FnOnce() -> D) -> Result<T> {
-        self.map_err(|e| StoreError::Io {
-            kind: std::io::ErrorKind::InvalidData,
-            what: format!("{}: {e}", what()),
-        })
+        self.map_err(|e| StoreError::io(what(), std::io::Error::from(e)))
     }
 }

@@ -463,9 +463,11 @@ pub fn update_sidecar(
     change: impl FnOnce(&mut Sidecar) -> Result<()>,
 ) -> Result<Sidecar> {
     let _one = lock(&SIDECAR_UPDATES);
-    let mut sc: Sidecar = read_sidecar(path).ok_or_else(|| StoreError::Io {
-        kind: std::io::ErrorKind::NotFound,
-        what: format!("{}: no readable sidecar to update", path.display()),
+    let mut sc: Sidecar = read_sidecar(path).ok_or_else(|| {
+        StoreError::failed(
+            std::io::ErrorKind::NotFound,
+            format!("{}: no readable sidecar to update", path.display()),
+        )
     })?;
     let before = sc.clone();
     change(&mut sc)?;
@@ -487,17 +489,19 @@ pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Opti
     let name = media
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| StoreError::Io {
-            kind: std::io::ErrorKind::InvalidInput,
-            what: format!("{}: not a stored file's name", media.display()),
+        .ok_or_else(|| {
+            StoreError::failed(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: not a stored file's name", media.display()),
+            )
         })?
         .to_string();
     let meta = fs::symlink_metadata(media).ctx(|| media.display())?;
     if !meta.is_file() {
-        return Err(StoreError::Io {
-            kind: std::io::ErrorKind::InvalidInput,
-            what: format!("{}: not a plain file", media.display()),
-        });
+        return Err(StoreError::failed(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a plain file", media.display()),
+        ));
     }
     let mut kept = false;
     let sidecar = derived::sidecar_path_of(media);
@@ -505,13 +509,13 @@ pub fn remove_local(media: &Path, why: &str, only_uploaded: bool) -> Result<Opti
         let stem = sidecar.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let own = format!("{stem}.{}", catalog::extension_of(sc));
         if name != own && sc.mp4.as_deref() != Some(name.as_str()) {
-            return Err(StoreError::Io {
-                kind: std::io::ErrorKind::InvalidInput,
-                what: format!(
+            return Err(StoreError::failed(
+                std::io::ErrorKind::InvalidInput,
+                format!(
                     "{}: not the media or mp4 its sidecar names",
                     media.display()
                 ),
-            });
+            ));
         }
         if only_uploaded && !sc.is_uploaded(&name) {
             kept = true;

@@ -217,7 +217,7 @@ impl Outbox {
             let _ = fs::rename(&note, note.with_extension(format!("{MULTIPART}-{ext}")));
         }
         fs::rename(&q.file, q.file.with_extension(ext))
-            .map_err(|e| StoreError::io(format!("setting {} aside", q.file.display()), &e))?;
+            .map_err(|e| StoreError::io(format!("setting {} aside", q.file.display()), e))?;
         fsx::sync_dir(&self.dir).ctx(|| format!("syncing {}", self.dir.display()))
     }
 
@@ -234,7 +234,7 @@ impl Outbox {
             Some(id) => crate::publish::write_atomic(&note, &serde_json::to_vec(&id)?),
             None => match fs::remove_file(&note) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(StoreError::io(format!("removing {}", note.display()), &e))
+                    Err(StoreError::io(format!("removing {}", note.display()), e))
                 }
                 _ => Ok(()),
             },
@@ -251,7 +251,7 @@ impl Outbox {
         let _ = fs::remove_file(Self::multipart_note(q));
         match fs::remove_file(&q.file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StoreError::io(format!("removing {}", q.file.display()), &e))
+                return Err(StoreError::io(format!("removing {}", q.file.display()), e))
             }
             _ => {}
         }

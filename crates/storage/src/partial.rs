@@ -592,10 +592,10 @@ impl<'s> Partial<'s> {
             }
         }
         if offset != self.len {
-            return Err(StoreError::Io {
-                kind: io::ErrorKind::InvalidInput,
-                what: format!("write at {offset} but {} bytes are stored", self.len),
-            });
+            return Err(StoreError::failed(
+                io::ErrorKind::InvalidInput,
+                format!("write at {offset} but {} bytes are stored", self.len),
+            ));
         }
         self.writer().ctx(|| "the partial")?;
         if self.pending.len() + bytes.len() > WRITE_BUFFER {

@@ -124,7 +124,7 @@ fn append_index_at(path: &Path, line: &str) -> Result<()> {
         }
         return Err(StoreError::io(
             format!("appending to {}", path.display()),
-            &e,
+            e,
         ));
     }
     Ok(())
@@ -156,9 +156,11 @@ pub(super) fn publish(
             (name, media, sidecar)
         })
         .find(|(_, m, s)| !fsx::exists(m) && !fsx::exists(s))
-        .ok_or_else(|| StoreError::Io {
-            kind: std::io::ErrorKind::AlreadyExists,
-            what: format!("no free file name for {stem}.{ext} in {}", dir.display()),
+        .ok_or_else(|| {
+            StoreError::failed(
+                std::io::ErrorKind::AlreadyExists,
+                format!("no free file name for {stem}.{ext} in {}", dir.display()),
+            )
         })?;
     sc.duplicate_of = None;
     let intent = Intent {

@@ -20,7 +20,10 @@ pub use names::{status_name, Family};
 
 use std::fmt;
 
+/// Why bytes could not be read as the protocol: each cause a variant a
+/// caller (and a test) can match; more may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The first bytes of a connection were not a camera's init packet:
     /// what they look like.
