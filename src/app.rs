@@ -9,13 +9,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::{self, config_error, exit, Command, ConvertTo, LogFormat, ServeArgs, VERSION};
 use crate::net::server::Server;
+use crate::ops::live::Live;
+use crate::ops::logging::LogFile;
 use crate::tools::convert::Converter;
+use crate::tools::gallery::Gallery;
 
 /// An error and its causes on one line, each cause said once: this
 /// package's errors say their cause's words in their own message (a log line
@@ -46,19 +50,26 @@ pub fn main() -> ExitCode {
         _ => None,
     };
     let json = serving.is_some_and(|a| a.ops.log_format == LogFormat::Json);
-    if let Err(e) = crate::ops::logging::init(serving.and_then(|a| a.ops.log_file.as_deref()), json)
-    {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(exit::USAGE);
-    }
-    if serving.is_some() {
-        crate::ops::live::enable_if_terminal();
-    }
+    // Progress bars for a server on a terminal; the logger writes above them.
+    let live = serving
+        .and_then(|_| crate::ops::live::Live::for_terminal())
+        .map(Arc::new);
+    let log_file = match crate::ops::logging::init(
+        serving.and_then(|a| a.ops.log_file.as_deref()),
+        json,
+        live.clone(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let result = match &cli.command {
-        None => serve(&cli.serve).map(|_| true),
-        Some(Command::Serve(a)) => serve(a).map(|_| true),
+        None => serve(&cli.serve, live, log_file).map(|_| true),
+        Some(Command::Serve(a)) => serve(a, live, log_file).map(|_| true),
         Some(Command::Simulate(a)) => crate::tools::commands::simulate(a),
-        Some(Command::Verify(a)) => crate::tools::commands::verify(a),
+        Some(Command::Verify(a)) => crate::tools::commands::verify(a, live),
         Some(Command::Decode { hex }) => crate::tools::commands::decode(hex),
         Some(Command::Gallery { output_dir }) => crate::tools::commands::gallery(output_dir),
         Some(Command::Container(a)) => crate::tools::commands::container(a),
@@ -160,7 +171,11 @@ fn options_line(a: &ServeArgs) -> String {
 /// keeps the old one) and the log file reopened. (Windows has no SIGHUP:
 /// restart the service there.)
 #[cfg(unix)]
-fn on_signals(args: ServeArgs, server: crate::net::server::StopHandle) -> Result<()> {
+fn on_signals(
+    args: ServeArgs,
+    server: crate::net::server::StopHandle,
+    log_file: LogFile,
+) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
         .context("installing the signal handlers")?;
@@ -172,7 +187,7 @@ fn on_signals(args: ServeArgs, server: crate::net::server::StopHandle) -> Result
                     server.stop();
                     continue;
                 }
-                if let Err(e) = crate::ops::logging::reopen() {
+                if let Err(e) = log_file.reopen() {
                     log::error!("SIGHUP: {e:#}");
                 }
                 match args.allow_list() {
@@ -233,7 +248,10 @@ fn start_retention(
     (tx, t)
 }
 
-fn serve(args: &ServeArgs) -> Result<()> {
+/// `serve`: the server and everything around it. `live`: the terminal's
+/// progress bars; `log_file`: what SIGHUP reopens.
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn serve(args: &ServeArgs, live: Option<Arc<Live>>, log_file: LogFile) -> Result<()> {
     log::info!(
         "dashcam-server {} starting: {}",
         VERSION,
@@ -250,6 +268,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
         ));
     }
     let mut server = Server::bind(cfg).map_err(config_error)?;
+    if let Some(l) = live {
+        server = server.live(l);
+    }
     // The outbox is opened (and what a stop left in it queued) before the
     // first camera is served.
     let delivery = if delivery_cfg.is_on() {
@@ -261,17 +282,28 @@ fn serve(args: &ServeArgs) -> Result<()> {
         None
     };
     let handle = delivery.as_ref().map(|d| d.handle());
+    let gallery = args
+        .storage
+        .gallery
+        .then(|| Gallery::start(&args.storage.output_dir));
+    let gallery_handle = gallery.as_ref().and_then(Gallery::handle);
     let converter = match args.convert.convert {
         Some(ConvertTo::Mp4) => {
             let delete_local = args.delivery.s3_delete_local;
+            let (h, g) = (handle.clone(), gallery_handle.clone());
             let on_converted: Option<crate::tools::convert::OnConverted> =
-                handle.clone().map(|h| {
+                (h.is_some() || g.is_some()).then(|| {
                     Box::new(move |s: &crate::storage::Stored, mp4: &std::path::Path| {
-                        h.converted(s, mp4);
-                        // The video waited for its mp4; once its own upload is
-                        // confirmed (else that confirmation removes it).
-                        if delete_local {
-                            h.remove_uploaded(&s.path);
+                        if let Some(h) = &h {
+                            h.converted(s, mp4);
+                            // The video waited for its mp4; once its own upload is
+                            // confirmed (else that confirmation removes it).
+                            if delete_local {
+                                h.remove_uploaded(&s.path);
+                            }
+                        }
+                        if let Some(g) = &g {
+                            g.changed();
                         }
                     }) as crate::tools::convert::OnConverted
                 });
@@ -284,12 +316,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    if args.storage.gallery {
-        crate::tools::gallery::start(&args.storage.output_dir);
-    }
     let queue = converter.as_ref().map(|c| c.queue());
-    let root = args.storage.output_dir.clone();
-    let gallery = args.storage.gallery;
     let outbox = handle.clone();
     server = server.on_stored(move |s| {
         // In the outbox before the camera is told the file is stored (if it
@@ -300,8 +327,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
         if let Some(q) = &queue {
             q.submit(s);
         }
-        if gallery {
-            crate::tools::gallery::notify_changed(&root);
+        if let Some(g) = &gallery_handle {
+            g.changed();
         }
         Ok(())
     });
@@ -338,7 +365,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     // Unix: SIGINT and SIGTERM stop, SIGHUP reloads (ctrlc would take
     // SIGHUP as a stop). Windows: Ctrl+C and closing the console stop.
     #[cfg(unix)]
-    on_signals(args.clone(), server.stop_handle())?;
+    on_signals(args.clone(), server.stop_handle(), log_file)?;
     #[cfg(windows)]
     {
         let stop = server.stop_handle();
@@ -380,10 +407,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
     // Once the links are closed, and before "server stopped": the running
     // conversion finishes (its "converted" line comes first), then the
     // uploads in flight (bounded; what is left stays in the outbox).
-    let gallery_on = args.storage.gallery;
     server = server.before_stopped(move || {
-        if gallery_on {
-            crate::tools::gallery::stop(Duration::from_secs(10));
+        if let Some(g) = gallery {
+            g.stop(Duration::from_secs(10));
         }
         if let Some((tx, t)) = retention {
             drop(tx);

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{Deframer, Input, Limits};
-use crate::ops::live;
 use crate::ops::metrics::{FastBudget, FastSlot, Metrics};
 use crate::session::{Action, Config, End, FileRecord, OpenFile, Published, Session};
 use crate::storage::{Partial, Storage, StoreError, Stored};
@@ -85,6 +84,7 @@ pub fn run_over_bytes(
         metrics: &metrics,
         fast: &fast,
         board: &board,
+        live: None,
     };
     let mut link = MemoryLink {
         input,
@@ -112,6 +112,8 @@ pub struct Env<'a> {
     pub fast: &'a FastBudget,
     /// What the cameras are doing now (`/cameras`).
     pub board: &'a crate::ops::board::Board,
+    /// The terminal's progress bars, when there are.
+    pub live: Option<&'a crate::ops::live::Live>,
 }
 
 /// What the summary line reports.
@@ -254,7 +256,9 @@ impl<'a> Files<'_, 'a> {
                 }
                 self.partial = Some(p);
                 let total = open.extent().max_bytes();
-                live::file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
+                if let Some(l) = self.env.live {
+                    l.file_started(self.conn, s.tag(), &open.spec.display(), total, kept);
+                }
                 self.board.file_started(
                     &open.spec.display(),
                     &s.family().map_or(String::new(), |f| f.to_string()),
@@ -269,7 +273,9 @@ impl<'a> Files<'_, 'a> {
 
     #[inline(never)]
     fn finish(&mut self, s: &mut Session<'_>, record: &FileRecord, now: Instant) {
-        live::file_ended(self.conn);
+        if let Some(l) = self.env.live {
+            l.file_ended(self.conn);
+        }
         self.board.file_ended();
         let r = match self.partial.take() {
             Some(p) => p.finish(record, &self.remote),
@@ -326,7 +332,9 @@ impl<'a> Files<'_, 'a> {
             Ok(()) => {
                 let n = bytes.map_or(0, |b| b.len() as u64);
                 Metrics::add(&self.env.metrics.bytes_received, n);
-                live::file_progress(self.conn, offset + n);
+                if let Some(l) = self.env.live {
+                    l.file_progress(self.conn, offset + n);
+                }
                 self.board.progress(offset + n);
             }
         }
@@ -352,7 +360,9 @@ impl<'a> Files<'_, 'a> {
                 }
                 Action::Finish(record) => self.finish(s, &record, now),
                 Action::Abandon { crc_errors } => {
-                    live::file_ended(self.conn);
+                    if let Some(l) = self.env.live {
+                        l.file_ended(self.conn);
+                    }
                     self.board.file_ended();
                     if let Some(p) = self.partial.take() {
                         p.abandon(crc_errors);
@@ -554,7 +564,9 @@ pub fn run<L: Link>(
         }
     }
     c.files.partial = None;
-    live::file_ended(conn);
+    if let Some(l) = env.live {
+        l.file_ended(conn);
+    }
     let summary = summarize(env, c.session, c.files.tally, c.files.end, began);
     env.board.ended(
         conn,

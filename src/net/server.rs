@@ -174,6 +174,8 @@ struct Shared {
     not_cameras: RateLimit,
     /// What the cameras are doing now (`/cameras`).
     board: crate::ops::board::Board,
+    /// The terminal's progress bars, when there are.
+    live: Option<Arc<crate::ops::live::Live>>,
 }
 
 struct Listener {
@@ -434,6 +436,7 @@ impl Server {
                 wake,
                 refusals: RateLimit::new("connection(s) refused"),
                 board: crate::ops::board::Board::default(),
+                live: None,
                 not_cameras: RateLimit::new(
                     "connection(s) that were not cameras (dashcam_not_a_camera_total in /metrics, by kind)",
                 ),
@@ -474,6 +477,14 @@ impl Server {
         Arc::get_mut(&mut self.shared)
             .expect("not running yet")
             .on_end = Box::new(hook);
+        self
+    }
+
+    /// Shows each connection's file as a progress bar on these bars.
+    pub fn live(mut self, live: Arc<crate::ops::live::Live>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("not running yet")
+            .live = Some(live);
         self
     }
 
@@ -553,7 +564,9 @@ impl Server {
         while self.shared.admission.active() > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        crate::ops::live::clear();
+        if let Some(l) = &self.shared.live {
+            l.clear();
+        }
         if let Some(hook) = self.before_stopped {
             hook();
         }
@@ -863,6 +876,7 @@ fn serve_camera(
         metrics: &shared.metrics,
         fast: &shared.fast,
         board: &shared.board,
+        live: shared.live.as_deref(),
     };
     match tls {
         None => driver::run(&env, &*stream, peer.to_string(), id, accepted),

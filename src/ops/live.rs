@@ -6,73 +6,87 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-struct Bars {
+/// The progress bars of one terminal: made by `app` when stderr is a
+/// terminal, handed to the logger (log lines go above the bars) and to the
+/// server (its connections move their bars). Without it: log lines only.
+pub struct Live {
     multi: MultiProgress,
     bars: Mutex<HashMap<u64, ProgressBar>>,
 }
 
-static BARS: OnceLock<Bars> = OnceLock::new();
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the bars on when stderr is a terminal (the `serve` command calls it).
-pub fn enable_if_terminal() -> bool {
-    if !std::io::stderr().is_terminal() {
-        return false;
+impl Live {
+    /// Bars on stderr when it is a terminal (the `serve` command); None
+    /// for a service, CI or a pipe.
+    pub fn for_terminal() -> Option<Live> {
+        std::io::stderr().is_terminal().then(|| Live {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)),
+            bars: Mutex::new(HashMap::new()),
+        })
     }
-    let _ = BARS.set(Bars {
-        multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)),
-        bars: Mutex::new(HashMap::new()),
-    });
-    ENABLED.store(true, Ordering::SeqCst);
-    true
-}
 
-fn bars() -> Option<&'static Bars> {
-    if ENABLED.load(Ordering::Relaxed) {
-        BARS.get()
-    } else {
-        None
+    fn bars(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProgressBar>> {
+        self.bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-/// A log line: above the bars when they are shown.
-pub fn write_log(buf: &[u8]) {
-    match bars() {
-        Some(b) => b.multi.suspend(|| {
+    /// A log line, above the bars.
+    pub fn write_log(&self, buf: &[u8]) {
+        self.multi.suspend(|| {
             let _ = std::io::stderr().write_all(buf);
-        }),
-        None => {
-            let _ = std::io::stderr().write_all(buf);
+        });
+    }
+
+    /// Removes every bar (at stop: nothing stays frozen on screen).
+    pub fn clear(&self) {
+        let all: Vec<ProgressBar> = self.bars().drain().map(|(_, bar)| bar).collect();
+        for bar in all {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        let _ = self.multi.clear();
+    }
+
+    /// A connection started receiving a file of about `total` bytes.
+    pub fn file_started(&self, conn: u64, tag: &str, file: &str, total: u64, kept: u64) {
+        let bar = self.multi.add(ProgressBar::new(total));
+        // 80 columns: IMEI 15, name 18, percent, bytes and speed in the log's
+        // units (kB, MB: decimal), time left, and the bar takes what is left.
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>15} {msg:18} {wide_bar} {percent:>3}% {decimal_bytes:>8}/{decimal_total_bytes:<8} {decimal_bytes_per_sec:>10} {eta:>3}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(tag.to_string());
+        bar.set_message(shorten(file, NAME));
+        bar.set_position(kept);
+        bar.reset_eta();
+        if let Some(old) = self.bars().insert(conn, bar) {
+            old.finish_and_clear();
         }
     }
-}
 
-/// True while progress bars are on screen (the logger then leaves out the
-/// "N%" progress lines: the bars show the same).
-pub fn bars_shown() -> bool {
-    bars().is_some()
-}
-
-/// Removes every bar (at stop: nothing stays frozen on screen).
-pub fn clear() {
-    let Some(b) = bars() else { return };
-    let all: Vec<ProgressBar> = b
-        .bars
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .drain()
-        .map(|(_, bar)| bar)
-        .collect();
-    for bar in all {
-        bar.finish_and_clear();
-        b.multi.remove(&bar);
+    /// Bytes of the current file are stored up to `pos`.
+    pub fn file_progress(&self, conn: u64, pos: u64) {
+        if let Some(bar) = self.bars().get(&conn) {
+            bar.set_position(pos);
+        }
     }
-    let _ = b.multi.clear();
+
+    /// The connection's file is done (stored, given up or the link ended).
+    pub fn file_ended(&self, conn: u64) {
+        let bar = self.bars().remove(&conn);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
 }
 
 /// Width of the file column of a bar.
@@ -98,60 +112,6 @@ pub fn shorten(file: &str, width: usize) -> String {
     let tail_part: String = v[v.len().saturating_sub(tail)..].iter().collect();
     let head_part: String = v[..head.min(v.len())].iter().collect();
     format!("{head_part}...{tail_part}")
-}
-
-/// A connection started receiving a file of about `total` bytes.
-pub fn file_started(conn: u64, tag: &str, file: &str, total: u64, kept: u64) {
-    let Some(b) = bars() else { return };
-    let bar = b.multi.add(ProgressBar::new(total));
-    // 80 columns: IMEI 15, name 18, percent, bytes and speed in the log's
-    // units (kB, MB: decimal), time left, and the bar takes what is left.
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>15} {msg:18} {wide_bar} {percent:>3}% {decimal_bytes:>8}/{decimal_total_bytes:<8} {decimal_bytes_per_sec:>10} {eta:>3}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(tag.to_string());
-    bar.set_message(shorten(file, NAME));
-    bar.set_position(kept);
-    bar.reset_eta();
-    if let Some(old) = b
-        .bars
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(conn, bar)
-    {
-        old.finish_and_clear();
-    }
-}
-
-/// Bytes of the current file are stored up to `pos`.
-pub fn file_progress(conn: u64, pos: u64) {
-    let Some(b) = bars() else { return };
-    if let Some(bar) = b
-        .bars
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&conn)
-    {
-        bar.set_position(pos);
-    }
-}
-
-/// The connection's file is done (stored, given up or the link ended).
-pub fn file_ended(conn: u64) {
-    let Some(b) = bars() else { return };
-    if let Some(bar) = b
-        .bars
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&conn)
-    {
-        bar.finish_and_clear();
-        b.multi.remove(&bar);
-    }
 }
 
 #[cfg(test)]

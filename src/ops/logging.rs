@@ -2,14 +2,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-/// Writes every log line to stderr and to a file.
+use crate::ops::live::Live;
+
+/// Writes every log line to stderr (above the progress bars when there
+/// are) and to a file.
 struct Tee {
     file: Option<Arc<Mutex<File>>>,
+    live: Option<Arc<Live>>,
 }
 
 impl Write for Tee {
@@ -21,7 +25,12 @@ impl Write for Tee {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .write_all(buf);
         }
-        crate::ops::live::write_log(buf);
+        match &self.live {
+            Some(l) => l.write_log(buf),
+            None => {
+                let _ = io::stderr().write_all(buf);
+            }
+        }
         Ok(buf.len())
     }
 
@@ -36,9 +45,6 @@ impl Write for Tee {
     }
 }
 
-/// The log file, so SIGHUP can reopen it (logrotate moved it away).
-static LOG_FILE: Mutex<Option<(std::path::PathBuf, Arc<Mutex<File>>)>> = Mutex::new(None);
-
 fn open_log(p: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
@@ -47,23 +53,31 @@ fn open_log(p: &Path) -> Result<File> {
         .with_context(|| format!("opening the log file {}", p.display()))
 }
 
-/// Reopens the log file under its name (after `logrotate` renamed it).
-pub fn reopen() -> Result<()> {
-    let guard = LOG_FILE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((path, file)) = guard.as_ref() {
-        let fresh = open_log(path)?;
-        *file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+/// The log file, owned by `app`: SIGHUP reopens it under its name (after
+/// `logrotate` renamed it). Without `--log-file` there is nothing to reopen.
+#[derive(Clone, Default)]
+pub struct LogFile(Option<(PathBuf, Arc<Mutex<File>>)>);
+
+impl LogFile {
+    /// Reopens the log file under its name.
+    pub fn reopen(&self) -> Result<()> {
+        if let Some((path, file)) = &self.0 {
+            let fresh = open_log(path)?;
+            *file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Starts logging (RUST_LOG, default `info`); with a log file, lines go there
 /// too; `json`: one JSON object per line (`ts`, `level`, `msg`).
-pub fn init(log_file: Option<&Path>, json: bool) -> Result<()> {
+/// `live`: the terminal's progress bars, which log lines go above (and
+/// whose "N%" lines are then left out). The logger is the process's (the
+/// `log` crate has one); what it writes to is handed to it here.
+pub fn init(log_file: Option<&Path>, json: bool, live: Option<Arc<Live>>) -> Result<LogFile> {
+    let mut handle = LogFile::default();
     let file = match log_file {
         Some(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -71,17 +85,17 @@ pub fn init(log_file: Option<&Path>, json: bool) -> Result<()> {
                     .with_context(|| format!("creating the log folder {}", dir.display()))?;
             }
             let f = Arc::new(Mutex::new(open_log(p)?));
-            *LOG_FILE
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((p.to_path_buf(), f.clone()));
+            handle = LogFile(Some((p.to_path_buf(), f.clone())));
             Some(f)
         }
         None => None,
     };
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     b.format_target(false)
-        .target(env_logger::Target::Pipe(Box::new(Tee { file })));
+        .target(env_logger::Target::Pipe(Box::new(Tee {
+            file,
+            live: live.clone(),
+        })));
     if json {
         b.format(|buf, record| {
             let line = serde_json::json!({
@@ -94,29 +108,34 @@ pub fn init(log_file: Option<&Path>, json: bool) -> Result<()> {
     }
     let logger = b.build();
     let max = logger.filter();
-    if log::set_boxed_logger(Box::new(Quiet(logger))).is_ok() {
+    let bars = live.is_some();
+    if log::set_boxed_logger(Box::new(Quiet { logger, bars })).is_ok() {
         log::set_max_level(max);
     }
-    Ok(())
+    Ok(handle)
 }
 
 /// env_logger, leaving out the "N%" progress lines while the terminal shows
 /// progress bars (they say the same).
-struct Quiet(env_logger::Logger);
+struct Quiet {
+    logger: env_logger::Logger,
+    /// Progress bars are on screen.
+    bars: bool,
+}
 
 impl log::Log for Quiet {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        self.0.enabled(m)
+        self.logger.enabled(m)
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "progress" && crate::ops::live::bars_shown() {
+        if record.target() == "progress" && self.bars {
             return;
         }
-        self.0.log(record);
+        self.logger.log(record);
     }
 
     fn flush(&self) {
-        self.0.flush();
+        self.logger.flush();
     }
 }

@@ -43,7 +43,12 @@ pub fn convert(a: &ConvertArgs) -> Result<bool> {
     Ok(failed == 0)
 }
 
-pub fn verify(args: &VerifyArgs) -> Result<bool> {
+/// `verify`: with `--dir`, checks stored files; else runs a server until
+/// one camera has sent its files (its progress on `live`'s bars), and checks them.
+pub fn verify(
+    args: &VerifyArgs,
+    live: Option<std::sync::Arc<crate::ops::live::Live>>,
+) -> Result<bool> {
     if args.explain {
         print!("{}", crate::tools::verify::explain());
         return Ok(true);
@@ -101,6 +106,9 @@ pub fn verify(args: &VerifyArgs) -> Result<bool> {
             Ok(())
         }
     });
+    if let Some(l) = live {
+        server = server.live(l);
+    }
     let summaries = server.summaries();
     let stop = server.stop_handle();
     ctrlc::set_handler({

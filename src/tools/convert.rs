@@ -281,7 +281,6 @@ impl Converter {
                                 hook(&stored, &dir.join(mp4));
                             }
                         }
-                        crate::tools::gallery::notify_changed(&root);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -100,15 +101,15 @@ fn make_thumbnail(media: &Path, out: &Path) -> bool {
 
 /// The picture a card shows: a thumbnail (made now if missing), else a photo
 /// itself (the browser scales it), else None (a placeholder is shown).
-fn thumbnail(root: &Path, e: &Entry, retry: bool) -> Option<PathBuf> {
+fn thumbnail(root: &Path, e: &Entry, how: &How) -> Option<PathBuf> {
     let photo = (e.sidecar.media == Media::Photo && e.present).then(|| e.media.clone());
-    match derived::thumbnail(root, e.imei, &e.media, retry) {
+    match derived::thumbnail(root, e.imei, &e.media, how.retry) {
         Ok(derived::Thumbnail::Ready(t)) => Some(t),
         // Removed media: the thumbnail made while it was here, or none.
         Ok(derived::Thumbnail::Make(_) | derived::Thumbnail::Failed) if !e.present => None,
         Ok(derived::Thumbnail::Failed) => photo,
         Ok(derived::Thumbnail::Make(d)) => {
-            if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            if how.stopping.load(Ordering::SeqCst) {
                 // Made by the next start (or `dashcam-server gallery`).
                 return photo;
             }
@@ -224,8 +225,8 @@ fn whereabouts(root: &Path, e: &Entry, file: &Path, present: bool, label: &str) 
     }
 }
 
-fn card(root: &Path, e: &Entry, retry: bool, out: &mut String) {
-    let thumb = thumbnail(root, e, retry);
+fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
+    let thumb = thumbnail(root, e, how);
     let src = thumb
         .as_ref()
         .map_or(PLACEHOLDER.to_string(), |t| href(root, t));
@@ -394,6 +395,24 @@ pub fn build(root: &Path) -> Result<usize> {
 /// [`build`]; with `retry`, thumbnails that failed before are tried again
 /// (`dashcam-server gallery`: the cause, such as a missing ffmpeg, may be gone).
 pub fn build_with(root: &Path, retry: bool) -> Result<usize> {
+    let never = AtomicBool::new(false);
+    build_how(
+        root,
+        &How {
+            retry,
+            stopping: &never,
+        },
+    )
+}
+
+/// How a build goes: whether failed thumbnails are tried again, and the
+/// worker's stop (no new thumbnail is begun once it is set).
+struct How<'a> {
+    retry: bool,
+    stopping: &'a AtomicBool,
+}
+
+fn build_how(root: &Path, how: &How) -> Result<usize> {
     let mut entries = scan(root);
     entries.sort_by(|a, b| b.when.cmp(&a.when).then(b.media.cmp(&a.media)));
     let mut by_cam: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
@@ -418,7 +437,7 @@ pub fn build_with(root: &Path, retry: bool) -> Result<usize> {
             files.len()
         );
         for e in files.iter().take(ON_INDEX) {
-            card(root, e, retry, &mut html);
+            card(root, e, how, &mut html);
         }
         html.push_str("</div>");
         if files.len() > ON_INDEX {
@@ -439,7 +458,7 @@ pub fn build_with(root: &Path, retry: bool) -> Result<usize> {
                 nav(&mut p, *imei, n, pages);
                 p.push_str("<div class=\"grid\">");
                 for e in chunk {
-                    card(root, e, retry, &mut p);
+                    card(root, e, how, &mut p);
                 }
                 p.push_str("</div>");
                 nav(&mut p, *imei, n, pages);
@@ -488,80 +507,87 @@ fn nav(html: &mut String, imei: u64, n: usize, pages: usize) {
     html.push_str("</p>");
 }
 
-/// The worker's queue (None once stopped) and its thread.
-struct Worker {
-    tx: Option<Sender<PathBuf>>,
+/// The worker that keeps index.html up to date in a running server: owned
+/// by `app` (started and stopped there), told of changes through the
+/// [`GalleryHandle`]s it hands out. Two servers in one process keep two.
+pub struct Gallery {
+    tx: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set by [`Gallery::stop`]: no new thumbnail is begun.
+    stopping: Arc<AtomicBool>,
 }
 
-static WORKER: OnceLock<Mutex<Worker>> = OnceLock::new();
-/// Set by [`stop`]: no new thumbnail is begun.
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Tells a [`Gallery`] that a file was stored or converted.
+#[derive(Clone)]
+pub struct GalleryHandle(Sender<()>);
 
-/// Starts the worker that rebuilds the gallery (at most once a second)
-/// when told a file was stored or converted, and builds it once now.
-pub fn start(root: &Path) {
-    let (tx, rx) = mpsc::channel::<PathBuf>();
-    let worker = Mutex::new(Worker {
-        tx: Some(tx),
-        thread: None,
-    });
-    if WORKER.set(worker).is_err() {
-        return;
+impl Gallery {
+    /// Starts the worker that rebuilds `root`'s gallery (at most every half
+    /// second) when told a file was stored or converted, and builds it once
+    /// now.
+    pub fn start(root: &Path) -> Gallery {
+        let (tx, rx) = mpsc::channel::<()>();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let root = root.to_path_buf();
+        let stop = stopping.clone();
+        let thread = std::thread::Builder::new()
+            .name("gallery".into())
+            .spawn(move || {
+                let how = How {
+                    retry: false,
+                    stopping: &stop,
+                };
+                let _ = build_how(&root, &how);
+                // Ends when told to stop (handles may outlive the gallery:
+                // the channel need not close) or when every sender is gone.
+                while rx.recv().is_ok() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    while rx.try_recv().is_ok() {}
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Err(e) = build_how(&root, &how) {
+                        log::warn!("gallery: {e:#}");
+                    }
+                }
+            })
+            .map_err(|e| log::warn!("gallery: cannot start its thread: {e}"))
+            .ok();
+        Gallery {
+            tx: Some(tx),
+            thread,
+            stopping,
+        }
     }
-    let first = root.to_path_buf();
-    let thread = std::thread::Builder::new()
-        .name("gallery".into())
-        .spawn(move || {
-            let _ = build(&first);
-            while let Ok(root) = rx.recv() {
-                std::thread::sleep(Duration::from_millis(500));
-                while rx.try_recv().is_ok() {}
-                if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                if let Err(e) = build(&root) {
-                    log::warn!("gallery: {e:#}");
-                }
+
+    pub fn handle(&self) -> Option<GalleryHandle> {
+        self.tx.clone().map(GalleryHandle)
+    }
+
+    /// Stops the worker at a stop of the server: the thumbnail being made
+    /// finishes (or its scratch file goes with it), none is begun, and the
+    /// worker is waited for (at most `wait`), so no `.tmp` is left behind.
+    pub fn stop(mut self, wait: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the worker if it waits (handles handed out may keep the
+        // channel open).
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if !crate::join_by(t, std::time::Instant::now() + wait) {
+                log::warn!("gallery: still building after {wait:?} at the stop");
             }
-        })
-        .ok();
-    if let Some(w) = WORKER.get() {
-        w.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .thread = thread;
-    }
-}
-
-/// Stops the worker at a stop of the server: the thumbnail being made
-/// finishes (or its scratch file goes with it), none is begun, and the
-/// worker is waited for (at most `wait`), so no `.tmp` is left behind.
-pub fn stop(wait: Duration) {
-    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
-    let Some(w) = WORKER.get() else {
-        return;
-    };
-    let thread = {
-        let mut w = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.tx = None;
-        w.thread.take()
-    };
-    if let Some(t) = thread {
-        if !crate::join_by(t, std::time::Instant::now() + wait) {
-            log::warn!("gallery: still building after {wait:?} at the stop");
         }
     }
 }
 
-/// A file was stored or converted under `root`: rebuild soon.
-pub fn notify_changed(root: &Path) {
-    if let Some(w) = WORKER.get() {
-        if let Some(tx) = &w
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .tx
-        {
-            let _ = tx.send(root.to_path_buf());
-        }
+impl GalleryHandle {
+    /// A file was stored or converted: rebuild soon.
+    pub fn changed(&self) {
+        let _ = self.0.send(());
     }
 }
