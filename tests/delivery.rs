@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::procs::*;
 use common::*;
 use dashcam_server::codec::FileKind;
-use dashcam_server::delivery::s3::hmac_hex;
+use dashcam_server::delivery::sigv4::hmac_hex;
 use dashcam_server::simulator::run_camera;
 
 /// One POST: its headers (lower-case names) and body.

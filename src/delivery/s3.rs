@@ -21,11 +21,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use chrono::Utc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use super::sigv4::{authorization, base64, sha256_hex, uri_encode};
 use crate::storage::Sha256Digest;
 
 /// Files up to this size go in one PUT.
@@ -114,31 +114,6 @@ impl std::fmt::Display for StatusError {
 
 impl std::error::Error for StatusError {}
 
-/// A reader that hashes (MD5) and counts what passes through it.
-struct Md5Reader<R> {
-    inner: R,
-    md5: Md5,
-    n: u64,
-}
-
-impl<R: Read> Read for Md5Reader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.md5.update(&buf[..k]);
-        self.n += k as u64;
-        Ok(k)
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An ETag as compared: no quotes, lower case.
-fn plain_etag(e: &str) -> String {
-    e.trim().trim_matches('"').to_ascii_lowercase()
-}
-
 #[derive(Debug, Clone)]
 pub struct S3Config {
     /// `http(s)://host[:port]`, no path.
@@ -217,94 +192,6 @@ impl S3Config {
     pub fn location(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
-    m.update(data);
-    m.finalize().into_bytes().into()
-}
-
-/// HMAC-SHA256 of `body` with `secret`, in hex (webhook signatures).
-pub fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
-    Sha256Digest(hmac(secret, body)).hex()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256Digest(Sha256::digest(bytes).into()).hex()
-}
-
-/// Standard base64 with padding (Content-MD5, checksums).
-pub fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// What SigV4 leaves as it is: the unreserved characters.
-const SIGV4: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// SigV4's URI encoding: unreserved characters kept, `/` kept in paths only.
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    if keep_slash {
-        s.split('/')
-            .map(|part| percent_encoding::utf8_percent_encode(part, SIGV4).to_string())
-            .collect::<Vec<_>>()
-            .join("/")
-    } else {
-        percent_encoding::utf8_percent_encode(s, SIGV4).to_string()
-    }
-}
-
-/// The `Authorization` header of a request: `path` already URI-encoded,
-/// `headers` lower-case names (host, x-amz-date and x-amz-content-sha256
-/// among them), `query` not encoded.
-#[allow(clippy::too_many_arguments)]
-fn authorization(
-    access_key: &str,
-    secret_key: &str,
-    region: &str,
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    headers: &[(String, String)],
-    payload_sha256: &str,
-    now: DateTime<Utc>,
-) -> String {
-    let mut q: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-        .collect();
-    q.sort();
-    let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut h: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    h.sort();
-    let canonical_headers: String = h.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
-    let signed = signed.join(";");
-    let canonical = format!(
-        "{method}\n{path}\n{}\n{canonical_headers}\n{signed}\n{payload_sha256}",
-        query.join("&")
-    );
-    let date = now.format("%Y%m%d").to_string();
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let scope = format!("{date}/{region}/s3/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
-    let k = hmac(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
-    let k = hmac(&k, region.as_bytes());
-    let k = hmac(&k, b"s3");
-    let k = hmac(&k, b"aws4_request");
-    let signature = Sha256Digest(hmac(&k, to_sign.as_bytes())).hex();
-    format!("AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}")
 }
 
 /// A blocking client for one bucket.
@@ -576,137 +463,6 @@ impl S3Client {
             _ => bail!("the store shows no checksum or ETag of {key} to compare"),
         }
     }
-
-    /// Aborts a multipart upload (the store drops its parts): Ok(None) once
-    /// done, Ok(Some(why)) when the store answered that it will not (an
-    /// upload it no longer knows, completed or aborted already: AWS says 404
-    /// NoSuchUpload, s3s-fs 403; or no right to abort), Err when it could not
-    /// be asked (unreachable, 5xx, a redirect).
-    pub fn abort_multipart(&self, key: &str, id: &str) -> Result<Option<String>> {
-        let empty = sha256_hex(b"");
-        match self
-            .request("DELETE", Some(key), &[("uploadId", id)], &empty, &[])
-            .call()
-        {
-            Ok(r) => success(r, &format!("aborting upload {id} of {key}")).map(|_| None),
-            Err(ureq::Error::Status(code, resp)) if (400..500).contains(&code) => {
-                Ok(Some(failure(ureq::Error::Status(code, resp)).to_string()))
-            }
-            Err(e) => Err(failure(e)).with_context(|| format!("aborting upload {id} of {key}")),
-        }
-    }
-
-    fn put_multipart(
-        &self,
-        key: &str,
-        file: &mut File,
-        len: u64,
-        note: &mut dyn FnMut(Option<&str>) -> Result<()>,
-    ) -> Result<Proof> {
-        let empty = sha256_hex(b"");
-        let what = format!("starting the multipart upload of {key}");
-        let resp = self
-            .request("POST", Some(key), &[("uploads", "")], &empty, &[])
-            .call()
-            .map_err(failure)
-            .and_then(|r| success(r, &what))
-            .context(what)?;
-        let body = read_capped(resp, 64 << 10);
-        let id = xml_text(&body, "UploadId")
-            .ok_or_else(|| anyhow!("no UploadId in the store's answer"))?
-            .to_string();
-        if let Err(e) = note(Some(&id)) {
-            let _ = self.abort_multipart(key, &id);
-            return Err(e);
-        }
-        let result = self.upload_parts(key, &id, file, len);
-        if result.is_err() && self.abort_multipart(key, &id).is_err() {
-            // The store could not be told to drop the parts now: the noted
-            // id lets a later attempt tell it.
-            return result;
-        }
-        // A note left behind names an upload the store no longer has: its
-        // abort later is answered 404, which is fine.
-        let _ = note(None);
-        result
-    }
-
-    fn upload_parts(&self, key: &str, id: &str, file: &mut File, len: u64) -> Result<Proof> {
-        file.seek(SeekFrom::Start(0))?;
-        let mut buf = vec![0u8; PART];
-        let mut etags = Vec::new();
-        let mut md5s = Md5::new();
-        let mut left = len;
-        let mut n = 0u32;
-        while left > 0 {
-            n += 1;
-            let size = left.min(PART as u64) as usize;
-            file.read_exact(&mut buf[..size])
-                .with_context(|| format!("reading part {n} of {key}"))?;
-            let part = &buf[..size];
-            let sha = sha256_hex(part);
-            let md5 = Md5::digest(part);
-            md5s.update(md5);
-            let num = n.to_string();
-            let what = format!("PUT part {n} of {key}");
-            let resp = self
-                .request(
-                    "PUT",
-                    Some(key),
-                    &[("partNumber", &num), ("uploadId", id)],
-                    &sha,
-                    &[],
-                )
-                .timeout(deadline_for(size as u64))
-                .send_bytes(part)
-                .map_err(failure)
-                .and_then(|r| success(r, &what))
-                .context(what)?;
-            let etag = resp
-                .header("ETag")
-                .ok_or_else(|| anyhow!("no ETag for part {n} of {key}"))?
-                .to_string();
-            if plain_etag(&etag) != hex(&md5) {
-                bail!(
-                    "part {n} of {key}: the store's ETag {etag} is not the MD5 of the part sent ({})",
-                    hex(&md5)
-                );
-            }
-            etags.push(etag);
-            left -= size as u64;
-        }
-        let mut xml = String::from("<CompleteMultipartUpload>");
-        for (i, e) in etags.iter().enumerate() {
-            xml.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
-                i + 1
-            ));
-        }
-        xml.push_str("</CompleteMultipartUpload>");
-        let sha = sha256_hex(xml.as_bytes());
-        let what = format!("completing the multipart upload of {key}");
-        let resp = self
-            .request("POST", Some(key), &[("uploadId", id)], &sha, &[])
-            .send_bytes(xml.as_bytes())
-            .map_err(failure)
-            .and_then(|r| success(r, &what))
-            .with_context(|| what.clone())?;
-        // A 200 can still carry an error (S3 documents this for Complete):
-        // done only with a result that names the key.
-        let body = read_capped(resp, 64 << 10);
-        let named = xml_text(&body, "Key").map(xml_unescape);
-        if !body.contains("<CompleteMultipartUploadResult") || named.as_deref() != Some(key) {
-            bail!(
-                "{what}: the store's answer is not a CompleteMultipartUploadResult naming {key}: {}",
-                body.chars().take(300).collect::<String>()
-            );
-        }
-        Ok(Proof {
-            size: len,
-            etag: format!("{}-{n}", hex(&md5s.finalize())),
-            checksum_sha256: None,
-        })
-    }
 }
 
 /// The five entities XML escapes a key with.
@@ -718,82 +474,9 @@ fn xml_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+mod etag;
+mod multipart;
+
+use etag::{hex, plain_etag, Md5Reader};
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// AWS's example "GET Object" with header authentication (the Signature
-    /// Version 4 documentation for S3, `examplebucket`, 2013-05-24).
-    #[test]
-    fn the_signature_matches_aws_published_example() {
-        let now = DateTime::parse_from_rfc3339("2013-05-24T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let headers = vec![
-            (
-                "host".to_string(),
-                "examplebucket.s3.amazonaws.com".to_string(),
-            ),
-            ("range".to_string(), "bytes=0-9".to_string()),
-            ("x-amz-content-sha256".to_string(), empty.to_string()),
-            ("x-amz-date".to_string(), "20130524T000000Z".to_string()),
-        ];
-        let auth = authorization(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "us-east-1",
-            "GET",
-            "/test.txt",
-            &[],
-            &headers,
-            empty,
-            now,
-        );
-        assert_eq!(
-            auth,
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
-             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
-             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-        );
-    }
-
-    #[test]
-    fn base64_and_uri_encoding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(uri_encode("a b/c~%", true), "a%20b/c~%25");
-        assert_eq!(uri_encode("a/b", false), "a%2Fb");
-    }
-
-    #[test]
-    fn a_request_has_a_deadline_that_grows_with_its_body_only() {
-        assert_eq!(deadline_for(0), BASE_DEADLINE);
-        // An 8 MiB part: 64 s more at 128 KiB/s.
-        assert_eq!(
-            deadline_for(8 << 20),
-            BASE_DEADLINE + Duration::from_secs(64)
-        );
-        assert_eq!(plain_etag("\"ABC\""), "abc");
-        assert_eq!(xml_unescape("a&amp;b&lt;"), "a&b<");
-    }
-
-    #[test]
-    fn keys_and_settings() {
-        let c = S3Config {
-            endpoint: "http://127.0.0.1:9000".into(),
-            bucket: "b".into(),
-            region: "us-east-1".into(),
-            prefix: "fleet".into(),
-            access_key: "a".into(),
-            secret_key: "s".into(),
-            session_token: None,
-        };
-        assert_eq!(c.key_for("350/x.jpg"), "fleet/350/x.jpg");
-        assert_eq!(c.host(), "127.0.0.1:9000");
-        assert!(S3Config::from_env("127.0.0.1:9000", "b", None, None).is_err());
-        assert!(S3Config::from_env("http://h/x", "b", None, None).is_err());
-    }
-}
+mod tests;
