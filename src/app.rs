@@ -248,9 +248,128 @@ fn start_retention(
     (tx, t)
 }
 
+/// `--convert mp4`: the converter, its results told to delivery (the mp4's
+/// upload, the video's removal once uploaded) and to the gallery.
+fn start_conversion(
+    args: &ServeArgs,
+    handle: Option<crate::delivery::DeliveryHandle>,
+    gallery: Option<crate::tools::gallery::GalleryHandle>,
+) -> Option<Converter> {
+    match args.convert.convert {
+        Some(ConvertTo::Mp4) => {
+            let delete_local = args.delivery.s3_delete_local;
+            let (h, g) = (handle, gallery);
+            let on_converted: Option<crate::tools::convert::OnConverted> =
+                (h.is_some() || g.is_some()).then(|| {
+                    Box::new(move |s: &crate::storage::Stored, mp4: &std::path::Path| {
+                        if let Some(h) = &h {
+                            h.converted(s, mp4);
+                            // The video waited for its mp4; once its own upload is
+                            // confirmed (else that confirmation removes it).
+                            if delete_local {
+                                h.remove_uploaded(&s.path);
+                            }
+                        }
+                        if let Some(g) = &g {
+                            g.changed();
+                        }
+                    }) as crate::tools::convert::OnConverted
+                });
+            Converter::start(
+                args.convert.fps,
+                args.convert.convert_trim,
+                args.storage.output_dir.clone(),
+                on_converted,
+            )
+        }
+        None => None,
+    }
+}
+
+/// `--http-bind`: the endpoint, reading the server, the outbox and the
+/// converter (a port it cannot take is a configuration error).
+fn start_http(
+    args: &ServeArgs,
+    server: &Server,
+    delivery: Option<crate::delivery::DeliveryHandle>,
+    converter: Option<&Converter>,
+) -> Result<Option<crate::web::endpoint::HttpEndpoint>> {
+    Ok(match args.ops.http_bind {
+        Some(bind) => {
+            let waiting = converter.map(|c| c.waiting());
+            let convert_stats = converter.map(|c| c.stats());
+            Some(
+                crate::web::endpoint::HttpEndpoint::start(
+                    bind,
+                    args.ops.http_token.clone(),
+                    crate::web::endpoint::Sources {
+                        root: args.storage.output_dir.clone(),
+                        server: server.stop_handle(),
+                        delivery,
+                        convert_stats,
+                        convert_queue: waiting.map(|w| {
+                            std::sync::Arc::new(move || {
+                                w.load(std::sync::atomic::Ordering::Relaxed)
+                            })
+                                as std::sync::Arc<dyn Fn() -> usize + Send + Sync>
+                        }),
+                    },
+                )
+                .map_err(config_error)?,
+            )
+        }
+        None => None,
+    })
+}
+
+/// Unix: SIGINT and SIGTERM stop, SIGHUP reloads (ctrlc would take SIGHUP
+/// as a stop). Windows: Ctrl+C and closing the console stop.
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn install_stop(args: &ServeArgs, server: &Server, log_file: LogFile) -> Result<()> {
+    #[cfg(unix)]
+    on_signals(args.clone(), server.stop_handle(), log_file)?;
+    #[cfg(windows)]
+    {
+        let stop = server.stop_handle();
+        crate::ops::console::install(move || stop.stop())
+            .context("installing the console handler")?;
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let stop = server.stop_handle();
+        ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
+    }
+    Ok(())
+}
+
+/// The "listening on" line (tests and people wait for it), and where the
+/// gallery is.
+fn log_listening(args: &ServeArgs, server: &Server) {
+    let ports: Vec<String> = server
+        .addrs()
+        .iter()
+        .map(|(a, tls)| format!("{a}{}", if *tls { " (TLS)" } else { "" }))
+        .collect();
+    log::info!(
+        "listening on {} (mode {:?}, metadata {}, output {})",
+        ports.join(" and "),
+        args.session.mode,
+        if args.session.metadata { "on" } else { "off" },
+        args.storage.output_dir.display()
+    );
+    if args.storage.gallery {
+        log::info!(
+            "gallery: open {} in a browser",
+            dunce::canonicalize(&args.storage.output_dir)
+                .unwrap_or_else(|_| args.storage.output_dir.clone())
+                .join("index.html")
+                .display()
+        );
+    }
+}
+
 /// `serve`: the server and everything around it. `live`: the terminal's
 /// progress bars; `log_file`: what SIGHUP reopens.
-#[cfg_attr(not(unix), allow(unused_variables))]
 fn serve(args: &ServeArgs, live: Option<Arc<Live>>, log_file: LogFile) -> Result<()> {
     log::info!(
         "dashcam-server {} starting: {}",
@@ -287,35 +406,7 @@ fn serve(args: &ServeArgs, live: Option<Arc<Live>>, log_file: LogFile) -> Result
         .gallery
         .then(|| Gallery::start(&args.storage.output_dir));
     let gallery_handle = gallery.as_ref().and_then(Gallery::handle);
-    let converter = match args.convert.convert {
-        Some(ConvertTo::Mp4) => {
-            let delete_local = args.delivery.s3_delete_local;
-            let (h, g) = (handle.clone(), gallery_handle.clone());
-            let on_converted: Option<crate::tools::convert::OnConverted> =
-                (h.is_some() || g.is_some()).then(|| {
-                    Box::new(move |s: &crate::storage::Stored, mp4: &std::path::Path| {
-                        if let Some(h) = &h {
-                            h.converted(s, mp4);
-                            // The video waited for its mp4; once its own upload is
-                            // confirmed (else that confirmation removes it).
-                            if delete_local {
-                                h.remove_uploaded(&s.path);
-                            }
-                        }
-                        if let Some(g) = &g {
-                            g.changed();
-                        }
-                    }) as crate::tools::convert::OnConverted
-                });
-            Converter::start(
-                args.convert.fps,
-                args.convert.convert_trim,
-                args.storage.output_dir.clone(),
-                on_converted,
-            )
-        }
-        None => None,
-    };
+    let converter = start_conversion(args, handle.clone(), gallery_handle.clone());
     let queue = converter.as_ref().map(|c| c.queue());
     let outbox = handle.clone();
     server = server.on_stored(move |s| {
@@ -336,68 +427,9 @@ fn serve(args: &ServeArgs, live: Option<Arc<Live>>, log_file: LogFile) -> Result
         server = server.on_end(move |summary| d.refused(summary));
     }
     // After the hooks are set: the endpoint keeps a handle on the server.
-    let http = match args.ops.http_bind {
-        Some(bind) => {
-            let waiting = converter.as_ref().map(|c| c.waiting());
-            let convert_stats = converter.as_ref().map(|c| c.stats());
-            Some(
-                crate::web::endpoint::HttpEndpoint::start(
-                    bind,
-                    args.ops.http_token.clone(),
-                    crate::web::endpoint::Sources {
-                        root: args.storage.output_dir.clone(),
-                        server: server.stop_handle(),
-                        delivery: handle.clone(),
-                        convert_stats,
-                        convert_queue: waiting.map(|w| {
-                            std::sync::Arc::new(move || {
-                                w.load(std::sync::atomic::Ordering::Relaxed)
-                            })
-                                as std::sync::Arc<dyn Fn() -> usize + Send + Sync>
-                        }),
-                    },
-                )
-                .map_err(config_error)?,
-            )
-        }
-        None => None,
-    };
-    // Unix: SIGINT and SIGTERM stop, SIGHUP reloads (ctrlc would take
-    // SIGHUP as a stop). Windows: Ctrl+C and closing the console stop.
-    #[cfg(unix)]
-    on_signals(args.clone(), server.stop_handle(), log_file)?;
-    #[cfg(windows)]
-    {
-        let stop = server.stop_handle();
-        crate::ops::console::install(move || stop.stop())
-            .context("installing the console handler")?;
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let stop = server.stop_handle();
-        ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl+C handler")?;
-    }
-    let ports: Vec<String> = server
-        .addrs()
-        .iter()
-        .map(|(a, tls)| format!("{a}{}", if *tls { " (TLS)" } else { "" }))
-        .collect();
-    log::info!(
-        "listening on {} (mode {:?}, metadata {}, output {})",
-        ports.join(" and "),
-        args.session.mode,
-        if args.session.metadata { "on" } else { "off" },
-        args.storage.output_dir.display()
-    );
-    if args.storage.gallery {
-        log::info!(
-            "gallery: open {} in a browser",
-            dunce::canonicalize(&args.storage.output_dir)
-                .unwrap_or_else(|_| args.storage.output_dir.clone())
-                .join("index.html")
-                .display()
-        );
-    }
+    let http = start_http(args, &server, handle.clone(), converter.as_ref())?;
+    install_stop(args, &server, log_file)?;
+    log_listening(args, &server);
     let retention = args.storage.keep_days.map(|days| {
         let s3 = handle
             .clone()

@@ -495,6 +495,10 @@ fn each_port_says_whether_it_speaks_tls() {
 /// still before its init, so a good camera, plain or TLS, is served within
 /// a second, again and again; cameras past their init are never evicted.
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn a_table_full_of_pre_init_connections_never_locks_a_camera_out() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;

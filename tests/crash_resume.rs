@@ -86,6 +86,10 @@ fn jitter(max_ms: u64) -> u64 {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn a_kill_at_random_packets_resumes_from_the_disk_and_completes_byte_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

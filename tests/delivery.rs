@@ -116,6 +116,10 @@ fn session_end(log: &Path, imei: u64) -> String {
     not(have_prometheus_parser),
     ignore = "needs python3 with prometheus_client (pip install prometheus_client)"
 )]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn a_stored_file_lands_in_the_bucket_byte_exact_with_a_signed_event_and_counts_in_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let s3_port = free_port();

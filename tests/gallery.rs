@@ -71,6 +71,10 @@ fn thumbs_in(dom: &str) -> Vec<(String, String)> {
     not(all(have_ffmpeg, have_chromium)),
     ignore = "needs ffmpeg (thumbnails) and chromium (the browser) on PATH"
 )]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn the_gallery_shows_every_file_and_a_browser_renders_its_thumbnails() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

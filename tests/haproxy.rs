@@ -35,6 +35,10 @@ fn instance_of(outs: &[PathBuf], imei: u64) -> Vec<usize> {
     not(have_haproxy),
     ignore = "needs haproxy on PATH (apt install haproxy)"
 )]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn three_instances_behind_haproxy_pin_each_camera_and_see_its_address() {
     let tmp = tempfile::tempdir().unwrap();
     let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();

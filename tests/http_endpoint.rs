@@ -285,6 +285,10 @@ fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>)
     not(have_chromium),
     ignore = "needs chromium on PATH (apt install chromium)"
 )]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
+)]
 fn the_cameras_page_shows_a_camera_sending_and_media_answers_ranges() {
     use dashcam_server::codec::{crc16, FileKind, Frame};
     let tmp = tempfile::tempdir().unwrap();

@@ -47,18 +47,18 @@ fn visible(raw: &[u8]) -> Vec<String> {
 }
 
 /// The server on a pseudo-terminal of 80 columns (`script`), stopped by
-/// SIGINT after `stop_after` seconds, or (None) as soon as the camera is
-/// done (at most 60 s), while one camera trickles a video of `bytes` at
-/// `rate` bytes a second. Returns whether the camera finished, and
-/// everything the terminal received.
-fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
+/// SIGINT in the middle of the file (`mid_file`: once the terminal shows
+/// the camera's bar), or as soon as the camera is done (at most 60 s),
+/// while one camera trickles a video of `bytes` at `rate` bytes a second.
+/// Returns whether the camera finished, and everything the terminal received.
+fn on_a_terminal(mid_file: bool, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let out = tmp.path().join("out");
     let typescript = tmp.path().join("typescript");
     let inner = format!(
         "stty cols 80 rows 24; exec timeout -s INT {} {BIN} serve --bind 127.0.0.1 --port {port} --output-dir '{}' --gallery false",
-        stop_after.unwrap_or(60),
+        60,
         out.display()
     );
     let mut term = Command::new("script")
@@ -71,7 +71,7 @@ fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_for("the server", || std::net::TcpStream::connect(addr).is_ok());
     let video = write_file(tmp.path(), "clip.h265", &content(bytes, 5));
-    let sim = Command::new(BIN)
+    let camera = Command::new(BIN)
         .args(["simulate", "--server", &addr.to_string(), "--cameras", "1"])
         .args([
             "--rate",
@@ -83,11 +83,26 @@ fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec
         ])
         .arg("--file")
         .arg(format!("videof={}", video.display()))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    if stop_after.is_none() {
-        // Ctrl-C as soon as the camera is done: the server (not `timeout`,
-        // whose command line starts otherwise).
+    if mid_file {
+        // Something observable, not a time: the bar is on the terminal.
+        wait_for("the camera's bar on the terminal", || {
+            std::fs::read(&typescript)
+                .is_ok_and(|t| String::from_utf8_lossy(&t).contains("%videof "))
+        });
+    }
+    let mut camera = Some(camera);
+    let sim = if mid_file {
+        None
+    } else {
+        camera.take().map(|c| c.wait_with_output().unwrap())
+    };
+    {
+        // Ctrl-C, mid-file or as soon as the camera is done: the server
+        // (not `timeout`, whose command line starts otherwise).
         let pattern = format!("^{BIN} serve --bind 127.0.0.1 --port {port} ");
         let pid = Command::new("pgrep")
             .args(["-f", &pattern])
@@ -101,6 +116,14 @@ fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec
             .success());
     }
     let _ = term.wait();
+    let Some(sim) = sim else {
+        // The camera loses its server mid-file; it is stopped with it.
+        if let Some(mut c) = camera {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        return (false, std::fs::read(&typescript).unwrap());
+    };
     if !sim.status.success() {
         eprintln!(
             "the camera: {}\n{}",
@@ -114,7 +137,7 @@ fn on_a_terminal(stop_after: Option<u32>, bytes: usize, rate: u32) -> (bool, Vec
 #[test]
 fn progress_bars_keep_the_file_name_and_fit_80_columns() {
     // 300 kB at 100 kB/s: about 3 s of bars, then a stop once it is sent.
-    let (sent, raw) = on_a_terminal(None, 300_000, 100_000);
+    let (sent, raw) = on_a_terminal(false, 300_000, 100_000);
     assert!(sent, "the camera sent its file");
     let lines = visible(&raw);
     let bars: Vec<&String> = lines
@@ -155,8 +178,8 @@ fn progress_bars_keep_the_file_name_and_fit_80_columns() {
 /// last lines, not left frozen on the screen.
 #[test]
 fn a_stop_in_the_middle_of_a_file_clears_the_bars() {
-    // 600 kB at 60 kB/s: about 10 s, so the stop at 4 s comes in the middle.
-    let (_, raw) = on_a_terminal(Some(4), 600_000, 60_000);
+    // 600 kB at 60 kB/s: about 10 s; the stop comes once its bar is shown.
+    let (_, raw) = on_a_terminal(true, 600_000, 60_000);
     let text = String::from_utf8_lossy(&raw);
     let last_bar = text.rfind("%videof ").expect("a bar was drawn");
     let stopped = text.rfind("server stopped").expect("server stopped");

@@ -43,6 +43,45 @@ pub fn convert(a: &ConvertArgs) -> Result<bool> {
     Ok(failed == 0)
 }
 
+/// `verify --dir`: checks the files stored in `dir`, each against the time
+/// it was received. A folder that is not there, holds no stored file, or
+/// has one that cannot be read is a usage error.
+fn verify_dir(dir: &Path, expect: &[String]) -> Result<bool> {
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{}: {} (give the server's output folder or one camera's folder)",
+            if dir.exists() {
+                "not a folder"
+            } else {
+                "folder not found"
+            },
+            dir.display()
+        )));
+    }
+    let files = crate::tools::verify::files_in(dir);
+    if files.is_empty() {
+        return Err(usage(format!(
+            "no stored file in {} (a stored file has its sidecar .json beside it): \
+             give the server's output folder (--output-dir) or one camera's folder",
+            dir.display()
+        )));
+    }
+    for (media, _) in &files {
+        use std::io::Read;
+        std::fs::File::open(media)
+            .and_then(|mut f| f.read(&mut [0u8; 1]))
+            .map_err(|e| usage(format!("cannot read {}: {e}", media.display())))?;
+    }
+    println!(
+        "verify: {} stored file(s) in {}",
+        files.len(),
+        dir.display()
+    );
+    let (table, ok) = crate::tools::verify::report(&files, expect);
+    print!("{table}");
+    Ok(ok)
+}
+
 /// `verify`: with `--dir`, checks stored files; else runs a server until
 /// one camera has sent its files (its progress on `live`'s bars), and checks them.
 pub fn verify(
@@ -57,39 +96,7 @@ pub fn verify(
         parse_kind(e).map_err(|e| usage(format!("--expect: {e}")))?;
     }
     if let Some(dir) = &args.dir {
-        if !dir.is_dir() {
-            return Err(usage(format!(
-                "{}: {} (give the server's output folder or one camera's folder)",
-                if dir.exists() {
-                    "not a folder"
-                } else {
-                    "folder not found"
-                },
-                dir.display()
-            )));
-        }
-        let files = crate::tools::verify::files_in(dir);
-        if files.is_empty() {
-            return Err(usage(format!(
-                "no stored file in {} (a stored file has its sidecar .json beside it): \
-                 give the server's output folder (--output-dir) or one camera's folder",
-                dir.display()
-            )));
-        }
-        for (media, _) in &files {
-            use std::io::Read;
-            std::fs::File::open(media)
-                .and_then(|mut f| f.read(&mut [0u8; 1]))
-                .map_err(|e| usage(format!("cannot read {}: {e}", media.display())))?;
-        }
-        println!(
-            "verify: {} stored file(s) in {}",
-            files.len(),
-            dir.display()
-        );
-        let (table, ok) = crate::tools::verify::report(&files, &args.expect);
-        print!("{table}");
-        return Ok(ok);
+        return verify_dir(dir, &args.expect);
     }
     let mut cfg = args.serve.to_config().map_err(config_error)?;
     cfg.session.metadata = true;
@@ -271,15 +278,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.protocol_id = args.protocol;
     cfg.crc = args.crc;
     cfg.chunk = args.chunk as usize;
-    if args.tls || args.tls_ca.is_some() || args.tls_insecure {
-        cfg.tls = Some(match (&args.tls_ca, args.tls_insecure) {
-            (Some(ca), _) => crate::simulator::Trust::Ca(ca.clone()),
-            (None, true) => crate::simulator::Trust::Insecure,
-            (None, false) => {
-                bail!("--tls needs --tls-ca PEM (or --tls-insecure for a test certificate)")
-            }
-        });
-    }
+    cfg.tls = trust(args)?;
     cfg.metadata = !args.no_metadata;
     cfg.frame_rate = args.frame_rate.unwrap_or(DEFAULT_SIM_FPS);
     cfg.video_duration_s = args.duration.unwrap_or(DEFAULT_SIM_SECS);
@@ -295,27 +294,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool> {
             cfg.meta_by_file.push(((*path).clone(), fps, secs));
         }
     }
-    if let Some(k) = args.drop_after {
-        // The DATA frames of the largest file: identifier flow in 1024-byte
-        // packets, the path flow (and protocol 6) in --chunk bytes.
-        let unit = if args.paths.is_empty() && args.protocol < 6 {
-            1024
-        } else {
-            u64::from(args.chunk)
-        };
-        let mut most = 0;
-        for path in &locals {
-            let len = std::fs::metadata(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .len();
-            most = most.max(len.div_ceil(unit));
-        }
-        if u64::from(k) > most || k == 0 {
-            return Err(usage(format!(
-                "--drop-after {k}: the largest file is sent in {most} DATA frame(s); give 1..={most}"
-            )));
-        }
-    }
+    check_drop_after(args, &locals)?;
     cfg.file_meta = args.file_meta.clone();
     if let Some(p) = args.position {
         cfg.position = p;
@@ -325,37 +304,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool> {
     cfg.drop_after = args.drop_after;
     cfg.timeout = secs(args.timeout, "--timeout")?;
     if let Some(rate) = args.rate {
-        let (kind, path) = args
-            .files
-            .first()
-            .context("--rate needs one --file ID=PATH: the file each camera sends")?;
-        let server = args
-            .server
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {}", args.server))?
-            .next()
-            .with_context(|| format!("{} resolves to nothing", args.server))?;
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if bytes.is_empty() {
-            bail!("{} is empty", path.display());
-        }
-        let fleet = simulator::FleetConfig {
-            server,
-            first_imei: args.imei,
-            cameras: args.cameras,
-            rate: rate.max(1),
-            ramp: secs(args.ramp, "--ramp")?,
-            timeout: positive_secs(args.timeout, "--timeout")?,
-            kind: *kind,
-            threads: 4,
-        };
-        crate::net::server::raise_fd_limit();
-        let report = simulator::run_fleet(&fleet, bytes);
-        for (imei, why) in report.failures.iter().take(10) {
-            log::warn!("camera {imei}: {why}");
-        }
-        println!("{report}");
-        return Ok(report.failures.is_empty() && report.stored == args.cameras);
+        return run_fleet(args, rate);
     }
     if args.cameras > 1 {
         let report = simulator::run_many(&cfg, args.cameras);
@@ -384,4 +333,83 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool> {
         eprintln!("error: the server did not take every file and end the session");
     }
     Ok(r.complete)
+}
+
+/// `--tls`, `--tls-ca`, `--tls-insecure`: how the simulated camera checks
+/// the server's certificate (None: plain TCP).
+fn trust(args: &SimulateArgs) -> Result<Option<crate::simulator::Trust>> {
+    if !(args.tls || args.tls_ca.is_some() || args.tls_insecure) {
+        return Ok(None);
+    }
+    Ok(Some(match (&args.tls_ca, args.tls_insecure) {
+        (Some(ca), _) => crate::simulator::Trust::Ca(ca.clone()),
+        (None, true) => crate::simulator::Trust::Insecure,
+        (None, false) => {
+            bail!("--tls needs --tls-ca PEM (or --tls-insecure for a test certificate)")
+        }
+    }))
+}
+
+/// `--drop-after K` must fall within the largest file: refused before
+/// connecting (a usage error) otherwise.
+fn check_drop_after(args: &SimulateArgs, locals: &[&PathBuf]) -> Result<()> {
+    let Some(k) = args.drop_after else {
+        return Ok(());
+    };
+
+    // The DATA frames of the largest file: identifier flow in 1024-byte
+    // packets, the path flow (and protocol 6) in --chunk bytes.
+    let unit = if args.paths.is_empty() && args.protocol < 6 {
+        1024
+    } else {
+        u64::from(args.chunk)
+    };
+    let mut most = 0;
+    for path in locals {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        most = most.max(len.div_ceil(unit));
+    }
+    if u64::from(k) > most || k == 0 {
+        return Err(usage(format!(
+            "--drop-after {k}: the largest file is sent in {most} DATA frame(s); give 1..={most}"
+        )));
+    }
+    Ok(())
+}
+
+/// `--rate`: a fleet of slow cameras on a few threads, one file each.
+fn run_fleet(args: &SimulateArgs, rate: u64) -> Result<bool> {
+    let (kind, path) = args
+        .files
+        .first()
+        .context("--rate needs one --file ID=PATH: the file each camera sends")?;
+    let server = args
+        .server
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}", args.server))?
+        .next()
+        .with_context(|| format!("{} resolves to nothing", args.server))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    let fleet = simulator::FleetConfig {
+        server,
+        first_imei: args.imei,
+        cameras: args.cameras,
+        rate: rate.max(1),
+        ramp: secs(args.ramp, "--ramp")?,
+        timeout: positive_secs(args.timeout, "--timeout")?,
+        kind: *kind,
+        threads: 4,
+    };
+    crate::net::server::raise_fd_limit();
+    let report = simulator::run_fleet(&fleet, bytes);
+    for (imei, why) in report.failures.iter().take(10) {
+        log::warn!("camera {imei}: {why}");
+    }
+    println!("{report}");
+    Ok(report.failures.is_empty() && report.stored == args.cameras)
 }

@@ -366,51 +366,8 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
     let mut trimmed = 0.0;
     let outcome = inputs(stored, default_fps).and_then(|inp| {
         fps = inp.fps;
-        let mut cmd = crate::tools::ffmpeg::command();
-        cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
-            .args(&inp.args);
-        // The vendor's trim is for a raw stream's damaged start; a container
-        // is read cleanly, every frame kept.
-        if trim > 0.0 && !inp.container {
-            trimmed = trim;
-            cmd.arg("-ss").arg(format!("{trim:.3}"));
-        }
-        cmd.args(["-map", "0:v:0"]);
-        if inp.audio {
-            cmd.args(["-map", "1:a:0", "-c:a", "aac", "-b:a", "64k"]);
-        }
-        // H.264 in yuv420p with the index up front: every browser and
-        // Windows' own player take it.
-        cmd.args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-        ])
-        .arg(target.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        match cmd.output() {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => {
-                let text = String::from_utf8_lossy(&o.stderr);
-                let lines: Vec<&str> = text.lines().rev().take(5).collect();
-                let last: Vec<&str> = lines.into_iter().rev().collect();
-                Err(format!(
-                    "ffmpeg failed ({}): {}",
-                    o.status,
-                    last.join(" | ")
-                ))
-            }
-            Err(e) => Err(format!("could not run ffmpeg: {e}")),
-        }
+        trimmed = run_ffmpeg(&inp, trim, target.path())?;
+        Ok(())
     });
     let outcome = outcome.and_then(|()| target.commit().map(|_| ()).map_err(|e| e.to_string()));
     match outcome {
@@ -443,6 +400,63 @@ fn convert_one(stored: &mut Stored, default_fps: u32, trim: f64, root: &Path) {
             stored.sidecar.conversion_error = Some(e);
         }
     }
+    record_conversion(stored, root, fps, trimmed);
+}
+
+/// Runs ffmpeg on a stored video's inputs, writing the mp4 at `dest`; the
+/// seconds cut from its start (only a raw stream's, only when asked).
+fn run_ffmpeg(inp: &Inputs, trim: f64, dest: &Path) -> Result<f64, String> {
+    let mut trimmed = 0.0;
+    let mut cmd = crate::tools::ffmpeg::command();
+    cmd.args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
+        .args(&inp.args);
+    // The vendor's trim is for a raw stream's damaged start; a container
+    // is read cleanly, every frame kept.
+    if trim > 0.0 && !inp.container {
+        trimmed = trim;
+        cmd.arg("-ss").arg(format!("{trim:.3}"));
+    }
+    cmd.args(["-map", "0:v:0"]);
+    if inp.audio {
+        cmd.args(["-map", "1:a:0", "-c:a", "aac", "-b:a", "64k"]);
+    }
+    // H.264 in yuv420p with the index up front: every browser and
+    // Windows' own player take it.
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+    ])
+    .arg(dest)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(trimmed),
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr);
+            let lines: Vec<&str> = text.lines().rev().take(5).collect();
+            let last: Vec<&str> = lines.into_iter().rev().collect();
+            Err(format!(
+                "ffmpeg failed ({}): {}",
+                o.status,
+                last.join(" | ")
+            ))
+        }
+        Err(e) => Err(format!("could not run ffmpeg: {e}")),
+    }
+}
+
+/// The conversion's result, in the index (an event line) and in the
+/// sidecar as it is on disk now (another thread's change is kept).
+fn record_conversion(stored: &Stored, root: &Path, fps: f64, trimmed: f64) {
     let rel = |p: &Path| {
         p.strip_prefix(root)
             .unwrap_or(p)

@@ -253,6 +253,8 @@ fn describe_frame(f: &Frame<'_>, used: usize, out: &mut String) {
 }
 
 fn describe_metadata(p: &[u8], out: &mut String) -> std::fmt::Result {
+    // One piece (over 80 lines): one layout per family, told apart by
+    // length, each field in the order the notes give it.
     // The layout is told by the length: 15 ADAS, 26 DSM, JSON text, else DualCam.
     let family = match p.len() {
         15 => Family::Adas,

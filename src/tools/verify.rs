@@ -145,6 +145,8 @@ fn check_photo(path: &Path) -> Check {
 /// from the container's timestamps (against the metadata's, within 1 s),
 /// timestamps that only go forward, no missing frame, and the sound.
 fn check_container(path: &Path, sc: &Sidecar) -> Check {
+    // One piece (over 80 lines): one pass over the container's chunks; every
+    // check reads the same counters, and its lines are the report's order.
     let info = match crate::storage::media::inspect(path) {
         Ok(i) => i,
         Err(e) => return fail("video", Cause::VideoBroken, format!("cannot read: {e}")),

@@ -423,9 +423,33 @@ impl Camera {
         }
     }
 
+    /// The byte where a RESUME `r` starts: packets count from 1 (RESUME 0,
+    /// the reference's first, is the start too); offsets in bytes from 0.
+    /// A RESUME past the file gets STATUS 6 and fails the session.
+    fn resume_start(&mut self, i: usize, r: u32, packets: bool, len: u64) -> Result<u64> {
+        Ok(if packets {
+            if r > self.pending[i].packets() {
+                self.send(Frame::Status { code: 6 })?;
+                bail!(
+                    "RESUME {r} outside 1..={} packets",
+                    self.pending[i].packets()
+                );
+            }
+            (r.max(1) as u64 - 1) * 1024
+        } else {
+            if r as u64 >= len {
+                self.send(Frame::Status { code: 6 })?;
+                bail!("RESUME {r} outside 0..{len} bytes");
+            }
+            r as u64
+        })
+    }
+
     /// SYNC, then DATA from the RESUME's offset, restarting wherever a RESUME
     /// asks. Returns false when the camera dropped the link on purpose.
     fn stream_from(&mut self, i: usize, mut r: u32) -> Result<bool> {
+        // One piece (over 80 lines): the camera's DATA loop; a RESUME restarts
+        // it at the labelled loop with the same file and buffers.
         let packets = self.in_packets(&self.pending[i]);
         let (len, id) = (self.pending[i].len, self.pending[i].identifier.clone());
         let chunk = if packets {
@@ -437,23 +461,7 @@ impl Camera {
         let mut file = BufReader::with_capacity(64 * 1024, File::open(&self.pending[i].path)?);
         let mut buf = vec![0u8; chunk];
         'sync: loop {
-            // RESUME 0 is the start in the identifier flow too (the reference sends it).
-            let start = if packets {
-                if r > self.pending[i].packets() {
-                    self.send(Frame::Status { code: 6 })?;
-                    bail!(
-                        "RESUME {r} outside 1..={} packets",
-                        self.pending[i].packets()
-                    );
-                }
-                (r.max(1) as u64 - 1) * 1024
-            } else {
-                if r as u64 >= len {
-                    self.send(Frame::Status { code: 6 })?;
-                    bail!("RESUME {r} outside 0..{len} bytes");
-                }
-                r as u64
-            };
+            let start = self.resume_start(i, r, packets, len)?;
             // A device counts packets from 1: RESUME 0 (the reference
             // server's first) is answered with SYNC 1.
             let sync = if packets { r.max(1) } else { r };

@@ -204,6 +204,8 @@ impl Driver<'_> {
     }
 
     fn readable(&mut self, i: usize, now: Instant) {
+        // One piece (over 80 lines): one camera's answer to each server frame,
+        // in the fleet's event loop, on that camera's state.
         let mut eof = false;
         loop {
             let c = &mut self.cams[i];

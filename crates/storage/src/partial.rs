@@ -218,6 +218,9 @@ struct Confirm {
 
 impl<'s> Partial<'s> {
     pub(super) fn open(storage: &'s Storage, imei: u64, open: &OpenFile) -> Result<Partial<'s>> {
+        // Over 80 lines: fresh, resumed and confirming partials are still one
+        // function with flags; `Partial` as an `enum Mode` (issue 27 item 5)
+        // splits it.
         let (_, pdir) = storage.camera_dirs(imei)?;
         let identity = Identity {
             identifier_hex: hex(&open.spec.identifier),
@@ -677,58 +680,53 @@ impl<'s> Partial<'s> {
         Ok(crc)
     }
 
-    /// Checks the camera's CRC over the end of the file, then publishes the
-    /// file with its sidecar and index line (or, when the same file is
-    /// already stored, only an index line that says so).
-    pub fn finish(mut self, record: &FileRecord, remote: &str) -> Result<Stored> {
-        if let Some(c) = self.confirm.take() {
-            self.finished = true;
-            if c.matched && self.len == c.size {
-                // The stored file's own digests: from its sidecar, or
-                // computed again when the sidecar is gone.
-                let stored_sc: Option<Sidecar> =
-                    fsx::read_json(&c.existing.with_extension("json"), 4 << 20);
-                let (sha, crc) = match stored_sc {
-                    Some(old) => (old.sha256, old.crc16),
-                    None => {
-                        let (mut sha, mut crc) = (Sha256::new(), 0u16);
-                        let mut f = c.file;
-                        read_range(&mut f, 0, c.size, |b| {
-                            sha.update(b);
-                            crc = crc16(crc, b);
-                        })?;
-                        (digest(&sha), crc)
-                    }
-                };
-                let mut sc = self.sidecar(record, remote, sha);
-                sc.crc16 = crc;
-                sc.size_bytes = c.size;
-                return publish::record_duplicate(self.storage, self.imei, &c.existing, sc);
-            }
-            self.storage.known.forget_time(self.imei, &c.existing);
-            return Err(StoreError::NotSameFile(format!(
-                "its last bytes differ from {}; it will be downloaded whole next time",
-                c.existing.display()
-            )));
+    /// `finish` of a file already stored, of which only the end was fetched
+    /// again: a duplicate recorded when the end matches, else not the same
+    /// file (downloaded whole next time).
+    fn finish_confirm(mut self, c: Confirm, record: &FileRecord, remote: &str) -> Result<Stored> {
+        self.finished = true;
+        if c.matched && self.len == c.size {
+            // The stored file's own digests: from its sidecar, or
+            // computed again when the sidecar is gone.
+            let stored_sc: Option<Sidecar> =
+                fsx::read_json(&c.existing.with_extension("json"), 4 << 20);
+            let (sha, crc) = match stored_sc {
+                Some(old) => (old.sha256, old.crc16),
+                None => {
+                    let (mut sha, mut crc) = (Sha256::new(), 0u16);
+                    let mut f = c.file;
+                    read_range(&mut f, 0, c.size, |b| {
+                        sha.update(b);
+                        crc = crc16(crc, b);
+                    })?;
+                    (digest(&sha), crc)
+                }
+            };
+            let mut sc = self.sidecar(record, remote, sha);
+            sc.crc16 = crc;
+            sc.size_bytes = c.size;
+            return publish::record_duplicate(self.storage, self.imei, &c.existing, sc);
         }
-        // The whole file is verified: say so in the state first, so a stop
-        // during the publish leaves a partial that resumes at its end.
-        self.checkpoint()?;
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("the partial is closed"))?;
+        self.storage.known.forget_time(self.imei, &c.existing);
+        Err(StoreError::NotSameFile(format!(
+            "its last bytes differ from {}; it will be downloaded whole next time",
+            c.existing.display()
+        )))
+    }
+
+    /// The camera's CRC over the end of the file (from `record.check.from`)
+    /// against the bytes stored; a mismatch discards the partial.
+    fn check_device_crc(&mut self, file: &mut fs::File, record: &FileRecord) -> Result<()> {
         let check = record.check;
         let device_crc = if check.from == 0 {
             self.crc
         } else {
             let mut crc = 0u16;
             let len = self.len.saturating_sub(check.from);
-            read_range(&mut file, check.from, len, |b| crc = crc16(crc, b))?;
+            read_range(file, check.from, len, |b| crc = crc16(crc, b))?;
             crc
         };
         if device_crc != check.crc {
-            drop(file);
             self.discard = true;
             log::warn!(
                 "[{}] the stored bytes from offset {} have CRC 0x{device_crc:04X}, the camera's chain says 0x{:04X}: discarded",
@@ -741,6 +739,24 @@ impl<'s> Partial<'s> {
                 found: device_crc,
             });
         }
+        Ok(())
+    }
+
+    /// Checks the camera's CRC over the end of the file, then publishes the
+    /// file with its sidecar and index line (or, when the same file is
+    /// already stored, only an index line that says so).
+    pub fn finish(mut self, record: &FileRecord, remote: &str) -> Result<Stored> {
+        if let Some(c) = self.confirm.take() {
+            return self.finish_confirm(c, record, remote);
+        }
+        // The whole file is verified: say so in the state first, so a stop
+        // during the publish leaves a partial that resumes at its end.
+        self.checkpoint()?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("the partial is closed"))?;
+        self.check_device_crc(&mut file, record)?;
         let mut sc = self.sidecar(record, remote, digest(&self.sha));
         // What is inside, by its first bytes (a container's chunk headers only).
         match crate::media::inspect(&self.part_path) {

@@ -73,6 +73,9 @@ fn admit(
     tls: Option<Arc<rustls::ServerConfig>>,
     summaries: Option<std::sync::mpsc::Sender<Summary>>,
 ) {
+    // One piece (over 80 lines): admission's steps in order (a slot, a
+    // trusted proxy, the address, the thread); each refusal returns early
+    // and the slot's Drop gives back what the earlier steps took.
     // Windows hands out sockets that inherit the listener's mode.
     let _ = stream.set_nonblocking(false);
     let stream = Arc::new(stream);

@@ -53,7 +53,6 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
         .as_ref()
         .map_or(PLACEHOLDER.to_string(), |t| href(root, t));
     let sc = &e.sidecar;
-    let m = sc.metadata.as_ref();
     let name = e.media.file_name().unwrap_or_default().to_string_lossy();
     let img = format!(
         "<img class=\"thumb\" loading=\"lazy\" alt=\"{alt}\" src=\"{src}\" \
@@ -86,25 +85,42 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
             href(root, mp4)
         );
     }
-    let mut row = |k: &str, v: String| {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), v);
-    };
+    identity_rows(e, &name, out);
+    media_rows(e, out);
+    integrity_rows(e, out);
+    links_row(root, e, mp4.as_ref(), out);
+    out.push_str("</table></div>");
+}
+
+/// One row of a card's table; `v` is HTML already.
+fn row(out: &mut String, k: &str, v: String) {
+    let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), v);
+}
+
+/// What the file is: its names, when, which camera, why it was recorded.
+fn identity_rows(e: &Entry, name: &str, out: &mut String) {
+    let sc = &e.sidecar;
+    let m = sc.metadata.as_ref();
     row(
+        out,
         "file",
-        format!("<span class=\"mono\">{}</span>", esc(&name)),
+        format!("<span class=\"mono\">{}</span>", esc(name)),
     );
     row(
+        out,
         "requested",
         format!("<span class=\"mono\">{}</span>", esc(&sc.file)),
     );
     row(
+        out,
         "time (UTC)",
         esc(&e.when.format("%Y-%m-%d %H:%M:%S").to_string()),
     );
     if let Some(l) = local_time(e) {
-        row("camera time", esc(&l));
+        row(out, "camera time", esc(&l));
     }
     row(
+        out,
         "family",
         esc(&format!(
             "{} ({} flow, protocol {})",
@@ -114,20 +130,27 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
         )),
     );
     if let Some(c) = sc.camera {
-        row("camera", esc(c.name()));
+        row(out, "camera", esc(c.name()));
     }
     if let Some(t) = m.and_then(|m| m.trigger_name.clone().or(m.trigger.map(|t| t.to_string()))) {
-        row("trigger", esc(&t));
+        row(out, "trigger", esc(&t));
     }
     if let Some(ev) = m.and_then(|m| m.events.as_ref()).filter(|e| !e.is_empty()) {
         row(
+            out,
             "DSM events",
             esc(&crate::tools::decode::printable(&ev.join(", "))),
         );
     }
     if let Some(d) = m.and_then(|m| m.driver_name.as_deref()) {
-        row("driver", esc(&crate::tools::decode::printable(d)));
+        row(out, "driver", esc(&crate::tools::decode::printable(d)));
     }
+}
+
+/// What is inside a video: its container's facts, problems, metadata.
+fn media_rows(e: &Entry, out: &mut String) {
+    let sc = &e.sidecar;
+    let m = sc.metadata.as_ref();
     if let Some(i) = &sc.media_info {
         let mut facts = vec![i.container.clone()];
         if let (Some(w), Some(h)) = (i.width, i.height) {
@@ -148,9 +171,10 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
             _ => String::new(),
         });
         facts.retain(|f| !f.is_empty());
-        row("inside", esc(&facts.join(", ")));
+        row(out, "inside", esc(&facts.join(", ")));
         if !i.problems.is_empty() {
             row(
+                out,
                 "problems",
                 format!("<span class=\"bad\">{}</span>", esc(&i.problems.join("; "))),
             );
@@ -160,17 +184,24 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
         .and_then(|m| m.duration_s)
         .filter(|_| sc.media == Media::Video)
     {
-        row("duration", format!("{d} s"));
+        row(out, "duration", format!("{d} s"));
     }
     if let Some(f) = m
         .and_then(|m| m.frame_rate)
         .filter(|_| sc.media == Media::Video)
     {
-        row("frame rate", format!("{f} fps"));
+        row(out, "frame rate", format!("{f} fps"));
     }
-    row("size", esc(&format!("{} bytes", sc.size_bytes)));
-    row("CRC-16", format!("0x{:04X}", sc.crc16));
+}
+
+/// Whether the bytes are whole: size, CRC, SHA-256, retries; and where.
+fn integrity_rows(e: &Entry, out: &mut String) {
+    let sc = &e.sidecar;
+    let m = sc.metadata.as_ref();
+    row(out, "size", esc(&format!("{} bytes", sc.size_bytes)));
+    row(out, "CRC-16", format!("0x{:04X}", sc.crc16));
     row(
+        out,
         "SHA-256",
         format!(
             "<span class=\"mono\" title=\"{0}\">{1}…</span>",
@@ -179,18 +210,24 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
         ),
     );
     if sc.crc_errors > 0 {
-        row("CRC retries", sc.crc_errors.to_string());
+        row(out, "CRC retries", sc.crc_errors.to_string());
     }
     if let (Some(lat), Some(lon)) = (m.and_then(|m| m.latitude), m.and_then(|m| m.longitude)) {
         row(
+            out,
             "position",
             format!(
                 "<a href=\"https://www.openstreetmap.org/?mlat={lat:.6}&amp;mlon={lon:.6}#map=16/{lat:.6}/{lon:.6}\">{lat:.6}, {lon:.6}</a>"
             ),
         );
     }
+}
+
+/// Where each of the file's parts is: local, only in the bucket, or gone.
+fn links_row(root: &Path, e: &Entry, mp4: Option<&(PathBuf, bool)>, out: &mut String) {
+    let sc = &e.sidecar;
     let mut links = whereabouts(root, e, &e.media, e.present, "raw");
-    if let Some((mp4, here)) = &mp4 {
+    if let Some((mp4, here)) = mp4 {
         let _ = write!(links, " · {}", whereabouts(root, e, mp4, *here, "mp4"));
     }
     if let Some(err) = &sc.conversion_error {
@@ -205,6 +242,5 @@ pub(super) fn card(root: &Path, e: &Entry, how: &How, out: &mut String) {
         " · <a href=\"{}\">sidecar</a>",
         href(root, &e.sidecar_path)
     );
-    row("open", links);
-    out.push_str("</table></div>");
+    row(out, "open", links);
 }

@@ -3,12 +3,29 @@
 
 use super::*;
 
+/// One metric: name, kind, help, value; written in this order.
+type Row = (&'static str, Kind, &'static str, u64);
+
+fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
 pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
+    let mut rows = server_rows(src);
+    conversion_rows(src, &mut rows);
+    http_rows(http, &mut rows);
+    delivery_rows(src, &mut rows);
+    let mut out = String::new();
+    write_rows(&rows, &mut out);
+    labelled_rows(src.server.metrics(), &mut out);
+    out
+}
+
+/// The server's own counters: connections, sessions, files, bytes.
+fn server_rows(src: &Sources) -> Vec<Row> {
     use Kind::{Counter, Gauge};
     let m: &Metrics = src.server.metrics();
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    // (name, kind, help, value), in the order they are written.
-    let mut rows: Vec<(&str, Kind, &str, u64)> = vec![
+    vec![
         (
             "dashcam_connections",
             Gauge,
@@ -75,7 +92,12 @@ pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
             "Camera threads that failed (bugs).",
             get(&m.panics),
         ),
-    ];
+    ]
+}
+
+/// The conversion queue and its results, when `--convert` is on.
+fn conversion_rows(src: &Sources, rows: &mut Vec<Row>) {
+    use Kind::{Counter, Gauge};
     if let Some(q) = &src.convert_queue {
         rows.push((
             "dashcam_conversion_queue",
@@ -98,6 +120,11 @@ pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
             get(&c.failed),
         ));
     }
+}
+
+/// The HTTP endpoint itself.
+fn http_rows(http: &HttpStats, rows: &mut Vec<Row>) {
+    use Kind::Counter;
     rows.extend([
         (
             "dashcam_http_requests_total",
@@ -130,6 +157,11 @@ pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
             get(&http.busy),
         ),
     ]);
+}
+
+/// The outbox: uploads and events waiting, done, failed.
+fn delivery_rows(src: &Sources, rows: &mut Vec<Row>) {
+    use Kind::{Counter, Gauge};
     if let Some(d) = &src.delivery {
         let s = d.stats();
         let (up, hooks) = d.queued();
@@ -190,24 +222,31 @@ pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
             ),
         ]);
     }
-    let mut out = String::new();
-    for (name, kind, help, value) in rows {
+}
+
+fn write_rows(rows: &[Row], out: &mut String) {
+    use Kind::{Counter, Gauge};
+    for &(name, kind, help, value) in rows {
         let kind = match kind {
             Counter => "counter",
             Gauge => "gauge",
         };
         let _ = writeln!(
-            out,
+            *out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+}
+
+/// The counters with a label: how sessions ended, what was not a camera.
+fn labelled_rows(m: &Metrics, out: &mut String) {
     let ends = m.ends.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let _ = writeln!(
-        out,
+        *out,
         "# HELP dashcam_session_ends_total Sessions and refused connections, by how they ended.\n# TYPE dashcam_session_ends_total counter"
     );
     for (label, n) in ends {
-        let _ = writeln!(out, "dashcam_session_ends_total{{reason=\"{label}\"}} {n}");
+        let _ = writeln!(*out, "dashcam_session_ends_total{{reason=\"{label}\"}} {n}");
     }
     let foreign = m
         .not_cameras
@@ -215,11 +254,10 @@ pub(super) fn metrics_text(src: &Sources, http: &HttpStats) -> String {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let _ = writeln!(
-        out,
+        *out,
         "# HELP dashcam_not_a_camera_total Connections to the camera port that were not cameras, by what they looked like (avl: a tracker's AVL data; http, rdp, ssh: scanners; tls: TLS on the plain port).\n# TYPE dashcam_not_a_camera_total counter"
     );
     for (kind, n) in foreign {
-        let _ = writeln!(out, "dashcam_not_a_camera_total{{kind=\"{kind}\"}} {n}");
+        let _ = writeln!(*out, "dashcam_not_a_camera_total{{kind=\"{kind}\"}} {n}");
     }
-    out
 }

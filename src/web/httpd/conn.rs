@@ -162,6 +162,8 @@ pub(super) fn read_head(
     limits: &Limits,
     wait: Duration,
 ) -> Result<Request, HeadError> {
+    // One piece (over 80 lines): the request head in one pass (request line,
+    // header lines), each line and the whole head bounded, one deadline.
     let idle_until = Instant::now() + wait;
     let mut deadline = None;
     let mut line = Vec::with_capacity(256);

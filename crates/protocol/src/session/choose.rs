@@ -21,6 +21,9 @@ pub(crate) enum Choice {
 
 impl Session<'_> {
     pub(super) fn on_init(&mut self, now: Instant, init: InitPacket) {
+        // One piece (over 80 lines): the decision table for an init (mode,
+        // protocol, settings bits, allow-list) read in one place, in the
+        // reference server's order.
         let first = match self.state {
             State::Init { first, .. } => first,
             _ => {

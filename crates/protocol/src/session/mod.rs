@@ -5,6 +5,31 @@
 //! the instants it is given, so tests drive it frame by frame without sleeping.
 //!
 //! The server's driver runs it over a socket and storage.
+//!
+//! # The call order, once
+//!
+//! A driver (the server's `net::driver`, or a test) does this, and nothing
+//! else, until [`Session::is_over`]:
+//!
+//! 1. [`Session::new`] with the connection's config, peer and instant.
+//! 2. Bytes arrive: the codec's `Deframer` yields inputs; each goes to
+//!    [`Session::handle_input`] with the current instant (an init packet
+//!    first: `choose.rs` decides the flow and the files to ask for; then
+//!    frames: the answers to FILE REQ, PATH REQ, METADATA REQ, and the
+//!    transfer of each file in `transfer.rs`). Bytes skipped before a SYNC
+//!    go to [`Session::handle_skipped`], a codec error to
+//!    [`Session::handle_codec_error`].
+//! 3. After each input: the bytes of [`Session::output`] are written and
+//!    [`Session::sent`] called; every [`Action`] from
+//!    [`Session::poll_action`] is carried out on storage, and its result
+//!    handed back ([`Session::opened`], [`Session::rewound`],
+//!    [`Session::finished`], [`Session::write_failed`]).
+//! 4. Nothing to read: [`Session::handle_bytes`] says whether part of a
+//!    frame waits; the read waits until [`Session::poll_timeout`], and a
+//!    deadline that passes goes to [`Session::handle_timeout`].
+//! 5. The link ends: [`Session::handle_link_lost`], or
+//!    [`Session::handle_shutdown`] when the server stops. How it ended is
+//!    [`Session::ended`] (an [`End`], in `end.rs`).
 
 mod choose;
 mod end;

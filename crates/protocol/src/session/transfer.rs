@@ -548,6 +548,9 @@ impl Session<'_> {
     }
 
     fn on_data(&mut self, now: Instant, offset: Option<u32>, payload: &[u8], crc: u16) {
+        // One piece (over 80 lines): the checks of one DATA frame (offset, length,
+        // CRC, what is in flight) in the order the protocol applies them, on
+        // the whole transfer state; split, each part would take all of it.
         let State::Transfer(t) = &mut self.state else {
             return;
         };
