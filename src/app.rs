@@ -276,8 +276,8 @@ fn start_conversion(
                     }) as crate::tools::convert::OnConverted
                 });
             Converter::start(
-                args.convert.fps,
-                args.convert.convert_trim,
+                args.convert.timing.fps,
+                args.convert.timing.convert_trim,
                 args.storage.output_dir.clone(),
                 on_converted,
             )
@@ -381,11 +381,6 @@ fn serve(args: &ServeArgs, live: Option<Arc<Live>>, log_file: LogFile) -> Result
     // folder that cannot be written) exits with status 2.
     let cfg = args.to_config().map_err(config_error)?;
     let delivery_cfg = args.delivery().map_err(config_error)?;
-    if args.convert.convert.is_some() && !(0.0..=3600.0).contains(&args.convert.convert_trim) {
-        return Err(cli::usage(
-            "--convert-trim must be between 0 and 3600 seconds",
-        ));
-    }
     let mut server = Server::bind(cfg).map_err(config_error)?;
     if let Some(l) = live {
         server = server.live(l);

@@ -44,6 +44,8 @@ fn a_bad_flag_or_value_is_2() {
         &["serve", "--max-file-mb", "0", "--port", "0"],
         &["serve", "--read-timeout", "0", "--port", "0"],
         &["decode", "zz"],
+        &["serve", "--convert-trim", "5000", "--port", "0"],
+        &["convert", "--convert-trim", "3601"],
     ] {
         let (code, text) = code_and_text(&run(args));
         assert_eq!(code, Some(2), "{args:?}: {text}");

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = Metadata::parse(family, false, data);
     }
     let _ = Metadata::parse(Family::Adas, true, data);
-    let _ = dashcam_server::decode::describe(data);
+    let _ = dashcam_server::tools::decode::describe(data);
     for limits in [Limits::IDENTIFIER, Limits::PATH, Limits::SERVER] {
         let mut rest = data;
         while let Ok(Some((frame, used))) = parse_frame(rest, limits) {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use dashcam_server::codec::crc16;
-use dashcam_server::driver;
+use dashcam_server::net::driver;
 use dashcam_server::session::{Config, Mode};
 use dashcam_server::storage::Storage;
 use libfuzzer_sys::fuzz_target;

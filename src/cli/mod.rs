@@ -20,7 +20,8 @@ mod serve;
 mod tools;
 
 pub use serve::{
-    ConvertFlags, DeliveryArgs, NetArgs, OpsArgs, ServeArgs, SessionArgs, StorageArgs, TlsArgs,
+    ConvertFlags, ConvertTiming, DeliveryArgs, NetArgs, OpsArgs, ServeArgs, SessionArgs,
+    StorageArgs, TlsArgs,
 };
 pub use tools::{ContainerArgs, ConvertArgs, SimulateArgs, VerifyArgs};
 

@@ -343,22 +343,39 @@ pub struct ConvertFlags {
     /// Convert each stored video, keeping the .h265: mp4 (needs ffmpeg).
     #[arg(long, env = "DASHCAM_CONVERT", value_enum, value_name = "FORMAT")]
     pub convert: Option<ConvertTo>,
+    /// When converting: the frame rate of a raw stream, and a cut at its start.
+    #[command(flatten)]
+    pub timing: ConvertTiming,
+}
+
+/// How a raw stream is converted (`serve --convert mp4` and `convert`).
+#[derive(Args, Debug, Clone)]
+pub struct ConvertTiming {
+    /// Frame rate of a raw stream whose own headers (SPS/VUI timing) and
+    /// metadata give none (the camera's default setting; the camera's
+    /// container carries its own rate).
+    #[arg(long, env = "DASHCAM_FPS", default_value_t = super::DEFAULT_FPS, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
     /// Seconds cut from the start of a raw stream's mp4, only when asked
-    /// (default 0: every frame kept). The vendor's recipe cuts 0.9 s
-    /// (`-ss 00:00:0.9`; of a 2 s clip that is 45%): `--convert-trim 0.9`
-    /// does the same. Never cut from the camera's container; the stored
+    /// (default 0: every frame kept; at most 3600). The vendor's recipe cuts
+    /// 0.9 s (`-ss 00:00:0.9`; of a 2 s clip that is 45%): `--convert-trim
+    /// 0.9` does the same. Never cut from the camera's container; the stored
     /// file is always kept whole.
     #[arg(
         long,
         env = "DASHCAM_CONVERT_TRIM",
         default_value_t = 0.0,
-        value_name = "SECS"
+        value_name = "SECS",
+        value_parser = parse_trim
     )]
     pub convert_trim: f64,
-    /// Frame rate for converting a raw stream whose own headers (SPS/VUI
-    /// timing) and metadata give none (the camera's default setting).
-    #[arg(long, env = "DASHCAM_FPS", default_value_t = super::DEFAULT_FPS, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
+}
+
+fn parse_trim(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}': give seconds between 0 and 3600")),
+    }
 }
 
 impl ServeArgs {

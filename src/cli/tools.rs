@@ -23,20 +23,8 @@ pub struct ConvertArgs {
     /// Convert every video again, even those that have their mp4.
     #[arg(long)]
     pub force: bool,
-    /// Frame rate of a raw stream whose own headers (SPS/VUI timing) and
-    /// metadata give none (the camera's default setting; the camera's
-    /// container carries its own rate).
-    #[arg(long, env = "DASHCAM_FPS", default_value_t = super::DEFAULT_FPS, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
-    /// Seconds cut from the start of a raw stream, only when asked: the
-    /// vendor's recipe cuts 0.9 (`-ss 00:00:0.9`). Never from the container.
-    #[arg(
-        long,
-        env = "DASHCAM_CONVERT_TRIM",
-        default_value_t = 0.0,
-        value_name = "SECS"
-    )]
-    pub convert_trim: f64,
+    #[command(flatten)]
+    pub timing: super::ConvertTiming,
 }
 
 #[derive(Args, Debug, Clone)]

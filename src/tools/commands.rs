@@ -32,14 +32,16 @@ pub fn convert(a: &ConvertArgs) -> Result<bool> {
             a.output_dir.display()
         )));
     }
-    if !(0.0..=3600.0).contains(&a.convert_trim) {
-        return Err(usage("--convert-trim must be between 0 and 3600 seconds"));
-    }
     if !crate::tools::convert::ffmpeg_available() {
         bail!("{}", crate::tools::ffmpeg::HOW_TO_GET);
     }
-    let (_, failed) =
-        crate::tools::convert::convert_all(&a.output_dir, a.imei, a.force, a.fps, a.convert_trim);
+    let (_, failed) = crate::tools::convert::convert_all(
+        &a.output_dir,
+        a.imei,
+        a.force,
+        a.timing.fps,
+        a.timing.convert_trim,
+    );
     Ok(failed == 0)
 }
 
