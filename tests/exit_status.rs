@@ -149,3 +149,21 @@ fn a_file_that_fails_verify_is_1() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAIL"), "{text}");
 }
+
+/// For a program embedding the server: why it could not start, as a type
+/// it can match, with the system's error as the source.
+#[test]
+fn a_server_that_cannot_start_says_why_in_a_type() {
+    use dashcam_server::net::server::{BindError, Server};
+    use std::error::Error as _;
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(&tmp.path().join("out"));
+    cfg.port = taken.local_addr().unwrap().port();
+    let Err(e) = Server::bind(cfg) else {
+        panic!("bound a port in use");
+    };
+    assert!(matches!(e, BindError::PortInUse { .. }), "{e:?}");
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
+}

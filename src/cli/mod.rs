@@ -141,7 +141,8 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// Marks an error as a configuration error (exit status 2), its message
 /// and causes kept.
-pub fn config_error(e: anyhow::Error) -> anyhow::Error {
+pub fn config_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    let e: anyhow::Error = e.into();
     anyhow::Error::new(Usage(e.into()))
 }
 

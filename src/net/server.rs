@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 
 use crate::codec::Frame;
 use crate::net::admission::{Admission, Slot};
@@ -77,6 +77,48 @@ impl ServerConfig {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// Why a server could not start: each a configuration error (exit status 2
+/// at the command line), with the system's error as `source` where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The output folder cannot be used.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StoreError),
+    /// Settings that cannot work together.
+    #[error("{0}")]
+    Settings(&'static str),
+    /// The TLS certificate or key (which file, and why).
+    #[error(transparent)]
+    Tls(Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error("--bind {bind} is not an address (use an IP of this machine, 0.0.0.0 for all, or a host name that resolves)")]
+    NotAnAddress { bind: String },
+    #[error("cannot listen on {addr}: port {port} is in use (another server?); pick another with --port")]
+    PortInUse {
+        addr: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: --bind {bind} is not an address of this machine")]
+    NotHere {
+        addr: String,
+        bind: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on {addr}: permission denied (ports below 1024 need administrator rights)"
+    )]
+    Denied {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Why a hook could not do its part (its own error type, boxed: `net`
@@ -186,36 +228,35 @@ impl StopHandle {
     }
 }
 
-fn listen(bind: &str, port: u16) -> Result<TcpListener> {
+fn listen(bind: &str, port: u16) -> Result<TcpListener, BindError> {
     let addr = format!("{bind}:{port}");
     let sa = match addr.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(sa)) => sa,
-        _ => bail!("--bind {bind} is not an address (use an IP of this machine, 0.0.0.0 for all, or a host name that resolves)"),
+        _ => {
+            return Err(BindError::NotAnAddress {
+                bind: bind.to_string(),
+            })
+        }
+    };
+    let failed = |source: std::io::Error| {
+        let (bind, addr) = (bind.to_string(), addr.clone());
+        match source.kind() {
+            std::io::ErrorKind::AddrInUse => BindError::PortInUse { addr, port, source },
+            std::io::ErrorKind::AddrNotAvailable => BindError::NotHere { addr, bind, source },
+            std::io::ErrorKind::PermissionDenied => BindError::Denied { addr, source },
+            _ => BindError::Listen { addr, source },
+        }
     };
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(sa),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
-    )?;
+    )
+    .map_err(failed)?;
     #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    if let Err(e) = socket.bind(&sa.into()) {
-        match e.kind() {
-            std::io::ErrorKind::AddrInUse => bail!(
-                "cannot listen on {addr}: port {port} is in use (another server?); pick another with --port"
-            ),
-            std::io::ErrorKind::AddrNotAvailable => bail!(
-                "cannot listen on {addr}: --bind {bind} is not an address of this machine"
-            ),
-            std::io::ErrorKind::PermissionDenied => bail!(
-                "cannot listen on {addr}: permission denied (ports below 1024 need administrator rights)"
-            ),
-            _ => bail!("cannot listen on {addr}: {e}"),
-        }
-    }
-    socket
-        .listen(BACKLOG)
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    socket.set_reuse_address(true).map_err(failed)?;
+    socket.bind(&sa.into()).map_err(failed)?;
+    socket.listen(BACKLOG).map_err(failed)?;
     Ok(socket.into())
 }
 
@@ -229,7 +270,7 @@ fn wake_addr(local: SocketAddr) -> SocketAddr {
 }
 
 impl Server {
-    pub fn bind(cfg: ServerConfig) -> Result<Server> {
+    pub fn bind(cfg: ServerConfig) -> Result<Server, BindError> {
         let storage = Storage::open(&cfg.output_dir, cfg.storage.clone())?;
         let abs =
             dunce::canonicalize(storage.root()).unwrap_or_else(|_| storage.root().to_path_buf());
@@ -237,10 +278,14 @@ impl Server {
         let fd_default = default_max_connections();
         let max_connections = cfg.max_connections.unwrap_or(fd_default);
         if max_connections == 0 || cfg.max_per_ip == 0 {
-            bail!("--max-connections and --max-per-ip must be at least 1");
+            return Err(BindError::Settings(
+                "--max-connections and --max-per-ip must be at least 1",
+            ));
         }
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(crate::net::tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(
+                crate::net::tls::server_config(cert, key).map_err(|e| BindError::Tls(e.into()))?,
+            ),
             None => None,
         };
         let mut listeners = Vec::new();
@@ -255,7 +300,11 @@ impl Server {
                     tls: Some(t.clone()),
                 });
             }
-            (None, Some(_)) => bail!("--tls-port needs --tls-cert and --tls-key"),
+            (None, Some(_)) => {
+                return Err(BindError::Settings(
+                    "--tls-port needs --tls-cert and --tls-key",
+                ))
+            }
             (t, None) => listeners.push(Listener {
                 socket: listen(&cfg.bind, cfg.port)?,
                 tls: t.clone(),
