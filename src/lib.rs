@@ -30,6 +30,12 @@ pub mod ops;
 pub mod tools;
 pub mod web;
 
+/// A poisoned lock (a thread panicked holding it) is still usable: the
+/// server's registries and counters hold plain values, valid after any panic.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Joins `thread` if it ends before `deadline` (true); else leaves it
 /// running (false). For stops that wait, bounded, for work in flight.
 pub(crate) fn join_by<T>(thread: std::thread::JoinHandle<T>, deadline: std::time::Instant) -> bool {

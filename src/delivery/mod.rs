@@ -54,6 +54,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
 use self::s3::{S3Client, S3Config};
+use crate::lock;
 use crate::storage::outbox::{Job, Object, Outbox, Queued, BAD, FAILED};
 use crate::storage::Stored;
 
@@ -125,10 +126,6 @@ pub struct Delivery {
 /// A handle the camera threads and the HTTP endpoint keep.
 #[derive(Clone)]
 pub struct DeliveryHandle(Arc<Inner>);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 impl Delivery {
     /// Opens the outbox of `root`, queues what a stop left in it, and starts

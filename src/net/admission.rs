@@ -10,16 +10,11 @@
 //! is given back by the slot's `Drop`, however the connection's thread
 //! ends (an early return, a panic).
 
+use crate::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-/// A poisoned lock (a thread panicked holding it) is still usable: the
-/// registry holds plain counts and handles, valid after any panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use std::sync::{Arc, Mutex};
 
 struct Conn {
     /// Set once the init packet is in: from then on it is never evicted.

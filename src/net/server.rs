@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,13 @@ mod accept;
 mod conn;
 mod limits;
 
+use crate::lock;
 use accept::accept_loop;
 use limits::RateLimit;
 pub use limits::{default_max_connections, raise_fd_limit};
+
+mod errors;
+pub use errors::*;
 
 const CAMERA_STACK: usize = 256 * 1024;
 const BACKLOG: i32 = 1024;
@@ -79,60 +83,12 @@ impl ServerConfig {
     }
 }
 
-/// Why a server could not start: each a configuration error (exit status 2
-/// at the command line), with the system's error as `source` where there is one.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindError {
-    /// The output folder cannot be used.
-    #[error(transparent)]
-    Storage(#[from] crate::storage::StoreError),
-    /// Settings that cannot work together.
-    #[error("{0}")]
-    Settings(&'static str),
-    /// The TLS certificate or key (which file, and why).
-    #[error(transparent)]
-    Tls(Box<dyn std::error::Error + Send + Sync + 'static>),
-    #[error("--bind {bind} is not an address (use an IP of this machine, 0.0.0.0 for all, or a host name that resolves)")]
-    NotAnAddress { bind: String },
-    #[error("cannot listen on {addr}: port {port} is in use (another server?); pick another with --port")]
-    PortInUse {
-        addr: String,
-        port: u16,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {addr}: --bind {bind} is not an address of this machine")]
-    NotHere {
-        addr: String,
-        bind: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot listen on {addr}: permission denied (ports below 1024 need administrator rights)"
-    )]
-    Denied {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
-}
-
 /// Why a hook could not do its part (its own error type, boxed: `net`
 /// does not know the layers that set hooks).
 pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 type StoredHook = Box<dyn Fn(&Stored) -> Result<(), HookError> + Send + Sync>;
 type EndHook = Box<dyn Fn(&Summary) + Send + Sync>;
-
-/// A poisoned lock (a thread panicked holding it) is still usable: the
-/// registries hold plain counts and handles, valid after any panic.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 struct Shared {
     /// Swapped whole when SIGHUP reloads the allow-list; each connection

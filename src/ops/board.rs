@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -17,10 +18,6 @@ use serde_json::{json, Value};
 const RECENT: Duration = Duration::from_secs(24 * 3600);
 /// At most this many recent cameras are kept (the oldest go first).
 const MAX_RECENT: usize = 100_000;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[derive(Default)]
 pub struct Board {

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod conn;
+use crate::lock;
 use conn::*;
 
 /// The bounds of every connection.
@@ -155,10 +156,6 @@ struct Shared {
     next_id: AtomicU64,
     stop: AtomicBool,
     stats: Arc<HttpStats>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub struct Httpd {
