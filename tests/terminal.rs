@@ -69,7 +69,12 @@ fn on_a_terminal(mid_file: bool, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
         .spawn()
         .expect("script (util-linux)");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_for("the server", || std::net::TcpStream::connect(addr).is_ok());
+    // The server's own word that it listens (not a probe connection: a
+    // connect proves only that something holds the port).
+    wait_for("the server's 'listening on' line on the terminal", || {
+        std::fs::read(&typescript)
+            .is_ok_and(|t| String::from_utf8_lossy(&t).contains("listening on"))
+    });
     let video = write_file(tmp.path(), "clip.h265", &content(bytes, 5));
     let camera = Command::new(BIN)
         .args(["simulate", "--server", &addr.to_string(), "--cameras", "1"])
@@ -126,9 +131,10 @@ fn on_a_terminal(mid_file: bool, bytes: usize, rate: u32) -> (bool, Vec<u8>) {
     };
     if !sim.status.success() {
         eprintln!(
-            "the camera: {}\n{}",
+            "the camera: {}\n{}\nthe terminal:\n{}",
             String::from_utf8_lossy(&sim.stdout),
-            String::from_utf8_lossy(&sim.stderr)
+            String::from_utf8_lossy(&sim.stderr),
+            visible(&std::fs::read(&typescript).unwrap_or_default()).join("\n")
         );
     }
     (sim.status.success(), std::fs::read(&typescript).unwrap())
