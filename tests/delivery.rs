@@ -108,13 +108,10 @@ fn session_end(log: &Path, imei: u64) -> String {
 }
 
 #[test]
+// One attribute: two `ignore`s on one test are an error under clippy.
 #[cfg_attr(
-    not(have_s3s_fs),
-    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
-)]
-#[cfg_attr(
-    not(have_prometheus_parser),
-    ignore = "needs python3 with prometheus_client (pip install prometheus_client)"
+    not(all(have_s3s_fs, have_prometheus_parser)),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary) and python3 with prometheus_client (pip install prometheus_client)"
 )]
 #[allow(
     clippy::too_many_lines,
@@ -491,13 +488,10 @@ fn the_gallery_is_served_over_http_with_a_token_and_opens_in_a_browser() {
 /// `deploy/haproxy.cfg`, each with its own folder, all writing into one
 /// bucket: every camera's file is there once, byte-exact.
 #[test]
+// One attribute: two `ignore`s on one test are an error under clippy.
 #[cfg_attr(
-    not(have_s3s_fs),
-    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
-)]
-#[cfg_attr(
-    not(have_haproxy),
-    ignore = "needs haproxy on PATH (apt install haproxy)"
+    not(all(have_s3s_fs, have_haproxy)),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary) and haproxy on PATH (apt install haproxy)"
 )]
 fn three_instances_behind_haproxy_write_into_one_bucket() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1079,13 +1073,10 @@ fn a_multipart_upload_cut_off_by_a_kill_is_aborted_then_done_whole() {
 /// (the converter needs it); then both objects are in the bucket, the mp4
 /// is kept locally, and the video goes.
 #[test]
+// One attribute: two `ignore`s on one test are an error under clippy.
 #[cfg_attr(
-    not(have_s3s_fs),
-    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
-)]
-#[cfg_attr(
-    not(have_ffmpeg),
-    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+    not(all(have_s3s_fs, have_ffmpeg)),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary) and ffmpeg and ffprobe on PATH (apt install ffmpeg)"
 )]
 fn delete_local_waits_for_the_conversion() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1154,13 +1145,10 @@ fn delete_local_waits_for_the_conversion() {
 /// with its original once the store shows both, and the gallery then shows
 /// each as only in the bucket, with its key, and links neither.
 #[test]
+// One attribute: two `ignore`s on one test are an error under clippy.
 #[cfg_attr(
-    not(have_s3s_fs),
-    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary)"
-)]
-#[cfg_attr(
-    not(have_ffmpeg),
-    ignore = "needs ffmpeg and ffprobe on PATH (apt install ffmpeg)"
+    not(all(have_s3s_fs, have_ffmpeg)),
+    ignore = "needs s3s-fs on PATH (cargo install s3s-fs --features binary) and ffmpeg and ffprobe on PATH (apt install ffmpeg)"
 )]
 fn an_adas_videos_mp4_is_recorded_removed_with_it_and_shown_as_in_the_bucket() {
     let tmp = tempfile::tempdir().unwrap();
