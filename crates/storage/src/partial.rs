@@ -199,17 +199,41 @@ pub struct Partial<'s> {
     state_buf: Vec<u8>,
     /// The state file's length on disk, once known.
     state_len: Option<usize>,
-    /// Remove it all when dropped (a full disk, a prefix that does not match).
-    discard: bool,
-    finished: bool,
-    /// Set when the camera offers a file already stored (same identifier,
-    /// metadata time and size): only its end is fetched and compared.
-    confirm: Option<Confirm>,
-    /// After a resume: the last unit kept (its offset and bytes). The camera
-    /// sends it again and it must match before anything new is appended, so a
-    /// different file of the same name and size is never spliced on.
-    expect: Option<(u64, Vec<u8>)>,
+    /// What the camera's bytes are for: appended, compared with a resumed
+    /// partial's last unit first, or compared with a file already stored.
+    mode: Mode,
+    /// What dropping the partial does with what is on disk.
+    fate: Fate,
     max_bytes: u64,
+}
+
+/// What a partial does with the camera's bytes.
+enum Mode {
+    /// Appending to its own file: a new download, or a resumed one whose
+    /// repeated unit matched.
+    Appending,
+    /// Resumed: the camera sends the last unit kept (`tail`, at `from`)
+    /// again, and it must match before anything new is appended, so a
+    /// different file of the same name and size is never spliced on.
+    Resuming { from: u64, tail: Vec<u8> },
+    /// The camera offers a file already stored (same identifier, metadata
+    /// time and size): only its end is fetched and compared; nothing is
+    /// written.
+    Confirming(Confirm),
+}
+
+/// What dropping a partial does with what is on disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Not finished: what was verified stays for a resume (nothing verified:
+    /// removed).
+    Keep,
+    /// Worth nothing (a full disk, a prefix or CRC that does not match, a
+    /// duplicate): removed.
+    Discard,
+    /// Finished: published, or left as a crash would leave it for the
+    /// recovery pass.
+    Done,
 }
 
 /// Comparing the end of an offered file with the stored one.
@@ -218,6 +242,43 @@ struct Confirm {
     file: fs::File,
     size: u64,
     matched: bool,
+}
+
+impl Confirm {
+    /// The camera's `bytes` at `offset` against the stored file's, with
+    /// `len` bytes compared so far; returns the new count.
+    fn compare(&mut self, len: u64, offset: u64, bytes: &[u8]) -> Result<u64> {
+        let mut have = vec![0u8; bytes.len()];
+        let same = self.file.seek(SeekFrom::Start(offset)).is_ok()
+            && self.file.read_exact(&mut have).is_ok()
+            && have == bytes;
+        if !(same && offset == len) {
+            self.matched = false;
+            return Err(StoreError::NotSameFile(format!(
+                "its bytes at {offset} differ from {}",
+                self.existing.display()
+            )));
+        }
+        Ok(offset + bytes.len() as u64)
+    }
+}
+
+/// A resume's repeated unit (`tail`, kept at `from`) against the camera's
+/// `bytes` at `offset`: an error when they differ where they overlap;
+/// `Some(tail's length)` once the whole unit has been sent again and matched.
+fn check_repeat(from: u64, tail: &[u8], offset: u64, bytes: &[u8]) -> Result<Option<usize>> {
+    let end = from + tail.len() as u64;
+    let (a, b) = (offset.max(from), (offset + bytes.len() as u64).min(end));
+    if a < b {
+        let got = &bytes[(a - offset) as usize..(b - offset) as usize];
+        let kept = &tail[(a - from) as usize..(b - from) as usize];
+        if got != kept {
+            return Err(StoreError::NotSameFile(format!(
+                "the bytes sent again at {from} differ from the partial's"
+            )));
+        }
+    }
+    Ok((b >= end).then_some(tail.len()))
 }
 
 impl<'s> Partial<'s> {
@@ -239,7 +300,7 @@ impl<'s> Partial<'s> {
         if let Err(e) = file.write_all(&self.pending) {
             if fsx::is_no_space(&e) {
                 // A full disk: this partial goes, so every other camera keeps working.
-                self.discard = true;
+                self.fate = Fate::Discard;
             }
             return Err(e);
         }
@@ -293,43 +354,30 @@ impl<'s> Partial<'s> {
         bytes: &[u8],
         chain: Option<(u16, u16)>,
     ) -> Result<()> {
-        if let Some(c) = &mut self.confirm {
-            let mut have = vec![0u8; bytes.len()];
-            let same = c.file.seek(SeekFrom::Start(offset)).is_ok()
-                && c.file.read_exact(&mut have).is_ok()
-                && have == bytes;
-            if !(same && offset == self.len) {
-                c.matched = false;
-                return Err(StoreError::NotSameFile(format!(
-                    "its bytes at {offset} differ from {}",
-                    c.existing.display()
-                )));
+        match &mut self.mode {
+            Mode::Confirming(c) => {
+                self.len = c.compare(self.len, offset, bytes)?;
+                return Ok(());
             }
-            self.len = offset + bytes.len() as u64;
-            return Ok(());
-        }
-        if let Some((from, tail)) = &self.expect {
-            let end = from + tail.len() as u64;
-            let (a, b) = (offset.max(*from), (offset + bytes.len() as u64).min(end));
-            if a < b {
-                let got = &bytes[(a - offset) as usize..(b - offset) as usize];
-                let kept = &tail[(a - from) as usize..(b - from) as usize];
-                if got != kept {
-                    let from = *from;
-                    self.expect = None;
-                    return Err(StoreError::NotSameFile(format!(
-                        "the bytes sent again at {from} differ from the partial's"
-                    )));
+            Mode::Resuming { from, tail } => {
+                let from = *from;
+                match check_repeat(from, tail, offset, bytes) {
+                    Ok(None) => {}
+                    Ok(Some(matched)) => {
+                        log::info!(
+                            "[{}] the {matched} bytes sent again at {from} match the partial: the same file, resuming",
+                            self.imei,
+                        );
+                        self.mode = Mode::Appending;
+                    }
+                    Err(e) => {
+                        // Not compared again: the session ends the file.
+                        self.mode = Mode::Appending;
+                        return Err(e);
+                    }
                 }
             }
-            if b >= end {
-                log::info!(
-                    "[{}] the {} bytes sent again at {from} match the partial: the same file, resuming",
-                    self.imei,
-                    tail.len()
-                );
-                self.expect = None;
-            }
+            Mode::Appending => {}
         }
         if offset != self.len {
             return Err(StoreError::failed(
@@ -372,10 +420,10 @@ impl<'s> Partial<'s> {
 
     /// Keeps the first `len` bytes; returns their CRC from 0.
     pub fn rewind(&mut self, len: u64) -> io::Result<u16> {
-        if let Some(c) = &mut self.confirm {
+        if let Mode::Confirming(c) = &mut self.mode {
             if len == 0 {
                 // Not the stored file after all: download it whole.
-                self.confirm = None;
+                self.mode = Mode::Appending;
                 self.start_fresh().map_err(io::Error::other)?;
                 return Ok(0);
             }
@@ -387,7 +435,7 @@ impl<'s> Partial<'s> {
         }
         if len == 0 {
             // Starting over: nothing kept is compared any more.
-            self.expect = None;
+            self.mode = Mode::Appending;
         }
         if len == self.len {
             return Ok(self.crc);
@@ -439,28 +487,41 @@ impl Drop for Partial<'_> {
     /// Not finished: keep what was verified (and say so in the state), or
     /// remove it when it is worth nothing.
     fn drop(&mut self) {
-        if self.confirm.is_some() {
+        if matches!(self.mode, Mode::Confirming(_)) {
             // Nothing was written: nothing to keep or remove.
             return;
         }
-        if !self.finished && (self.discard || self.len == 0) {
-            self.file = None;
-            let size = fs::symlink_metadata(&self.part_path).map_or(0, |m| m.len());
-            let _ = fs::remove_file(&self.part_path);
-            let _ = fs::remove_file(&self.state_path);
-            self.storage.add_partial_bytes(-(size as i64));
-            self.storage.release(&self.part_path);
-            return self.storage.tidy_camera_dir(self.imei);
-        } else if !self.finished {
-            let flushed = self.flush_pending();
-            self.file = None;
-            if let Err(e) = flushed {
-                log::warn!("{}: could not flush the partial: {e}", self.imei);
-                return self.storage.release(&self.part_path);
-            }
-            if let Err(e) = self.save_state() {
-                log::warn!("{}: could not save partial state: {e:#}", self.imei);
-            }
+        match self.fate {
+            Fate::Discard => self.remove(),
+            Fate::Keep if self.len == 0 => self.remove(),
+            Fate::Keep => self.keep(),
+            Fate::Done => self.storage.release(&self.part_path),
+        }
+    }
+}
+
+impl Partial<'_> {
+    /// Dropped worth nothing: the partial and its state go.
+    fn remove(&mut self) {
+        self.file = None;
+        let size = fs::symlink_metadata(&self.part_path).map_or(0, |m| m.len());
+        let _ = fs::remove_file(&self.part_path);
+        let _ = fs::remove_file(&self.state_path);
+        self.storage.add_partial_bytes(-(size as i64));
+        self.storage.release(&self.part_path);
+        self.storage.tidy_camera_dir(self.imei);
+    }
+
+    /// Dropped unfinished: what was verified is flushed and recorded.
+    fn keep(&mut self) {
+        let flushed = self.flush_pending();
+        self.file = None;
+        if let Err(e) = flushed {
+            log::warn!("{}: could not flush the partial: {e}", self.imei);
+            return self.storage.release(&self.part_path);
+        }
+        if let Err(e) = self.save_state() {
+            log::warn!("{}: could not save partial state: {e:#}", self.imei);
         }
         self.storage.release(&self.part_path);
     }

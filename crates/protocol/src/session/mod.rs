@@ -146,7 +146,7 @@ impl<'c> Session<'c> {
     /// The family of the file being received (None between files).
     pub fn family(&self) -> Option<Family> {
         match &self.state {
-            State::Transfer(t) => Some(t.file.family),
+            State::Transfer(t) => Some(t.fixed.file.family),
             _ => None,
         }
     }
@@ -181,7 +181,7 @@ impl<'c> Session<'c> {
     /// flow, up to a frame's limit in the path flow.
     pub fn limits(&self) -> Limits {
         match &self.state {
-            State::Transfer(t) if t.flow == Flow::Identifier => Limits::IDENTIFIER,
+            State::Transfer(t) if t.fixed.flow == Flow::Identifier => Limits::IDENTIFIER,
             _ => Limits::PATH,
         }
     }
@@ -255,7 +255,7 @@ impl<'c> Session<'c> {
                     "[{}] {}: {} partial kept at {}",
                     self.tag,
                     end,
-                    t.file.spec.display(),
+                    t.fixed.file.spec.display(),
                     t.kept()
                 );
                 self.actions.push_back(Action::Abandon { crc_errors });
@@ -293,13 +293,14 @@ impl<'c> Session<'c> {
     /// ([`crate::codec::Deframer::skip_to_sync`]) and reports how many with
     /// [`Session::handle_skipped`].
     pub fn awaits_sync(&self) -> bool {
-        self.awaits_sync_in_transfer()
+        matches!(&self.state, State::Transfer(t) if t.awaits_sync())
     }
 
     /// `n` bytes were dropped before a SYNC (bounded: past what
     /// [`transfer::MAX_IN_FLIGHT`] frames could hold, the session ends).
     pub fn handle_skipped(&mut self, n: usize) {
-        self.skipped_before_sync(n);
+        let max_data = self.limits().max_data;
+        self.step(self.last_rx, |t, cx| t.skipped(cx, n, max_data));
     }
 
     pub fn handle_codec_error(&mut self, e: CodecError) {
@@ -378,6 +379,9 @@ impl<'c> Session<'c> {
             self.finish_session(End::TimedOut(Timeout::Silent), true);
             return;
         }
+        if let State::Transfer(_) = self.state {
+            return self.step(now, |t, cx| t.on_timeout(cx, now));
+        }
         match std::mem::replace(&mut self.state, State::Done) {
             State::Metadata { file, deadline } if now >= deadline => {
                 log::info!(
@@ -388,19 +392,20 @@ impl<'c> Session<'c> {
                 );
                 self.request_file(file);
             }
-            State::Transfer(t) => self.transfer_timeout(now, t),
             other => self.state = other,
         }
     }
 
     fn on_frame(&mut self, now: Instant, frame: Frame<'_>) {
+        if let State::Transfer(_) = self.state {
+            return self.step(now, |t, cx| t.on_frame(cx, now, frame));
+        }
         match std::mem::replace(&mut self.state, State::Done) {
             State::Init { first, stray } => self.frame_before_init(first, stray, frame),
             State::Path => self.on_path_answer(frame),
             State::Metadata { file, deadline } => self.on_metadata(file, deadline, frame),
             State::Start { file, stray } => self.on_start(file, stray, frame),
-            State::Transfer(t) => self.transfer_frame(now, t, frame),
-            State::Done => {}
+            State::Transfer(_) | State::Done => {}
         }
     }
 
@@ -434,12 +439,8 @@ impl<'c> Session<'c> {
 
     /// A STATUS from the device, logged by name. 0x11 makes it disconnect.
     fn device_status(&mut self, code: u32, during: &str) -> bool {
-        log::warn!(
-            "[{}] device STATUS {code} (0x{code:02X}) during {during}: {}",
-            self.tag,
-            status_name(code)
-        );
-        if code == 0x11 {
+        log_status(&self.tag, code, during);
+        if code == DISCONNECTS {
             self.finish_session(End::DeviceStatus(code), true);
             true
         } else {
@@ -455,6 +456,17 @@ impl<'c> Session<'c> {
         log::warn!("[{}] {end}", self.tag);
         self.finish_session(end, true);
     }
+}
+
+/// The STATUS after which the device disconnects.
+const DISCONNECTS: u32 = 0x11;
+
+/// A STATUS from the device, logged by name.
+fn log_status(tag: &str, code: u32, during: &str) {
+    log::warn!(
+        "[{tag}] device STATUS {code} (0x{code:02X}) during {during}: {}",
+        status_name(code)
+    );
 }
 
 pub(crate) fn frame_summary(f: &Frame<'_>) -> String {

@@ -16,6 +16,8 @@ mod answers;
 
 mod frames;
 
+mod step;
+
 /// DATA frames still in flight after a RESUME are discarded; a device that sends
 /// more than this many without a SYNC is not following the protocol.
 pub(crate) const MAX_IN_FLIGHT: u32 = 4096;
@@ -92,13 +94,27 @@ enum Phase {
     Finish,
 }
 
+/// One file being received: what is fixed for the file, what moves with
+/// each packet, and what is counted for the progress lines.
 pub(crate) struct Transfer {
+    pub fixed: Fixed,
+    run: Run,
+    progress: Progress,
+}
+
+/// Fixed for the file from its START on. (Its metadata is lent to the
+/// record when the file completes, and given back if it starts over.)
+pub(crate) struct Fixed {
     pub file: Box<Pending>,
     pub flow: Flow,
     unit: Unit,
     total: u32,
     /// START's 2-byte field (0 from every device seen).
     start_field: u16,
+}
+
+/// What moves with each packet, SYNC and answer from storage.
+struct Run {
     phase: Phase,
     /// Bytes verified and written.
     stored: u64,
@@ -122,33 +138,108 @@ pub(crate) struct Transfer {
     /// may not be aligned to frames, and are dropped (counted here).
     unaligned: bool,
     skipped: u64,
-    /// When this connection began receiving the file, and from which byte.
+}
+
+/// For the progress lines: when this connection began receiving the file,
+/// from which byte, and the last line logged.
+struct Progress {
     began: Instant,
     began_at: u64,
     last_decile: u64,
     last_progress: Option<Instant>,
 }
 
+/// The parts of the session a transfer step reads and writes, besides the
+/// transfer itself.
+pub(super) struct Cx<'a> {
+    pub cfg: &'a super::Config,
+    pub tag: &'a str,
+    pub protocol_id: u16,
+    pub convention: &'a mut Option<Convention>,
+    pub stats: &'a mut super::Stats,
+    pub actions: &'a mut std::collections::VecDeque<Action>,
+}
+
+/// What the session does after a transfer step: every way out of a step
+/// is one of these (nothing is put back, nothing returns silently).
+#[must_use]
+pub(super) enum Next {
+    /// Nothing more until the next input: the transfer goes on.
+    Wait,
+    /// Send RESUME at what is stored.
+    Resume,
+    /// This file is given up (its partial kept when it was open, an
+    /// `Abandon` already queued): not asked again in this session; the
+    /// next file.
+    GiveUpFile { skip: Vec<u8> },
+    /// The file is published (or a duplicate recorded): the next file.
+    Stored,
+    /// The session ends, with CLOSE (the step logged why).
+    End(End),
+}
+
 impl Transfer {
+    pub fn new(file: Box<Pending>, unit: Unit, total: u32, start_field: u16, now: Instant) -> Self {
+        let flow = file.flow;
+        Transfer {
+            fixed: Fixed {
+                file,
+                flow,
+                unit,
+                total,
+                start_field,
+            },
+            run: Run {
+                phase: Phase::Open,
+                stored: 0,
+                inits: [0, 0],
+                n_inits: 1,
+                chain: 0,
+                sync_from: 0,
+                crc_errors: 0,
+                retries_here: 0,
+                in_flight: 0,
+                resends: 0,
+                resume_sent: now,
+                data_frames: 0,
+                resumed_from: None,
+                first_after_disk_resume: false,
+                unaligned: false,
+                skipped: 0,
+            },
+            progress: Progress {
+                began: now,
+                began_at: 0,
+                last_decile: 0,
+                last_progress: None,
+            },
+        }
+    }
+
     pub fn crc_errors(&self) -> u32 {
-        self.crc_errors
+        self.run.crc_errors
     }
 
     fn extent(&self) -> Extent {
-        Extent::new(self.unit, self.total)
+        Extent::new(self.fixed.unit, self.fixed.total)
     }
 
     /// "12288 of 20813 bytes" (a packet-counted file's size is known only at its end).
     pub fn kept(&self) -> String {
-        self.extent().kept(self.stored)
+        self.extent().kept(self.run.stored)
     }
 
     pub fn is_open(&self) -> bool {
-        !matches!(self.phase, Phase::Open | Phase::Finish)
+        !matches!(self.run.phase, Phase::Open | Phase::Finish)
     }
 
     pub fn deadline_with(&self, sync_timeout: std::time::Duration) -> Option<Instant> {
-        (self.phase == Phase::Sync).then(|| self.resume_sent + sync_timeout)
+        (self.run.phase == Phase::Sync).then(|| self.run.resume_sent + sync_timeout)
+    }
+
+    /// Whether the bytes before the next SYNC are to be dropped unread.
+    pub fn awaits_sync(&self) -> bool {
+        self.run.unaligned && self.run.phase == Phase::Sync
     }
 
     fn total_bytes(&self) -> Option<u64> {
@@ -160,12 +251,12 @@ impl Transfer {
     }
 
     fn complete(&self) -> bool {
-        self.extent().is_complete(self.stored)
+        self.extent().is_complete(self.run.stored)
     }
 
     /// The RESUME value for what is stored.
     fn resume_value(&self) -> u32 {
-        self.extent().resume_offset(self.stored)
+        self.extent().resume_offset(self.run.stored)
     }
 
     /// A SYNC offset in bytes, or None when it is outside the file.
@@ -174,121 +265,75 @@ impl Transfer {
     }
 
     fn position(&self) -> String {
-        self.extent().position(self.stored)
-    }
-}
-
-impl Session<'_> {
-    pub(super) fn begin_transfer(
-        &mut self,
-        file: Box<Pending>,
-        unit: Unit,
-        total: u32,
-        start_field: u16,
-    ) {
-        let open = OpenFile {
-            spec: file.spec.clone(),
-            unit,
-            total,
-            meta_timestamp_ms: file.metadata.as_ref().and_then(|(_, m)| m.timestamp_ms),
-        };
-        log::info!(
-            "[{}] receiving {}: {total} {}",
-            self.tag,
-            file.spec.display(),
-            unit.name()
-        );
-        let flow = file.flow;
-        self.state = State::Transfer(Box::new(Transfer {
-            file,
-            flow,
-            unit,
-            total,
-            phase: Phase::Open,
-            start_field,
-            stored: 0,
-            inits: [0, 0],
-            n_inits: 1,
-            chain: 0,
-            sync_from: 0,
-            crc_errors: 0,
-            retries_here: 0,
-            in_flight: 0,
-            resends: 0,
-            resume_sent: self.last_rx,
-            data_frames: 0,
-            resumed_from: None,
-            first_after_disk_resume: false,
-            unaligned: false,
-            skipped: 0,
-            began: self.last_rx,
-            began_at: 0,
-            last_decile: 0,
-            last_progress: None,
-        }));
-        self.actions.push_back(Action::Open(open));
+        self.extent().position(self.run.stored)
     }
 
-    pub(super) fn transfer_timeout(&mut self, now: Instant, t: Box<Transfer>) {
-        let due = t.deadline_with(self.cfg.sync_timeout);
-        self.state = State::Transfer(t);
-        if due.is_none_or(|d| now < d) {
-            return;
+    /// RESUME is being sent now: its value.
+    pub(super) fn resume(&mut self, now: Instant) -> u32 {
+        self.run.phase = Phase::Sync;
+        self.run.in_flight = 0;
+        self.run.resume_sent = now;
+        self.resume_value()
+    }
+
+    /// A deadline passed: RESUME again when no SYNC came in time, up to
+    /// `--max-resends`.
+    pub(super) fn on_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) -> Next {
+        if self
+            .deadline_with(cx.cfg.sync_timeout)
+            .is_none_or(|d| now < d)
+        {
+            return Next::Wait;
         }
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        if t.resends >= self.cfg.max_resends {
+        if self.run.resends >= cx.cfg.max_resends {
             let why = GiveUp::NoSync {
-                file: t.file.spec.display(),
-                resumes: t.resends + 1,
+                file: self.fixed.file.spec.display(),
+                resumes: self.run.resends + 1,
             };
-            log::warn!("[{}] {why}", self.tag);
-            self.finish_session(End::GaveUp(why), true);
-            return;
+            log::warn!("[{}] {why}", cx.tag);
+            return Next::End(End::GaveUp(why));
         }
-        t.resends += 1;
+        self.run.resends += 1;
         log::warn!(
             "[{}] no SYNC within {:?}: RESUME again at {} ({}/{})",
-            self.tag,
-            self.cfg.sync_timeout,
-            t.position(),
-            t.resends,
-            self.cfg.max_resends
+            cx.tag,
+            cx.cfg.sync_timeout,
+            self.position(),
+            self.run.resends,
+            cx.cfg.max_resends
         );
-        self.send_resume(now);
+        Next::Resume
     }
 
-    pub(super) fn transfer_frame(&mut self, now: Instant, mut t: Box<Transfer>, frame: Frame<'_>) {
-        match (t.phase, frame) {
+    /// A frame from the camera during the transfer.
+    pub(super) fn on_frame(&mut self, cx: &mut Cx<'_>, now: Instant, frame: Frame<'_>) -> Next {
+        match (self.run.phase, frame) {
             (Phase::Sync | Phase::Receiving, Frame::Sync { offset }) => {
-                self.state = State::Transfer(t);
-                self.on_sync(now, offset);
+                self.on_sync(cx, now, offset)
             }
             // A device that got no RESUME yet sends its START again: the
             // RESUME already sent answers it.
-            (Phase::Open | Phase::Sync, Frame::Start { total, .. }) if total == t.total => {
+            (Phase::Open | Phase::Sync, Frame::Start { total, .. })
+                if total == self.fixed.total =>
+            {
                 log::info!(
                     "[{}] START repeated for {}: the RESUME already sent answers it",
-                    self.tag,
-                    t.file.spec.display()
+                    cx.tag,
+                    self.fixed.file.spec.display()
                 );
-                self.state = State::Transfer(t);
+                Next::Wait
             }
             (Phase::Sync, f) if f.file_bytes().is_some() => {
-                t.in_flight += 1;
-                if t.in_flight > MAX_IN_FLIGHT {
-                    self.state = State::Transfer(t);
+                self.run.in_flight += 1;
+                if self.run.in_flight > MAX_IN_FLIGHT {
                     let end = End::Protocol(ProtocolError::NoSyncInFlight(MAX_IN_FLIGHT));
-                    log::warn!("[{}] {end}", self.tag);
-                    self.finish_session(end, true);
-                } else {
-                    self.state = State::Transfer(t);
+                    log::warn!("[{}] {end}", cx.tag);
+                    return Next::End(end);
                 }
+                Next::Wait
             }
             (Phase::Receiving, Frame::Data { payload, crc }) => {
-                self.state = State::Transfer(t);
-                self.on_data(now, None, payload, crc);
+                self.on_data(cx, now, None, payload, crc)
             }
             (
                 Phase::Receiving,
@@ -297,92 +342,90 @@ impl Session<'_> {
                     payload,
                     crc,
                 },
-            ) => {
-                self.state = State::Transfer(t);
-                self.on_data(now, Some(offset), payload, crc);
-            }
+            ) => self.on_data(cx, now, Some(offset), payload, crc),
             (_, Frame::Status { code }) => {
                 let what = format!(
                     "the transfer of {} at {}",
-                    t.file.spec.display(),
-                    t.position()
+                    self.fixed.file.spec.display(),
+                    self.position()
                 );
-                let open = t.is_open();
-                let crc_errors = t.crc_errors;
-                let id = t.file.spec.identifier.clone();
-                self.state = State::Transfer(t);
-                if !self.device_status(code, &what) {
-                    if open {
-                        self.actions.push_back(Action::Abandon { crc_errors });
-                    }
-                    self.skip.insert(id);
-                    self.stats.files_failed += 1;
-                    self.next_file();
+                super::log_status(cx.tag, code, &what);
+                if code == super::DISCONNECTS {
+                    return Next::End(End::DeviceStatus(code));
+                }
+                if self.is_open() {
+                    let crc_errors = self.run.crc_errors;
+                    cx.actions.push_back(Action::Abandon { crc_errors });
+                }
+                Next::GiveUpFile {
+                    skip: self.fixed.file.spec.identifier.clone(),
                 }
             }
             (_, f) => {
-                let what = match t.phase {
+                let expected = match self.run.phase {
                     Phase::Sync => "SYNC",
                     _ => "DATA",
                 };
-                self.state = State::Transfer(t);
-                self.unexpected(&f, what);
+                let end = End::Protocol(ProtocolError::Unexpected {
+                    expected,
+                    got: f.name(),
+                });
+                log::warn!("[{}] {end}", cx.tag);
+                Next::End(end)
             }
         }
     }
 
-    /// Whether the bytes before the next SYNC are to be dropped unread.
-    pub(super) fn awaits_sync_in_transfer(&self) -> bool {
-        matches!(&self.state, State::Transfer(t) if t.unaligned && t.phase == Phase::Sync)
-    }
-
-    /// `n` bytes before the SYNC were dropped: bounded like frames in flight.
-    pub(super) fn skipped_before_sync(&mut self, n: usize) {
-        let bound = MAX_IN_FLIGHT as u64 * (HEADER_LEN + self.limits().max_data) as u64;
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        t.skipped += n as u64;
-        if t.skipped > bound {
+    /// `n` bytes were dropped before the SYNC: bounded like frames in
+    /// flight (`max_data`: the frame bound of this file's flow).
+    pub(super) fn skipped(&mut self, cx: &mut Cx<'_>, n: usize, max_data: usize) -> Next {
+        let bound = MAX_IN_FLIGHT as u64 * (HEADER_LEN + max_data) as u64;
+        self.run.skipped += n as u64;
+        if self.run.skipped > bound {
             let end = End::Protocol(ProtocolError::NoSyncInFlight(MAX_IN_FLIGHT));
-            log::warn!("[{}] {end} ({} bytes without a SYNC)", self.tag, t.skipped);
-            self.finish_session(end, true);
+            log::warn!(
+                "[{}] {end} ({} bytes without a SYNC)",
+                cx.tag,
+                self.run.skipped
+            );
+            return Next::End(end);
         }
+        Next::Wait
     }
 
-    fn file_complete(&mut self) {
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        t.phase = Phase::Finish;
+    /// Every byte is in: storage is asked to finish the file.
+    fn file_complete(&mut self, cx: &mut Cx<'_>) -> Next {
+        let (run, fixed) = (&mut self.run, &mut self.fixed);
+        run.phase = Phase::Finish;
         // The device's last CRC covers the whole file when it chains on (or
         // never resumed past the start), else the bytes since the last SYNC.
-        let check = match self.convention {
+        let check = match cx.convention {
             Some(Convention::Chained) => CrcCheck {
                 from: 0,
-                crc: t.chain,
+                crc: run.chain,
             },
             _ => CrcCheck {
-                from: t.sync_from,
-                crc: t.chain,
+                from: run.sync_from,
+                crc: run.chain,
             },
         };
         let record = FileRecord {
-            spec: t.file.spec.clone(),
-            family: t.file.family,
-            flow: t.flow,
-            unit: t.unit,
-            start_total: t.total,
-            start_field: t.start_field,
-            protocol_id: self.protocol_id,
-            metadata: t.file.metadata.take(),
-            crc_errors: t.crc_errors,
-            convention: self.convention,
+            spec: fixed.file.spec.clone(),
+            family: fixed.file.family,
+            flow: fixed.flow,
+            unit: fixed.unit,
+            start_total: fixed.total,
+            start_field: fixed.start_field,
+            protocol_id: cx.protocol_id,
+            metadata: fixed.file.metadata.take(),
+            crc_errors: run.crc_errors,
+            convention: *cx.convention,
             check,
-            resumed_from: t.resumed_from,
-            data_frames: t.data_frames,
+            resumed_from: run.resumed_from,
+            data_frames: run.data_frames,
         };
-        self.actions.push_back(Action::Finish(Box::new(record)));
+        cx.actions.push_back(Action::Finish(Box::new(record)));
+        Next::Wait
     }
 }
 

@@ -13,7 +13,7 @@ impl Partial<'_> {
         record: &FileRecord,
         remote: &str,
     ) -> Result<Stored> {
-        self.finished = true;
+        self.fate = Fate::Done;
         if c.matched && self.len == c.size {
             // The stored file's own digests: from its sidecar, or
             // computed again when the sidecar is gone.
@@ -60,7 +60,7 @@ impl Partial<'_> {
             crc
         };
         if device_crc != check.crc {
-            self.discard = true;
+            self.fate = Fate::Discard;
             log::warn!(
                 "[{}] the stored bytes from offset {} have CRC 0x{device_crc:04X}, the camera's chain says 0x{:04X}: discarded",
                 self.imei,
@@ -79,7 +79,7 @@ impl Partial<'_> {
     /// file with its sidecar and index line (or, when the same file is
     /// already stored, only an index line that says so).
     pub fn finish(mut self, record: &FileRecord, remote: &str) -> Result<Stored> {
-        if let Some(c) = self.confirm.take() {
+        if let Mode::Confirming(c) = std::mem::replace(&mut self.mode, Mode::Appending) {
             return self.finish_confirm(c, record, remote);
         }
         // The whole file is verified: say so in the state first, so a stop
@@ -112,11 +112,11 @@ impl Partial<'_> {
         if let Some(existing) = self.storage.known.find(self.storage, self.imei, &sc) {
             drop(file);
             let stored = publish::record_duplicate(self.storage, self.imei, &existing, sc)?;
-            self.discard = true;
+            self.fate = Fate::Discard;
             return Ok(stored);
         }
         if let Err(e) = self.storage.fault(publish::PublishStep::SyncPartial) {
-            self.finished = true;
+            self.fate = Fate::Done;
             return Err(e);
         }
         file.sync_all()?;
@@ -143,14 +143,14 @@ impl Partial<'_> {
         );
         match result {
             Ok(stored) => {
-                self.finished = true;
+                self.fate = Fate::Done;
                 self.storage.add_partial_bytes(-(size as i64));
                 Ok(stored)
             }
             Err(e) => {
                 // Stopped part-way (a crash, in tests): leave everything as a
                 // crash would, for the recovery pass.
-                self.finished = true;
+                self.fate = Fate::Done;
                 Err(e)
             }
         }

@@ -4,10 +4,10 @@
 use super::*;
 
 impl<'s> Partial<'s> {
+    /// The partial for the file the camera offers: its own partial resumed
+    /// when one is on disk and still good; a comparison with the file
+    /// already stored when the camera offers that one again; else a new one.
     pub(crate) fn open(storage: &'s Storage, imei: u64, open: &OpenFile) -> Result<Partial<'s>> {
-        // Over 80 lines: fresh, resumed and confirming partials are still one
-        // function with flags; `Partial` as an `enum Mode` (issue 27 item 5)
-        // splits it.
         let (_, pdir) = storage.camera_dirs(imei)?;
         let identity = Identity {
             identifier_hex: hex(&open.spec.identifier),
@@ -15,50 +15,8 @@ impl<'s> Partial<'s> {
             total: open.total,
             meta_timestamp_ms: open.meta_timestamp_ms,
         };
-        let max_bytes = open.extent().max_bytes();
-        // Resume a partial of the same file, if one is there and still good.
-        for listed in list(&pdir) {
-            let Some(state) = read_state(&listed.state) else {
-                continue;
-            };
-            if state.identity != identity {
-                continue;
-            }
-            // Claimed first: an older link of this camera may still be
-            // letting go (and saving its state). The state is read again once
-            // the partial is ours.
-            if !claim_within(storage, &listed.part) {
-                return Err(StoreError::Busy);
-            }
-            let Some(state) = read_state(&listed.state).filter(|s| s.identity == identity) else {
-                storage.release(&listed.part);
-                continue;
-            };
-            let key = listed
-                .part
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut p = Partial::new(storage, imei, &pdir, key, state);
-            match p.try_resume(open) {
-                Ok(Ok(())) => return Ok(p),
-                Ok(Err(why)) => {
-                    log::info!(
-                        "[{imei}] partial {} cannot be resumed ({why}): starting over",
-                        p.part_path.display()
-                    );
-                    p.discard = true;
-                    drop(p);
-                }
-                Err(e) => {
-                    log::info!(
-                        "[{imei}] partial {} cannot be resumed ({e}): starting over",
-                        p.part_path.display()
-                    );
-                    p.discard = true;
-                    drop(p);
-                }
-            }
+        if let Some(p) = Self::resumed(storage, imei, &pdir, &identity, open)? {
+            return Ok(p);
         }
         let mut p = Partial::new(
             storage,
@@ -74,30 +32,89 @@ impl<'s> Partial<'s> {
                 crc_errors: 0,
             },
         );
-        p.max_bytes = max_bytes;
-        if let Some(ts) = open.meta_timestamp_ms {
-            let id = open.spec.display();
-            if let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
-            {
-                let file = fsx::open_read(&existing)?;
-                let from = open.extent().last_unit_from(size);
-                log::info!(
-                    "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
-                    existing.display(),
-                    size - from
-                );
-                p.len = from;
-                p.confirm = Some(Confirm {
-                    existing,
-                    file,
-                    size,
-                    matched: true,
-                });
-                return Ok(p);
-            }
+        p.max_bytes = open.extent().max_bytes();
+        if let Some((confirm, from)) = Self::stored_copy(storage, imei, open)? {
+            p.len = from;
+            p.mode = Mode::Confirming(confirm);
+            return Ok(p);
         }
         p.start_fresh()?;
         Ok(p)
+    }
+
+    /// This file's partial on disk, claimed and resumed, when there is one
+    /// that is still good; one that is not is removed.
+    fn resumed(
+        storage: &'s Storage,
+        imei: u64,
+        pdir: &Path,
+        identity: &Identity,
+        open: &OpenFile,
+    ) -> Result<Option<Partial<'s>>> {
+        for listed in list(pdir) {
+            if read_state(&listed.state).is_none_or(|s| s.identity != *identity) {
+                continue;
+            }
+            // Claimed first: an older link of this camera may still be
+            // letting go (and saving its state). The state is read again once
+            // the partial is ours.
+            if !claim_within(storage, &listed.part) {
+                return Err(StoreError::Busy);
+            }
+            let Some(state) = read_state(&listed.state).filter(|s| s.identity == *identity) else {
+                storage.release(&listed.part);
+                continue;
+            };
+            let key = listed
+                .part
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut p = Partial::new(storage, imei, pdir, key, state);
+            let why = match p.try_resume(open) {
+                Ok(Ok(())) => return Ok(Some(p)),
+                Ok(Err(why)) => why.to_string(),
+                Err(e) => e.to_string(),
+            };
+            log::info!(
+                "[{imei}] partial {} cannot be resumed ({why}): starting over",
+                p.part_path.display()
+            );
+            p.fate = Fate::Discard;
+        }
+        Ok(None)
+    }
+
+    /// The file already stored that the camera offers again (same metadata
+    /// time and size), and the offset from which its end is fetched to
+    /// compare.
+    fn stored_copy(
+        storage: &Storage,
+        imei: u64,
+        open: &OpenFile,
+    ) -> Result<Option<(Confirm, u64)>> {
+        let Some(ts) = open.meta_timestamp_ms else {
+            return Ok(None);
+        };
+        let id = open.spec.display();
+        let Some((existing, size)) = storage.known.find_by_time(storage, imei, &id, ts, open)
+        else {
+            return Ok(None);
+        };
+        let file = fsx::open_read(&existing)?;
+        let from = open.extent().last_unit_from(size);
+        log::info!(
+            "[{imei}] {id} looks like {} (same metadata time and size): fetching its last {} bytes to confirm",
+            existing.display(),
+            size - from
+        );
+        let confirm = Confirm {
+            existing,
+            file,
+            size,
+            matched: true,
+        };
+        Ok(Some((confirm, from)))
     }
 
     /// A new, empty partial (under this partial's unique name).
@@ -148,10 +165,8 @@ impl<'s> Partial<'s> {
             state_buf: Vec::new(),
             state_len: None,
             pending: Vec::new(),
-            discard: false,
-            finished: false,
-            confirm: None,
-            expect: None,
+            mode: Mode::Appending,
+            fate: Fate::Keep,
             max_bytes: 0,
         }
     }
@@ -234,7 +249,14 @@ impl<'s> Partial<'s> {
         self.crc = kept_crc;
         self.sha = kept_sha;
         self.checkpointed = overlap;
-        self.expect = (!tail.is_empty()).then_some((overlap, tail));
+        self.mode = if tail.is_empty() {
+            Mode::Appending
+        } else {
+            Mode::Resuming {
+                from: overlap,
+                tail,
+            }
+        };
         Ok(Ok(()))
     }
 

@@ -3,122 +3,153 @@
 
 use super::*;
 
-impl Session<'_> {
-    /// The driver opened the partial: `stored` bytes are kept (aligned, at most
-    /// [`Extent::keep_at_most`]).
-    pub fn opened(&mut self, now: Instant, result: Result<u64, StoreError>) {
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        match result {
+impl Transfer {
+    fn opened(&mut self, cx: &mut Cx<'_>, now: Instant, result: Result<u64, StoreError>) -> Next {
+        let stored = match result {
             Err(e) => {
-                log::error!("[{}] cannot store {}: {e}", self.tag, t.file.spec.display());
-                self.finish_session(End::Storage(e), true);
+                log::error!(
+                    "[{}] cannot store {}: {e}",
+                    cx.tag,
+                    self.fixed.file.spec.display()
+                );
+                return Next::End(End::Storage(e));
             }
-            Ok(stored) => {
-                let stored = stored.min(t.max_bytes().saturating_sub(1));
-                t.stored = stored;
-                t.began = now;
-                t.began_at = stored;
-                if stored > 0 {
-                    t.resumed_from = Some(stored);
-                    t.first_after_disk_resume = true;
-                    t.last_decile = stored * 10 / t.max_bytes();
-                    log::info!(
-                        "[{}] resuming {} at {} ({stored} bytes kept from an earlier connection)",
-                        self.tag,
-                        t.file.spec.display(),
-                        t.position()
-                    );
-                }
-                self.send_resume(now);
-            }
+            Ok(stored) => stored.min(self.max_bytes().saturating_sub(1)),
+        };
+        self.run.stored = stored;
+        self.progress.began = now;
+        self.progress.began_at = stored;
+        if stored > 0 {
+            self.run.resumed_from = Some(stored);
+            self.run.first_after_disk_resume = true;
+            self.progress.last_decile = stored * 10 / self.max_bytes();
+            log::info!(
+                "[{}] resuming {} at {} ({stored} bytes kept from an earlier connection)",
+                cx.tag,
+                self.fixed.file.spec.display(),
+                self.position()
+            );
         }
+        Next::Resume
     }
 
-    pub(super) fn send_resume(&mut self, now: Instant) {
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        t.phase = Phase::Sync;
-        t.in_flight = 0;
-        t.resume_sent = now;
-        let offset = t.resume_value();
-        self.send(Frame::Resume { offset });
-    }
-
-    /// The driver kept the first `len` bytes asked by [`Action::Rewind`]; `crc`
-    /// is their CRC from 0.
-    pub fn rewound(&mut self, now: Instant, result: Result<u16, StoreError>) {
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        let Phase::Rewind { offset, resume } = t.phase else {
-            return;
+    /// Storage kept the bytes up to the SYNC (or none, to start over); `result`
+    /// is their CRC from 0. Not waiting for that (a late answer): nothing.
+    pub(super) fn rewound(
+        &mut self,
+        cx: &mut Cx<'_>,
+        _now: Instant,
+        result: Result<u16, StoreError>,
+    ) -> Next {
+        let Phase::Rewind { offset, resume } = self.run.phase else {
+            return Next::Wait;
         };
         let prefix = match result {
             Ok(crc) => crc,
             Err(e) => {
-                log::error!("[{}] storage: {e}", self.tag);
-                self.finish_session(End::Storage(e), true);
-                return;
+                log::error!("[{}] storage: {e}", cx.tag);
+                return Next::End(End::Storage(e));
             }
         };
-        t.stored = offset;
+        let run = &mut self.run;
+        run.stored = offset;
         if resume {
-            self.send_resume(now);
-            return;
+            return Next::Resume;
         }
-        t.sync_from = offset;
-        t.phase = Phase::Receiving;
-        if offset == 0 {
-            t.inits = [0, 0];
-            t.n_inits = 1;
-            return;
-        }
-        (t.inits, t.n_inits) = match self.convention {
+        run.sync_from = offset;
+        run.phase = Phase::Receiving;
+        (run.inits, run.n_inits) = match *cx.convention {
+            _ if offset == 0 => ([0, 0], 1),
             Some(Convention::Restart) => ([0, 0], 1),
             Some(Convention::Chained) => ([prefix, prefix], 1),
             None if prefix == 0 => ([0, 0], 1),
             None => ([0, prefix], 2),
         };
+        Next::Wait
     }
 
-    /// The driver published the file (or could not: the file failed).
-    pub fn finished(&mut self, _now: Instant, result: Result<Published, StoreError>) {
-        let State::Transfer(t) = std::mem::replace(&mut self.state, State::Done) else {
-            return;
-        };
+    /// Storage published the file (or could not: the file failed).
+    fn finished(&mut self, cx: &mut Cx<'_>, result: Result<Published, StoreError>) -> Next {
         match result {
-            Ok(p) if p.duplicate => {
-                self.stats.files_duplicate += 1;
-                self.remember_stored(t.file.spec.kind);
-            }
             Ok(p) => {
-                log::info!(
-                    "[{}] saved {} ({} bytes, CRC 0x{:04X})",
-                    self.tag,
-                    p.path,
-                    p.size_bytes,
-                    p.crc16
-                );
-                self.stats.files_stored += 1;
-                self.stats.bytes_stored += p.size_bytes;
-                self.remember_stored(t.file.spec.kind);
+                if p.duplicate {
+                    cx.stats.files_duplicate += 1;
+                } else {
+                    log::info!(
+                        "[{}] saved {} ({} bytes, CRC 0x{:04X})",
+                        cx.tag,
+                        p.path,
+                        p.size_bytes,
+                        p.crc16
+                    );
+                    cx.stats.files_stored += 1;
+                    cx.stats.bytes_stored += p.size_bytes;
+                }
+                Next::Stored
             }
             Err(e) => {
                 // CLOSE, not REPEAT INIT: the camera must not take the file as delivered.
                 log::error!(
                     "[{}] {} not stored: {e}; CLOSE so the camera keeps it",
-                    self.tag,
-                    t.file.spec.display()
+                    cx.tag,
+                    self.fixed.file.spec.display()
                 );
-                self.stats.files_failed += 1;
-                self.finish_session(End::Storage(e), true);
-                return;
+                cx.stats.files_failed += 1;
+                Next::End(End::Storage(e))
             }
         }
-        self.next_file();
+    }
+
+    /// What is kept is not this file: drop it and RESUME from the beginning,
+    /// in this session.
+    pub(super) fn start_over(&mut self, cx: &mut Cx<'_>) -> Next {
+        self.run.resumed_from = None;
+        self.run.first_after_disk_resume = false;
+        self.run.phase = Phase::Rewind {
+            offset: 0,
+            resume: true,
+        };
+        // The frame that failed may have completed the file: not any more.
+        // Its record took the file's metadata, which the file keeps (the
+        // file that replaces the partial is the one it describes).
+        let file = &mut self.fixed.file;
+        cx.actions.retain_mut(|a| match a {
+            Action::Finish(record) => {
+                if file.metadata.is_none() {
+                    file.metadata = record.metadata.take();
+                }
+                false
+            }
+            _ => true,
+        });
+        cx.actions.push_back(Action::Rewind { len: 0 });
+        Next::Wait
+    }
+}
+
+impl Session<'_> {
+    /// The driver opened the partial: `stored` bytes are kept (aligned, at most
+    /// [`Extent::keep_at_most`]).
+    pub fn opened(&mut self, now: Instant, result: Result<u64, StoreError>) {
+        self.step(now, |t, cx| t.opened(cx, now, result));
+    }
+
+    /// The driver kept the first `len` bytes asked by [`Action::Rewind`]; `crc`
+    /// is their CRC from 0.
+    pub fn rewound(&mut self, now: Instant, result: Result<u16, StoreError>) {
+        self.step(now, |t, cx| t.rewound(cx, now, result));
+    }
+
+    /// The driver published the file (or could not: the file failed).
+    pub fn finished(&mut self, now: Instant, result: Result<Published, StoreError>) {
+        let kind = match &self.state {
+            State::Transfer(t) => t.fixed.file.spec.kind,
+            _ => return,
+        };
+        if result.is_ok() {
+            self.remember_stored(kind);
+        }
+        self.step(now, |t, cx| t.finished(cx, result));
     }
 
     /// Writing the file failed. Bytes that are not this file's (a resumed
@@ -126,45 +157,20 @@ impl Session<'_> {
     /// start the file over from its beginning in this session; anything else
     /// ends the session.
     pub fn write_failed(&mut self, e: StoreError) {
-        if let (StoreError::NotSameFile(why), State::Transfer(t)) = (&e, &mut self.state) {
-            log::warn!(
-                "[{}] {} is not the file kept from before ({why}): starting it over from its beginning",
-                self.tag,
-                t.file.spec.display()
-            );
-            return self.start_file_over();
-        }
-        log::error!("[{}] writing: {e}", self.tag);
-        self.finish_session(End::Storage(e), true);
-    }
-
-    /// What is kept is not this file: drop it and RESUME from the beginning,
-    /// in this session.
-    pub(super) fn start_file_over(&mut self) {
-        let State::Transfer(t) = &mut self.state else {
-            return;
-        };
-        t.resumed_from = None;
-        t.first_after_disk_resume = false;
-        t.phase = Phase::Rewind {
-            offset: 0,
-            resume: true,
-        };
-        // The frame that failed may have completed the file: not any more.
-        // Its record took the file's metadata, which the file keeps (the
-        // file that replaces the partial is the one it describes).
-        let mut kept = std::collections::VecDeque::with_capacity(self.actions.len());
-        for a in self.actions.drain(..) {
-            match a {
-                Action::Finish(record) => {
-                    if t.file.metadata.is_none() {
-                        t.file.metadata = record.metadata;
-                    }
-                }
-                a => kept.push_back(a),
+        // (No RESUME comes of it: the instant of the last input will do.)
+        self.step(self.last_rx, |t, cx| match e {
+            StoreError::NotSameFile(why) => {
+                log::warn!(
+                    "[{}] {} is not the file kept from before ({why}): starting it over from its beginning",
+                    cx.tag,
+                    t.fixed.file.spec.display()
+                );
+                t.start_over(cx)
             }
-        }
-        self.actions = kept;
-        self.actions.push_back(Action::Rewind { len: 0 });
+            e => {
+                log::error!("[{}] writing: {e}", cx.tag);
+                Next::End(End::Storage(e))
+            }
+        });
     }
 }
