@@ -2,8 +2,9 @@
 //! parses the command line, sets up logging and dispatches; `serve`
 //! starts the server and everything around it (delivery, conversion, the
 //! gallery, the HTTP endpoint, retention, signals) and stops them in
-//! order. No other module starts a thread of the server; the tools'
-//! front-ends are in `tools::commands`.
+//! order; `verify` against a camera runs a server too (`app/verify.rs`).
+//! No other module starts a server or its services; the tools' front-ends
+//! are in `tools::commands`.
 //!
 //! May use every folder; nothing imports it.
 
@@ -20,6 +21,8 @@ use crate::ops::live::Live;
 use crate::ops::logging::LogFile;
 use crate::tools::convert::Converter;
 use crate::tools::gallery::Gallery;
+
+mod verify;
 
 /// An error and its causes on one line, each cause said once: this
 /// package's errors say their cause's words in their own message (a log line
@@ -69,7 +72,10 @@ pub fn main() -> ExitCode {
         None => serve(&cli.serve, live, log_file).map(|_| true),
         Some(Command::Serve(a)) => serve(a, live, log_file).map(|_| true),
         Some(Command::Simulate(a)) => crate::tools::commands::simulate(a),
-        Some(Command::Verify(a)) => crate::tools::commands::verify(a, live),
+        Some(Command::Verify(a)) if a.explain || a.dir.is_some() => {
+            crate::tools::commands::verify(a)
+        }
+        Some(Command::Verify(a)) => verify::camera(a, live),
         Some(Command::Decode { hex }) => crate::tools::commands::decode(hex),
         Some(Command::Gallery { output_dir }) => crate::tools::commands::gallery(output_dir),
         Some(Command::Container(a)) => crate::tools::commands::container(a),

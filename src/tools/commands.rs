@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use crate::cli::{
-    config_error, parse_kind, positive_secs, secs, usage, ContainerArgs, ConvertArgs, SimulateArgs,
-    VerifyArgs,
+    parse_kind, positive_secs, secs, usage, ContainerArgs, ConvertArgs, SimulateArgs, VerifyArgs,
 };
-use crate::net::server::Server;
 use crate::simulator::{self, SimConfig};
 
 /// `gallery`: rebuilds index.html. By hand, thumbnails that failed before
@@ -84,64 +82,37 @@ fn verify_dir(dir: &Path, expect: &[String]) -> Result<bool> {
     Ok(ok)
 }
 
-/// `verify`: with `--dir`, checks stored files; else runs a server until
-/// one camera has sent its files (its progress on `live`'s bars), and checks them.
-pub fn verify(
-    args: &VerifyArgs,
-    live: Option<std::sync::Arc<crate::ops::live::Live>>,
-) -> Result<bool> {
+/// `verify --explain`, or `verify --dir`: the causes of a FAIL, or the
+/// stored files checked. (`verify` against a camera runs a server: `app`.)
+pub fn verify(args: &VerifyArgs) -> Result<bool> {
     if args.explain {
         print!("{}", crate::tools::verify::explain());
         return Ok(true);
     }
-    for e in &args.expect {
+    check_expect(&args.expect)?;
+    match &args.dir {
+        Some(dir) => verify_dir(dir, &args.expect),
+        None => Err(usage("verify: --dir, --explain or a camera to serve")),
+    }
+}
+
+/// `--expect`'s values, checked before any work.
+pub fn check_expect(expect: &[String]) -> Result<()> {
+    for e in expect {
         parse_kind(e).map_err(|e| usage(format!("--expect: {e}")))?;
     }
-    if let Some(dir) = &args.dir {
-        return verify_dir(dir, &args.expect);
-    }
-    let mut cfg = args.serve.to_config().map_err(config_error)?;
-    cfg.session.metadata = true;
-    let timeout = positive_secs(args.timeout, "--timeout")?;
-    // The files of the session verified (verify serves one camera): each as
-    // it is stored, from the server's hook.
-    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut server = Server::bind(cfg).map_err(config_error)?.on_stored({
-        let sent = sent.clone();
-        move |st: &crate::storage::Stored| {
-            if let Ok(mut v) = sent.lock() {
-                v.push((st.path.clone(), st.sidecar.clone()));
-            }
-            Ok(())
-        }
-    });
-    if let Some(l) = live {
-        server = server.live(l);
-    }
-    let summaries = server.summaries();
-    let stop = server.stop_handle();
-    ctrlc::set_handler({
-        let stop = stop.clone();
-        move || stop.stop()
-    })
-    .context("installing the Ctrl+C handler")?;
-    log::info!(
-        "listening on {} (verify: waiting up to {:.0} s for one camera; metadata on)",
-        server.local_addr(),
-        timeout.as_secs_f64()
-    );
-    let runner = std::thread::spawn(move || server.run());
-    let deadline = std::time::Instant::now() + timeout;
-    let summary = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match summaries.recv_timeout(left) {
-            Ok(s) if s.imei.is_some() => break Some(s),
-            Ok(_) => continue,
-            Err(_) => break None,
-        }
-    };
-    stop.stop();
-    let _ = runner.join();
+    Ok(())
+}
+
+/// `verify`'s verdict on the camera's session (`None`: no camera came
+/// within `timeout`) and the files it stored: printed, and whether all
+/// passed.
+pub fn verify_report(
+    summary: Option<crate::net::driver::Summary>,
+    timeout: std::time::Duration,
+    files: Vec<(PathBuf, crate::storage::Sidecar)>,
+    expect: &[String],
+) -> bool {
     let Some(s) = summary else {
         let mut text = format!(
             "no camera connected within {:.0} s\n",
@@ -149,7 +120,7 @@ pub fn verify(
         );
         crate::tools::verify::hint_lines(&mut text, crate::tools::verify::Cause::NeverConnected);
         println!("{text}OVERALL: FAIL");
-        return Ok(false);
+        return false;
     };
     println!(
         "verify: camera {} sent {} file(s); session {}",
@@ -158,13 +129,13 @@ pub fn verify(
         s.end
     );
     let imei = s.imei.unwrap_or_default().to_string();
-    let files: Vec<_> = std::mem::take(&mut *sent.lock().unwrap_or_else(|e| e.into_inner()))
+    let files: Vec<_> = files
         .into_iter()
         .filter(|(_, sc)| sc.imei == imei)
         .collect();
-    let (table, ok) = crate::tools::verify::report(&files, &args.expect);
+    let (table, ok) = crate::tools::verify::report(&files, expect);
     print!("{table}");
-    Ok(ok)
+    ok
 }
 
 pub fn decode(hex: &[String]) -> Result<bool> {

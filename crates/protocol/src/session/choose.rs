@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Action, End, Flow, Mode, Pending, ProtocolError, Refusal, Session, State};
+use super::{Action, End, Flow, Mode, Pending, ProtocolError, Refusal, Session, State, Timer};
 use crate::codec::{self, Family, FileKind, Frame, InitPacket};
 use crate::file::FileSpec;
 
@@ -293,16 +293,13 @@ impl Session<'_> {
         self.send(Frame::MetadataRequest { identifier: id });
         self.state = State::Metadata {
             file: Box::new(file),
-            deadline: self.last_rx + self.cfg.metadata_timeout,
         };
+        self.timers
+            .set(Timer::Metadata, self.last_rx + self.cfg.metadata_timeout);
     }
 
-    pub(super) fn on_metadata(
-        &mut self,
-        mut file: Box<Pending>,
-        deadline: Instant,
-        frame: Frame<'_>,
-    ) {
+    pub(super) fn on_metadata(&mut self, mut file: Box<Pending>, frame: Frame<'_>) {
+        self.timers.stop(Timer::Metadata);
         match frame {
             Frame::Metadata { payload } => {
                 let m = codec::Metadata::parse(file.family, self.protocol_id >= 6, payload);
@@ -315,10 +312,7 @@ impl Session<'_> {
                     self.request_file(file);
                 }
             }
-            other => {
-                let _ = deadline;
-                self.unexpected(&other, "METADATA")
-            }
+            other => self.unexpected(&other, "METADATA"),
         }
     }
 

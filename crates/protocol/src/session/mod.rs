@@ -35,6 +35,7 @@ mod choose;
 mod end;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod transfer;
 
 use std::collections::{HashSet, VecDeque};
@@ -48,6 +49,7 @@ pub use transfer::{human_bytes, CrcCheck, FileRecord, OpenFile};
 
 mod settings;
 pub use settings::*;
+use timers::{Timer, TimerTable};
 
 pub(crate) enum State {
     /// Waiting for the (first or a repeated) init packet.
@@ -57,10 +59,9 @@ pub(crate) enum State {
     },
     /// PATH REQ sent.
     Path,
-    /// METADATA REQ sent.
+    /// METADATA REQ sent (its deadline: [`Timer::Metadata`]).
     Metadata {
         file: Box<Pending>,
-        deadline: Instant,
     },
     /// FILE REQ sent.
     Start {
@@ -90,9 +91,8 @@ pub struct Session<'c> {
     imei: Option<u64>,
     protocol_id: u16,
     last_rx: Instant,
-    connected: Instant,
-    /// When the bytes of a frame not yet complete began to arrive.
-    frame_started: Option<Instant>,
+    /// Every deadline of the connection.
+    timers: TimerTable,
     files_asked: u32,
     /// Identifiers not to ask for again in this session (failed, or empty).
     skip: HashSet<Vec<u8>>,
@@ -121,8 +121,12 @@ impl<'c> Session<'c> {
             imei: None,
             protocol_id: 0,
             last_rx: now,
-            connected: now,
-            frame_started: None,
+            timers: {
+                let mut t = TimerTable::default();
+                t.set(Timer::Init, now + cfg.init_timeout);
+                t.set(Timer::Silent, now + cfg.read_timeout);
+                t
+            },
             files_asked: 0,
             skip: HashSet::new(),
             fetched: HashSet::new(),
@@ -201,21 +205,9 @@ impl<'c> Session<'c> {
 
     /// The instant at which [`Session::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut silent = self.last_rx + self.cfg.read_timeout;
-        if let State::Init { first: true, .. } = self.state {
-            silent = silent.min(self.connected + self.cfg.init_timeout);
-        }
-        if let Some(t) = self.frame_started {
-            silent = silent.min(t + self.cfg.frame_timeout);
-        }
-        match &self.state {
+        match self.state {
             State::Done => None,
-            State::Metadata { deadline, .. } => Some((*deadline).min(silent)),
-            State::Transfer(t) => Some(
-                t.deadline_with(self.cfg.sync_timeout)
-                    .map_or(silent, |d| d.min(silent)),
-            ),
-            _ => Some(silent),
+            _ => self.timers.next(),
         }
     }
 
@@ -265,6 +257,7 @@ impl<'c> Session<'c> {
             self.send(Frame::Close);
         }
         self.state = State::Done;
+        self.timers.clear();
         self.end = Some(end.clone());
         self.actions.push_back(Action::End(end));
     }
@@ -272,9 +265,13 @@ impl<'c> Session<'c> {
     /// An init packet or a frame from the camera.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         self.last_rx = now;
-        self.frame_started = None;
+        self.timers.set(Timer::Silent, now + self.cfg.read_timeout);
+        self.timers.stop(Timer::Frame);
         match input {
-            Input::Init(init) => self.on_init(now, init),
+            Input::Init(init) => {
+                self.timers.stop(Timer::Init);
+                self.on_init(now, init)
+            }
             Input::Frame(frame) => {
                 if log::log_enabled!(log::Level::Trace) {
                     // Every byte, DATA included (RUST_LOG=trace).
@@ -331,68 +328,72 @@ impl<'c> Session<'c> {
 
     /// Bytes arrived: `pending` says whether part of a frame is still awaited.
     pub fn handle_bytes(&mut self, now: Instant, pending: bool) {
-        match (pending, self.frame_started) {
-            (false, _) => self.frame_started = None,
-            (true, None) => self.frame_started = Some(now),
-            (true, Some(_)) => {}
+        if !pending {
+            self.timers.stop(Timer::Frame);
+        } else if self.timers.get(Timer::Frame).is_none() {
+            self.timers.set(Timer::Frame, now + self.cfg.frame_timeout);
         }
     }
 
-    /// Called at (or after) [`Session::poll_timeout`].
+    /// Called at (or after) [`Session::poll_timeout`]: acts on the first
+    /// timer that passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_over() {
             return;
         }
-        if let State::Init { first: true, .. } = self.state {
-            if now >= self.connected + self.cfg.init_timeout {
+        let Some(timer) = self.timers.expired(now) else {
+            return;
+        };
+        match timer {
+            Timer::Init => {
                 log::warn!(
                     "[{}] no init packet within {:?} (--init-timeout): dropping the link",
                     self.tag,
                     self.cfg.init_timeout
                 );
                 self.finish_session(End::TimedOut(Timeout::Init), true);
-                return;
             }
-        }
-        if let Some(t) = self.frame_started {
-            if now >= t + self.cfg.frame_timeout {
+            Timer::Frame => {
                 log::warn!(
                     "[{}] a frame took longer than {:?} to arrive (--frame-timeout): dropping the link",
                     self.tag,
                     self.cfg.frame_timeout
                 );
                 self.finish_session(End::TimedOut(Timeout::Frame), true);
-                return;
             }
-        }
-        if now >= self.last_rx + self.cfg.read_timeout {
-            log::warn!(
-                "[{}] no byte from the camera for {:?}: dropping the link{}",
-                self.tag,
-                self.cfg.read_timeout,
-                if matches!(self.state, State::Transfer(_)) {
-                    " (partial kept)"
-                } else {
-                    ""
-                }
-            );
-            self.finish_session(End::TimedOut(Timeout::Silent), true);
-            return;
-        }
-        if let State::Transfer(_) = self.state {
-            return self.step(now, |t, cx| t.on_timeout(cx, now));
-        }
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Metadata { file, deadline } if now >= deadline => {
-                log::info!(
-                    "[{}] no METADATA for {} within {:?} (firmware before 03.27.04?): requesting the file anyway",
+            Timer::Silent => {
+                log::warn!(
+                    "[{}] no byte from the camera for {:?}: dropping the link{}",
                     self.tag,
-                    file.spec.display(),
-                    self.cfg.metadata_timeout
+                    self.cfg.read_timeout,
+                    if matches!(self.state, State::Transfer(_)) {
+                        " (partial kept)"
+                    } else {
+                        ""
+                    }
                 );
-                self.request_file(file);
+                self.finish_session(End::TimedOut(Timeout::Silent), true);
             }
-            other => self.state = other,
+            Timer::Metadata => {
+                self.timers.stop(Timer::Metadata);
+                match std::mem::replace(&mut self.state, State::Done) {
+                    State::Metadata { file } => {
+                        log::info!(
+                            "[{}] no METADATA for {} within {:?} (firmware before 03.27.04?): requesting the file anyway",
+                            self.tag,
+                            file.spec.display(),
+                            self.cfg.metadata_timeout
+                        );
+                        self.request_file(file);
+                    }
+                    other => self.state = other,
+                }
+            }
+            Timer::Sync => {
+                // Set again by the RESUME it may send.
+                self.timers.stop(Timer::Sync);
+                self.step(now, |t, cx| t.on_timeout(cx));
+            }
         }
     }
 
@@ -403,7 +404,7 @@ impl<'c> Session<'c> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Init { first, stray } => self.frame_before_init(first, stray, frame),
             State::Path => self.on_path_answer(frame),
-            State::Metadata { file, deadline } => self.on_metadata(file, deadline, frame),
+            State::Metadata { file } => self.on_metadata(file, frame),
             State::Start { file, stray } => self.on_start(file, stray, frame),
             State::Transfer(_) | State::Done => {}
         }

@@ -129,7 +129,6 @@ struct Run {
     retries_here: u32,
     in_flight: u32,
     resends: u32,
-    resume_sent: Instant,
     data_frames: u32,
     resumed_from: Option<u64>,
     /// A partial from disk was resumed and no frame has matched since.
@@ -200,7 +199,6 @@ impl Transfer {
                 retries_here: 0,
                 in_flight: 0,
                 resends: 0,
-                resume_sent: now,
                 data_frames: 0,
                 resumed_from: None,
                 first_after_disk_resume: false,
@@ -233,8 +231,9 @@ impl Transfer {
         !matches!(self.run.phase, Phase::Open | Phase::Finish)
     }
 
-    pub fn deadline_with(&self, sync_timeout: std::time::Duration) -> Option<Instant> {
-        (self.run.phase == Phase::Sync).then(|| self.run.resume_sent + sync_timeout)
+    /// RESUME was sent and its SYNC has not come ([`super::Timer::Sync`] runs).
+    pub fn waits_for_sync(&self) -> bool {
+        self.run.phase == Phase::Sync
     }
 
     /// Whether the bytes before the next SYNC are to be dropped unread.
@@ -269,20 +268,16 @@ impl Transfer {
     }
 
     /// RESUME is being sent now: its value.
-    pub(super) fn resume(&mut self, now: Instant) -> u32 {
+    pub(super) fn resume(&mut self) -> u32 {
         self.run.phase = Phase::Sync;
         self.run.in_flight = 0;
-        self.run.resume_sent = now;
         self.resume_value()
     }
 
-    /// A deadline passed: RESUME again when no SYNC came in time, up to
-    /// `--max-resends`.
-    pub(super) fn on_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) -> Next {
-        if self
-            .deadline_with(cx.cfg.sync_timeout)
-            .is_none_or(|d| now < d)
-        {
+    /// No SYNC came within `--sync-timeout` of the RESUME: RESUME again, up
+    /// to `--max-resends`.
+    pub(super) fn on_timeout(&mut self, cx: &mut Cx<'_>) -> Next {
+        if !self.waits_for_sync() {
             return Next::Wait;
         }
         if self.run.resends >= cx.cfg.max_resends {

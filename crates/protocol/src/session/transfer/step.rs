@@ -3,6 +3,7 @@
 //! carried out in one place.
 
 use super::*;
+use crate::session::Timer;
 
 impl Session<'_> {
     pub(in crate::session) fn begin_transfer(
@@ -69,6 +70,10 @@ impl Session<'_> {
             None => Next::Wait,
         };
         self.then(now, next);
+        // Past the SYNC (or out of the transfer): its deadline stops.
+        if !matches!(&self.state, State::Transfer(t) if t.waits_for_sync()) {
+            self.timers.stop(Timer::Sync);
+        }
     }
 
     /// Carries out what a transfer step said.
@@ -88,7 +93,8 @@ impl Session<'_> {
 
     pub(in crate::session) fn send_resume(&mut self, now: Instant) {
         if let State::Transfer(t) = &mut self.state {
-            let offset = t.resume(now);
+            let offset = t.resume();
+            self.timers.set(Timer::Sync, now + self.cfg.sync_timeout);
             self.send(Frame::Resume { offset });
         }
     }
