@@ -167,3 +167,50 @@ fn a_server_that_cannot_start_says_why_in_a_type() {
     let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
     assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
 }
+
+/// The same for the HTTP endpoint: a weak token, no token beyond loopback,
+/// its port in use, each a variant (the port's with the system's error).
+#[test]
+fn an_endpoint_that_cannot_start_says_why_in_a_type() {
+    use dashcam_server::net::server::Server;
+    use dashcam_server::web::endpoint::{HttpEndpoint, Sources, StartError};
+    use std::error::Error as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(&tmp.path().join("out"));
+    cfg.port = 0;
+    let server = Server::bind(cfg).unwrap();
+    let src = || Sources {
+        root: tmp.path().join("out"),
+        server: server.stop_handle(),
+        delivery: None,
+        convert_queue: None,
+        convert_stats: None,
+    };
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let start = |bind, token: Option<&str>| {
+        HttpEndpoint::start(bind, token.map(str::to_string), src())
+            .err()
+            .expect("not started")
+    };
+    assert!(matches!(
+        start(loopback, Some("short")),
+        StartError::ShortToken(5)
+    ));
+    assert!(matches!(
+        start(loopback, Some("   ")),
+        StartError::BlankToken
+    ));
+    assert!(matches!(
+        start(loopback, Some("sixteen chars ok")),
+        StartError::TokenCharacters
+    ));
+    assert!(matches!(
+        start("0.0.0.0:0".parse().unwrap(), None),
+        StartError::NoToken(_)
+    ));
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let e = start(taken.local_addr().unwrap(), None);
+    assert!(matches!(e, StartError::Listen { .. }), "{e:?}");
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
+}

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
-
 use crate::delivery::DeliveryHandle;
 use crate::net::server::StopHandle;
 use crate::ops::metrics::Metrics;
@@ -44,20 +42,42 @@ pub struct HttpEndpoint {
     server: Httpd,
 }
 
+/// Why the endpoint did not start: each is a configuration error (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("--http-token is blank: give a secret of {MIN_TOKEN} characters or more (e.g. openssl rand -hex 16)")]
+    BlankToken,
+    #[error(
+        "--http-token is {0} characters: give {MIN_TOKEN} or more (e.g. openssl rand -hex 16)"
+    )]
+    ShortToken(usize),
+    #[error("--http-token has a space or a control character: give printable characters only")]
+    TokenCharacters,
+    #[error("--http-bind {0} is reachable beyond this machine: add --http-token (the gallery shows every camera's files)")]
+    NoToken(SocketAddr),
+    #[error("--http-bind {bind}: cannot listen: {source}")]
+    Listen {
+        bind: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the HTTP endpoint: {0}")]
+    Start(#[source] std::io::Error),
+}
+
 /// A token is at least [`MIN_TOKEN`] characters, none of them blank or a
 /// control character; Err says what is wrong (the server does not start).
-pub fn check_token(token: &str) -> Result<()> {
+pub fn check_token(token: &str) -> Result<(), StartError> {
     if token.trim().is_empty() {
-        bail!("--http-token is blank: give a secret of {MIN_TOKEN} characters or more (e.g. openssl rand -hex 16)");
+        return Err(StartError::BlankToken);
     }
-    if token.chars().count() < MIN_TOKEN {
-        bail!(
-            "--http-token is {} characters: give {MIN_TOKEN} or more (e.g. openssl rand -hex 16)",
-            token.chars().count()
-        );
+    let n = token.chars().count();
+    if n < MIN_TOKEN {
+        return Err(StartError::ShortToken(n));
     }
     if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        bail!("--http-token has a space or a control character: give printable characters only");
+        return Err(StartError::TokenCharacters);
     }
     Ok(())
 }
@@ -65,7 +85,11 @@ pub fn check_token(token: &str) -> Result<()> {
 impl HttpEndpoint {
     /// Binds and serves. Beyond loopback without a token, or with a token
     /// shorter than [`MIN_TOKEN`]: an error.
-    pub fn start(bind: SocketAddr, token: Option<String>, src: Sources) -> Result<HttpEndpoint> {
+    pub fn start(
+        bind: SocketAddr,
+        token: Option<String>,
+        src: Sources,
+    ) -> Result<HttpEndpoint, StartError> {
         Self::start_with(bind, token, src, Limits::default())
     }
 
@@ -74,20 +98,19 @@ impl HttpEndpoint {
         token: Option<String>,
         src: Sources,
         limits: Limits,
-    ) -> Result<HttpEndpoint> {
+    ) -> Result<HttpEndpoint, StartError> {
         if let Some(t) = &token {
             check_token(t)?;
         }
         if !bind.ip().is_loopback() && token.is_none() {
-            bail!("--http-bind {bind} is reachable beyond this machine: add --http-token (the gallery shows every camera's files)");
+            return Err(StartError::NoToken(bind));
         }
-        let listener = TcpListener::bind(bind)
-            .map_err(|e| anyhow!("--http-bind {bind}: cannot listen: {e}"))?;
+        let listener =
+            TcpListener::bind(bind).map_err(|source| StartError::Listen { bind, source })?;
         let stats: Arc<HttpStats> = Arc::default();
         let st = stats.clone();
         let handler = Arc::new(move |req: &Request| handle(req, &src, &st, token.as_deref()));
-        let server = Httpd::start(listener, limits, stats, handler)
-            .map_err(|e| anyhow!("starting the HTTP endpoint: {e}"))?;
+        let server = Httpd::start(listener, limits, stats, handler).map_err(StartError::Start)?;
         log::info!(
             "HTTP: /metrics, /healthz, /cameras and the gallery on http://{}/",
             server.local_addr()
