@@ -85,11 +85,39 @@ fn jitter(max_ms: u64) -> u64 {
     (n.wrapping_mul(6364136223846793005) >> 33) % max_ms
 }
 
+/// The packet a restarted server resumes the file at, from its log (never
+/// "cannot be resumed").
+fn resumed_at_packet(log: &Path) -> u32 {
+    let mut j = None;
+    wait_for("the resume line", || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(!text.contains("cannot be resumed"), "{text}");
+        j = text
+            .split_once("resuming %videof at packet ")
+            .and_then(|(_, r)| r.split(' ').next()?.parse::<u32>().ok());
+        j.is_some()
+    });
+    j.unwrap()
+}
+
+/// SIGTERM, as systemd stops it; its exit status (within 30 s).
+fn stop_with_sigterm(mut child: Proc) -> std::process::ExitStatus {
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let began = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "no stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
-)]
 fn a_kill_at_random_packets_resumes_from_the_disk_and_completes_byte_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -121,16 +149,7 @@ fn a_kill_at_random_packets_resumes_from_the_disk_and_completes_byte_exact() {
             // This start resumes where the disk says: never from 0, and at
             // most about two seconds of the camera's bytes (plus the relay's
             // buffers) lost to the kill.
-            let mut j = None;
-            wait_for("the resume line", || {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                assert!(!text.contains("cannot be resumed"), "{text}");
-                j = text
-                    .split_once("resuming %videof at packet ")
-                    .and_then(|(_, r)| r.split(' ').next()?.parse::<u32>().ok());
-                j.is_some()
-            });
-            let j = j.unwrap();
+            let j = resumed_at_packet(&log);
             eprintln!("round {round}: resumed at packet {j}");
             assert!(j > 0, "round {round}: started over from 0");
             assert!(
@@ -183,21 +202,7 @@ fn a_kill_at_random_packets_resumes_from_the_disk_and_completes_byte_exact() {
     let mut cam = SimConfig::new(pace.addr.to_string(), IMEI + 1);
     cam.files = vec![(FileKind::VideoRear, sample)];
     assert!(run_camera(&cam).unwrap().complete);
-    let mut child = srv;
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let began = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(began.elapsed() < Duration::from_secs(30), "no stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
+    assert!(stop_with_sigterm(srv).success());
     let left: Vec<_> = all_files(&out)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".tmp"))

@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,30 +30,12 @@ fn instance_of(outs: &[PathBuf], imei: u64) -> Vec<usize> {
         .collect()
 }
 
-#[test]
-#[cfg_attr(
-    not(have_haproxy),
-    ignore = "needs haproxy on PATH (apt install haproxy)"
-)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
-)]
-fn three_instances_behind_haproxy_pin_each_camera_and_see_its_address() {
-    let tmp = tempfile::tempdir().unwrap();
-    let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();
-    let servers: Vec<TestServer> = outs
-        .iter()
-        .map(|o| start(o, |c| c.proxy_protocol = true))
-        .collect();
-    let front = free_port();
-    let cfg = tmp.path().join("haproxy.cfg");
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    std::fs::write(&cfg, haproxy_config(front, &addrs)).unwrap();
-    let _haproxy = Haproxy(
+/// HAProxy with `cfg`, once its front (`front`) takes connections.
+fn start_haproxy(cfg: &Path, front: u16) -> (Haproxy, SocketAddr) {
+    let haproxy = Haproxy(
         Command::new("haproxy")
             .args(["-db", "-f"])
-            .arg(&cfg)
+            .arg(cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -68,6 +50,26 @@ fn three_instances_behind_haproxy_pin_each_camera_and_see_its_address() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (haproxy, front_addr)
+}
+
+#[test]
+#[cfg_attr(
+    not(have_haproxy),
+    ignore = "needs haproxy on PATH (apt install haproxy)"
+)]
+fn three_instances_behind_haproxy_pin_each_camera_and_see_its_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();
+    let servers: Vec<TestServer> = outs
+        .iter()
+        .map(|o| start(o, |c| c.proxy_protocol = true))
+        .collect();
+    let front = free_port();
+    let cfg = tmp.path().join("haproxy.cfg");
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    std::fs::write(&cfg, haproxy_config(front, &addrs)).unwrap();
+    let (_haproxy, front_addr) = start_haproxy(&cfg, front);
     let camera_ip = "127.0.0.5".parse().unwrap();
     // 30 cameras at once, from their own address.
     let photo = content(5000, 1);

@@ -275,6 +275,48 @@ fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>)
     (code, head, body)
 }
 
+/// `/cameras` in a headless chromium: its DOM `shows` each text, and it
+/// renders (a screenshot, kept in `DASHCAM_SCREENSHOT_DIR` when set).
+fn cameras_page_in_a_browser(http: SocketAddr, tmp: &Path, shows: &[&str]) {
+    let url = format!("http://{http}/cameras");
+    let dom = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .args(["--virtual-time-budget=3000", "--dump-dom"])
+        .arg(&url)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        shows.iter().all(|s| dom.contains(s)),
+        "the page in the browser shows {shows:?}: {dom}"
+    );
+    let shot = tmp.join("cameras.png");
+    let o = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--virtual-time-budget=3000", "--window-size=1100,420"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("DASHCAM_SCREENSHOT_DIR") {
+        std::fs::copy(&shot, Path::new(&dir).join("cameras.png")).unwrap();
+    }
+}
+
 /// `/cameras` while a camera sends: `/api/cameras` names it with its file
 /// and progress, the page in headless Chromium shows them (a screenshot is
 /// taken), and once the file is stored the camera is listed as seen with
@@ -284,10 +326,6 @@ fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>)
 #[cfg_attr(
     not(have_chromium),
     ignore = "needs chromium on PATH (apt install chromium)"
-)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
 )]
 fn the_cameras_page_shows_a_camera_sending_and_media_answers_ranges() {
     use dashcam_server::codec::{crc16, FileKind, Frame};
@@ -338,43 +376,7 @@ fn the_cameras_page_shows_a_camera_sending_and_media_answers_ranges() {
     assert_eq!(c["protocol"], 5);
     assert_eq!(c["percent"], 37.5);
     // The page in a browser, while the camera is paused mid-file.
-    let url = format!("http://{http}/cameras");
-    let dom = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu"])
-        .args(["--virtual-time-budget=3000", "--dump-dom"])
-        .arg(&url)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(
-        dom.contains(&imei.to_string()) && dom.contains("%videof") && dom.contains("37.5%"),
-        "the page in the browser: {dom}"
-    );
-    let shot = tmp.path().join("cameras.png");
-    let o = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .args(["--virtual-time-budget=3000", "--window-size=1100,420"])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 5_000,
-        "{} bytes",
-        png.len()
-    );
-    if let Ok(dir) = std::env::var("DASHCAM_SCREENSHOT_DIR") {
-        std::fs::copy(&shot, Path::new(&dir).join("cameras.png")).unwrap();
-    }
+    cameras_page_in_a_browser(http, tmp.path(), &[&imei.to_string(), "%videof", "37.5%"]);
     // The rest: stored, and the camera is listed as seen with its file.
     raw.send(&frames[15..].concat());
     assert_eq!(raw.expect(2), [0, 9], "REPEAT INIT once stored");

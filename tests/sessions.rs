@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -60,10 +61,6 @@ fn matrix_camera(
 /// resumes where it stopped, and the first frame after that SYNC is checked
 /// under the camera's convention.
 #[test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario read top to bottom: its steps share the server and camera they set up"
-)]
 fn matrix_of_family_protocol_and_crc_convention() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -141,29 +138,7 @@ fn matrix_of_family_protocol_and_crc_convention() {
                     bytes.len() as u64 - kept,
                     "{cell}: resent stored bytes"
                 );
-                let conv = match crc {
-                    CrcMode::Restart => "restart",
-                    CrcMode::Chained => "chained",
-                };
-                assert_eq!(j["crc_convention"], conv, "{cell}");
-                assert_eq!(j["crc16"], format!("0x{:04X}", crc16(0, &bytes)), "{cell}");
-                assert_eq!(j["sha256"], sha256_hex(&bytes), "{cell}");
-                assert_eq!(sc.crc_errors, 1, "{cell}: the spoiled frame");
-                let m = sc.metadata.as_ref().expect("metadata");
-                assert_eq!(
-                    m.format,
-                    match (protocol, family) {
-                        (6, _) => "json",
-                        (_, Family::DualCam) => "dualcam-binary",
-                        (_, Family::Adas) => "adas-binary",
-                        (_, Family::Dsm) => "dsm-binary",
-                    },
-                    "{cell}"
-                );
-                assert!(
-                    m.trigger_name.is_some() && m.timestamp.is_some(),
-                    "{cell}: {m:?}"
-                );
+                let conv = assert_digests_and_metadata(&cell, f, (family, protocol, crc), &bytes);
                 rows.push(format!(
                     "{cell:<30} resumed at {resumed_at:>5}, crc {conv}: ok"
                 ));
@@ -172,6 +147,43 @@ fn matrix_of_family_protocol_and_crc_convention() {
     }
     eprintln!("{}", rows.join("\n"));
     assert_eq!(rows.len(), 12);
+}
+
+/// A matrix cell's sidecar: the convention the camera used, its digests of
+/// the bytes sent, one CRC error (the spoiled frame), and its metadata in
+/// the family's and protocol's format. Returns the convention's name.
+fn assert_digests_and_metadata(
+    cell: &str,
+    f: &Path,
+    (family, protocol, crc): (Family, u16, CrcMode),
+    bytes: &[u8],
+) -> &'static str {
+    let sc = sidecar_of(f);
+    let j = sidecar_json(f);
+    let conv = match crc {
+        CrcMode::Restart => "restart",
+        CrcMode::Chained => "chained",
+    };
+    assert_eq!(j["crc_convention"], conv, "{cell}");
+    assert_eq!(j["crc16"], format!("0x{:04X}", crc16(0, bytes)), "{cell}");
+    assert_eq!(j["sha256"], sha256_hex(bytes), "{cell}");
+    assert_eq!(sc.crc_errors, 1, "{cell}: the spoiled frame");
+    let m = sc.metadata.as_ref().expect("metadata");
+    assert_eq!(
+        m.format,
+        match (protocol, family) {
+            (6, _) => "json",
+            (_, Family::DualCam) => "dualcam-binary",
+            (_, Family::Adas) => "adas-binary",
+            (_, Family::Dsm) => "dsm-binary",
+        },
+        "{cell}"
+    );
+    assert!(
+        m.trigger_name.is_some() && m.timestamp.is_some(),
+        "{cell}: {m:?}"
+    );
+    conv
 }
 
 #[test]
