@@ -9,6 +9,7 @@
 //! hook (`Server::on_stored`) the composition root sets.
 
 pub(crate) mod admission;
+pub mod deadline;
 pub mod driver;
 pub mod proxy;
 pub mod server;

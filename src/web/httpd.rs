@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 mod conn;
 use crate::lock;
+use crate::net::deadline::Deadline;
 use conn::*;
 
 /// The bounds of every connection.
@@ -347,7 +348,7 @@ fn write_answer(
     } else {
         "Connection: close\r\n\r\n"
     });
-    let mut w = Deadlined { stream, deadline };
+    let mut w = Deadline::new(stream, deadline, "the client does not take its answer");
     w.write_all(head.as_bytes())?;
     if method != "HEAD" {
         match resp.body {
@@ -368,30 +369,6 @@ fn write_answer(
         let _ = stream.shutdown(Shutdown::Write);
     }
     Ok(())
-}
-
-/// A writer whose every write must end before one deadline.
-struct Deadlined<'a> {
-    stream: &'a TcpStream,
-    deadline: Instant,
-}
-
-impl Write for Deadlined<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client does not take its answer",
-            ));
-        }
-        self.stream.set_write_timeout(Some(left))?;
-        (&mut &*self.stream).write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -9,45 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::accept::refuse;
 use super::*;
+use crate::net::deadline::Deadline;
 
-/// Reads that stop at one deadline however slowly the bytes trickle: each read
-/// waits at most for what is left of the time, and none starts after it. What
-/// comes before the init packet (a PROXY header, a TLS handshake) is read
-/// through it, so the whole of it fits in --init-timeout.
-pub(super) struct Deadline<'a> {
-    s: &'a TcpStream,
-    until: Instant,
-}
-
-impl std::io::Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "--init-timeout passed before the init packet",
-            ));
-        }
-        self.s.set_read_timeout(Some(left))?;
-        (&*self.s).read(buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "--init-timeout passed before the init packet",
-            ),
-            _ => e,
-        })
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        (&*self.s).write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        (&*self.s).flush()
-    }
-}
+/// What a passed init deadline says.
+const INIT_PASSED: &str = "--init-timeout passed before the init packet";
 
 /// A socket shared between a camera's thread and the registry that closes it
 /// at stop: `Read`/`Write` through the `Arc`, so TLS can own it too.
@@ -96,7 +61,8 @@ pub(super) fn serve_camera(
     let until = accepted + shared.init_timeout;
     let mut peer = peer;
     if shared.proxy_protocol {
-        let header = crate::net::proxy::read_header(&mut Deadline { s: &stream, until });
+        let header =
+            crate::net::proxy::read_header(&mut Deadline::new(&stream, until, INIT_PASSED));
         let refused = Summary::ended;
         match header {
             Ok(Some(real)) => {
@@ -186,7 +152,7 @@ fn serve_tls(
         }
     };
     // The handshake, byte by byte if it must, within the init deadline.
-    let mut io = Deadline { s: &stream, until };
+    let mut io = Deadline::new(&stream, until, INIT_PASSED);
     while conn.is_handshaking() {
         // Why the handshake cannot go on, if it cannot.
         let failure: Option<String> = if conn.wants_write() {
@@ -211,6 +177,8 @@ fn serve_tls(
             return Summary::ended(session::End::NotACamera(session::NotACamera::Tls(why)));
         }
     }
+    // The socket's own timeouts back for the session.
+    drop(io);
     let tls_stream = rustls::StreamOwned::new(conn, SharedSocket(stream.clone()));
     driver::run(env, tls_stream, format!("{peer} (TLS)"), id, accepted)
 }
