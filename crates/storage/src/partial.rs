@@ -20,6 +20,10 @@ use dashcam_protocol::session::{FileRecord, OpenFile};
 
 mod finish;
 
+mod listing;
+use listing::read_state;
+pub(super) use listing::{list, Listed};
+
 mod open;
 
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -101,72 +105,6 @@ fn digest(h: &Sha256) -> Sha256Digest {
 
 fn sha_hex(h: &Sha256) -> String {
     digest(h).hex()
-}
-
-/// A partial found on disk (for sweeping and the size cap).
-pub(super) struct Listed {
-    pub part: PathBuf,
-    pub state: PathBuf,
-    pub size: u64,
-    pub started_ms: i64,
-}
-
-impl Listed {
-    pub fn stale(&self, max_age: std::time::Duration) -> bool {
-        let age_ms = Utc::now().timestamp_millis() - self.started_ms;
-        age_ms < 0 || age_ms as u128 >= max_age.as_millis()
-    }
-
-    /// Removes the partial and its state; returns how many files went.
-    pub fn remove(&self) -> usize {
-        fs::remove_file(&self.part).is_ok() as usize + fs::remove_file(&self.state).is_ok() as usize
-    }
-}
-
-fn read_state(path: &Path) -> Option<State> {
-    fsx::read_json(path, 64 * 1024)
-}
-
-/// Every partial in a `.partial` folder. A `.part` without a state is listed
-/// with start time 0, so it is the first to go.
-pub(super) fn list(pdir: &Path) -> Vec<Listed> {
-    let Ok(entries) = fs::read_dir(pdir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "part") {
-            continue;
-        }
-        let state = p.with_extension("state");
-        let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
-        let started_ms = read_state(&state).map_or(0, |s| s.started_at.timestamp_millis());
-        out.push(Listed {
-            part: p,
-            state,
-            size,
-            started_ms,
-        });
-    }
-    // States without their .part (a crash between two removals): list them too.
-    if let Ok(entries) = fs::read_dir(pdir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "state")
-                && !fsx::exists(&p.with_extension("part"))
-                && !fsx::exists(&p.with_extension("publish"))
-            {
-                out.push(Listed {
-                    part: p.with_extension("part"),
-                    state: p,
-                    size: 0,
-                    started_ms: 0,
-                });
-            }
-        }
-    }
-    out
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -52,7 +52,7 @@ impl<'s> Partial<'s> {
         open: &OpenFile,
     ) -> Result<Option<Partial<'s>>> {
         for listed in list(pdir) {
-            if read_state(&listed.state).is_none_or(|s| s.identity != *identity) {
+            if listed.identity.as_ref() != Some(identity) {
                 continue;
             }
             // Claimed first: an older link of this camera may still be
