@@ -66,6 +66,19 @@ pub enum StartError {
     Start(#[source] std::io::Error),
 }
 
+/// A 200 answer a browser must not keep: the live page and its data
+/// change every second.
+fn not_cached(content_type: &'static str, body: Vec<u8>) -> Response {
+    Response {
+        status: 200,
+        headers: vec![
+            ("Content-Type", content_type.into()),
+            ("Cache-Control", "no-store".into()),
+        ],
+        body: Body::Bytes(body),
+    }
+}
+
 /// A token is at least [`MIN_TOKEN`] characters, none of them blank or a
 /// control character; Err says what is wrong (the server does not start).
 pub fn check_token(token: &str) -> Result<(), StartError> {
@@ -177,23 +190,12 @@ fn handle(req: &Request, src: &Sources, http: &HttpStats, token: Option<&str>) -
         Response::text(401, "a token is needed: Authorization: Bearer TOKEN\n")
             .with_header("WWW-Authenticate", "Basic realm=\"dashcam-server\"")
     } else if path == "/api/cameras" {
-        Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "application/json".into()),
-                ("Cache-Control", "no-store".into()),
-            ],
-            body: Body::Bytes(src.server.board().snapshot().to_string().into_bytes()),
-        }
+        not_cached(
+            "application/json",
+            src.server.board().snapshot().to_string().into_bytes(),
+        )
     } else if path == "/cameras" {
-        Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "text/html; charset=utf-8".into()),
-                ("Cache-Control", "no-store".into()),
-            ],
-            body: Body::Bytes(CAMERAS_PAGE.as_bytes().to_vec()),
-        }
+        not_cached("text/html; charset=utf-8", CAMERAS_PAGE.as_bytes().to_vec())
     } else if path == "/metrics" {
         Response::text(200, metrics_text(src, http))
             .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

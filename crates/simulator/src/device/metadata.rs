@@ -4,6 +4,16 @@
 use super::*;
 
 impl Camera {
+    /// The local file offered under `id` (in the path flow, the path the
+    /// camera offered).
+    fn local_path(&self, id: &[u8]) -> Option<std::path::PathBuf> {
+        self.pending
+            .iter()
+            .chain(&self.later)
+            .find(|o| o.identifier == id || self.offered_path.as_deref() == Some(&o.identifier))
+            .map(|o| o.path.clone())
+    }
+
     /// The time a file's metadata reports: `--time`, else the local file's
     /// modification time (the same at every run, so a resume finds its
     /// partial), else now.
@@ -11,12 +21,7 @@ impl Camera {
         if let Some(t) = self.cfg.meta_time {
             return t;
         }
-        let local = self
-            .pending
-            .iter()
-            .chain(&self.later)
-            .find(|o| o.identifier == id || self.offered_path.as_deref() == Some(&o.identifier))
-            .map(|o| o.path.clone());
+        let local = self.local_path(id);
         local
             .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -32,12 +37,7 @@ impl Camera {
         } else {
             id.to_vec()
         };
-        let local = self
-            .pending
-            .iter()
-            .chain(&self.later)
-            .find(|o| o.identifier == id || self.offered_path.as_deref() == Some(&o.identifier))
-            .map(|o| o.path.clone());
+        let local = self.local_path(id);
         let (fps, vdur) = self
             .cfg
             .file_meta
