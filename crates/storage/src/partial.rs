@@ -309,7 +309,7 @@ impl<'s> Partial<'s> {
                         self.mode = Mode::Appending;
                     }
                     Err(e) => {
-                        // Not compared again: the session ends the file.
+                        // Not compared again: the session starts the file over.
                         self.mode = Mode::Appending;
                         return Err(e);
                     }

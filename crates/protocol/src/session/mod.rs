@@ -185,7 +185,7 @@ impl<'c> Session<'c> {
     /// flow, up to a frame's limit in the path flow.
     pub fn limits(&self) -> Limits {
         match &self.state {
-            State::Transfer(t) if t.fixed.flow == Flow::Identifier => Limits::IDENTIFIER,
+            State::Transfer(t) if t.fixed.file.flow == Flow::Identifier => Limits::IDENTIFIER,
             _ => Limits::PATH,
         }
     }

@@ -105,8 +105,8 @@ pub(crate) struct Transfer {
 /// Fixed for the file from its START on. (Its metadata is lent to the
 /// record when the file completes, and given back if it starts over.)
 pub(crate) struct Fixed {
+    /// The file asked for (its flow, family, name and metadata).
     pub file: Box<Pending>,
-    pub flow: Flow,
     unit: Unit,
     total: u32,
     /// START's 2-byte field (0 from every device seen).
@@ -179,11 +179,9 @@ pub(super) enum Next {
 
 impl Transfer {
     pub fn new(file: Box<Pending>, unit: Unit, total: u32, start_field: u16, now: Instant) -> Self {
-        let flow = file.flow;
         Transfer {
             fixed: Fixed {
                 file,
-                flow,
                 unit,
                 total,
                 start_field,
@@ -407,7 +405,7 @@ impl Transfer {
         let record = FileRecord {
             spec: fixed.file.spec.clone(),
             family: fixed.file.family,
-            flow: fixed.flow,
+            flow: fixed.file.flow,
             unit: fixed.unit,
             start_total: fixed.total,
             start_field: fixed.start_field,

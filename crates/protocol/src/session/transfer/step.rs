@@ -91,7 +91,7 @@ impl Session<'_> {
         }
     }
 
-    pub(in crate::session) fn send_resume(&mut self, now: Instant) {
+    fn send_resume(&mut self, now: Instant) {
         if let State::Transfer(t) = &mut self.state {
             let offset = t.resume();
             self.timers.set(Timer::Sync, now + self.cfg.sync_timeout);
